@@ -1,0 +1,55 @@
+"""pygate: refuse unsafe AI actions before they run, with policies evaluated by OPA."""
+
+from pygate._audit import AuditLog, Summary, VerifyResult
+from pygate._errors import (
+    AuditError,
+    BadEngineResponse,
+    ConfigError,
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    InputError,
+    PolicyDataError,
+    PygateError,
+    Refused,
+    UndefinedDecision,
+)
+from pygate._gate import AsyncGate, Gate
+from pygate._models import AuditRecord, Decision, Refusal
+from pygate._opa_process import LocalOpa, find_opa_binary
+from pygate._policy_data import (
+    DeclarativePolicy,
+    load_policy_data,
+    validate_policies,
+    validate_policy,
+)
+from pygate._settings import Settings
+
+__all__ = [
+    "AsyncGate",
+    "AuditError",
+    "AuditLog",
+    "AuditRecord",
+    "BadEngineResponse",
+    "ConfigError",
+    "Decision",
+    "DeclarativePolicy",
+    "EngineError",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "Gate",
+    "InputError",
+    "LocalOpa",
+    "PolicyDataError",
+    "PygateError",
+    "Refusal",
+    "Refused",
+    "Settings",
+    "Summary",
+    "UndefinedDecision",
+    "VerifyResult",
+    "find_opa_binary",
+    "load_policy_data",
+    "validate_policies",
+    "validate_policy",
+]

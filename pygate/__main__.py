@@ -1,0 +1,5 @@
+"""``python -m pygate`` runs the CLI."""
+
+from pygate._cli import main
+
+main()

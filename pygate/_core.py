@@ -1,0 +1,243 @@
+"""The I/O-free heart of the gate: build OPA's input, read OPA's answer, make Decisions.
+
+``Gate`` and ``AsyncGate`` differ only in how they wait for OPA and the audit log; everything
+they decide is decided here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pygate._errors import (
+    BadEngineResponse,
+    EngineError,
+    InputError,
+    UndefinedDecision,
+)
+from pygate._models import Decision, JSONObject, OpaResult, Refusal
+
+DECISION_PATH = "pygate/gate/decision"
+BATCH_PATH = "pygate/gate/batch"
+
+ENGINE_POLICY_ID = "pygate.engine"
+INPUT_POLICY_ID = "pygate.input"
+
+_USER_STR_FIELDS = ("role", "account_status")
+
+
+def _plain(value: Any, field: str) -> Any:
+    """Turn a dict, pydantic model or attribute object into plain JSON-ready data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is None or isinstance(value, (str, int, float, bool, list)):
+        return value
+    attrs = getattr(value, "__dict__", None)
+    if attrs is None:
+        raise InputError(field, f"expected an object, got {type(value).__name__}")
+    return {k: v for k, v in attrs.items() if not k.startswith("_")}
+
+
+def _check_json(value: Any, path: str) -> None:
+    """Raise InputError naming the first value JSON cannot carry (sets, bytes, NaN, ...)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(path, f"{value} is not a JSON number")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InputError(path, f"object key {key!r} is not a string")
+            _check_json(item, f"{path}.{key}")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    raise InputError(path, f"{type(value).__name__} is not JSON-serialisable")
+
+
+def normalize_output(output: Any) -> JSONObject:
+    """Return the model output as a JSON object; plain text becomes ``{"type": "text"}``."""
+    if isinstance(output, str):
+        return {"type": "text", "text": output}
+    doc = _plain(output, "output")
+    if not isinstance(doc, dict):
+        raise InputError("output", f"expected an object or text, got {type(output).__name__}")
+    _check_json(doc, "output")
+    return doc
+
+
+def normalize_user(user: Any) -> JSONObject:
+    """Return the user as a JSON object with a string ``id``; wrong types name the field."""
+    doc = _plain(user, "user")
+    if not isinstance(doc, dict):
+        raise InputError("user", f"expected an object, got {type(user).__name__}")
+    uid = doc.get("id")
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        doc["id"] = uid = str(uid)
+    if not isinstance(uid, str) or not uid.strip():
+        raise InputError("user.id", "required, a non-empty string")
+    for name in _USER_STR_FIELDS:
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            raise InputError(f"user.{name}", f"expected a string, got {type(doc[name]).__name__}")
+    limit = doc.get("transaction_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
+        raise InputError("user.transaction_limit", f"expected a number, got {type(limit).__name__}")
+    _check_json(doc, "user")
+    return doc
+
+
+def normalize_context(context: Any) -> JSONObject:
+    """Return the context as a JSON object (``None`` is an empty context)."""
+    if context is None:
+        return {}
+    doc = _plain(context, "context")
+    if not isinstance(doc, dict):
+        raise InputError("context", f"expected an object, got {type(context).__name__}")
+    _check_json(doc, "context")
+    return doc
+
+
+def build_input(output: JSONObject, user: JSONObject, context: JSONObject) -> JSONObject:
+    """The OPA input document; kept as a function so the batch path shares it."""
+    return {"output": output, "user": user, "context": context}
+
+
+def request_body(document: JSONObject) -> bytes:
+    """The Data API request body for one input document (compact JSON, no NaN)."""
+    return json.dumps({"input": document}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_response(status: int, body: bytes, path: str = DECISION_PATH) -> tuple[Any, JSONObject]:
+    """Check OPA's HTTP answer and return ``(result, envelope)``.
+
+    Raises:
+        BadEngineResponse: HTTP error or a body that is not a JSON object.
+        UndefinedDecision: 200 without a ``result`` key.
+    """
+    if status != 200:
+        snippet = body[:200].decode(errors="replace")
+        raise BadEngineResponse(f"OPA answered HTTP {status}: {snippet}", policy_path=path)
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:
+        raise BadEngineResponse("OPA answered with invalid JSON", policy_path=path) from exc
+    if not isinstance(envelope, dict):
+        raise BadEngineResponse("OPA answered with a non-object", policy_path=path)
+    if "result" not in envelope:
+        raise UndefinedDecision(f"data.{path.replace('/', '.')} is undefined", policy_path=path)
+    return envelope["result"], envelope
+
+
+def read_result(result: Any, path: str = DECISION_PATH) -> OpaResult:
+    """Validate one decision document against the contract; never trusts a loose allow."""
+    try:
+        parsed = OpaResult.model_validate(result)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "result"
+        raise BadEngineResponse(
+            f"OPA result breaks the contract at {where}: {first['msg']}", policy_path=path
+        ) from exc
+    if parsed.allowed == bool(parsed.refusals):
+        raise BadEngineResponse(
+            "OPA result is inconsistent: allowed must be true exactly when there are no refusals",
+            policy_path=path,
+        )
+    return parsed
+
+
+def _revision(envelope: JSONObject) -> str | None:
+    bundles = (envelope.get("provenance") or {}).get("bundles") or {}
+    revisions = sorted(
+        {
+            str(b["revision"])
+            for b in bundles.values()
+            if isinstance(b, dict) and isinstance(b.get("revision"), str) and b["revision"]
+        }
+    )
+    return ",".join(revisions) or None
+
+
+def decision_from_result(
+    result: OpaResult,
+    envelope: JSONObject,
+    *,
+    service: str | None,
+    user_id: str | None,
+    latency_ms: float,
+) -> Decision:
+    """Map a validated OPA result to a Decision."""
+    primary = result.primary or (result.refusals[0] if result.refusals else None)
+    refusals = list(result.refusals)
+    if primary is not None and refusals and refusals[0] != primary:
+        refusals = [primary] + [r for r in refusals if r != primary]
+    decision_id = envelope.get("decision_id")
+    return Decision(
+        allowed=result.allowed,
+        reason=primary.reason if primary else "allowed",
+        policy_id=primary.policy_id if primary else None,
+        action=primary.action if primary else None,
+        refusals=refusals,
+        message=primary.message if primary else None,
+        suggestion=primary.suggestion if primary else None,
+        service=service,
+        user_id=user_id,
+        decision_id=decision_id if isinstance(decision_id, str) else None,
+        bundle_revision=_revision(envelope),
+        latency_ms=latency_ms,
+        decided_at=datetime.now(UTC),
+    )
+
+
+def fallback_decision(
+    exc: EngineError, *, service: str | None, user_id: str | None, latency_ms: float
+) -> Decision:
+    """THE place where an engine failure becomes a refusal (fail closed)."""
+    reason = f"The policy engine could not decide ({type(exc).__name__}: {exc}); refused to be safe"
+    refusal = Refusal(policy_id=ENGINE_POLICY_ID, reason=reason, action="log_refusal", priority=0)
+    return Decision(
+        allowed=False,
+        reason=reason,
+        policy_id=ENGINE_POLICY_ID,
+        action="log_refusal",
+        refusals=[refusal],
+        message="I can't do that right now: the safety check is unavailable. Try again shortly.",
+        service=service,
+        user_id=user_id,
+        fallback=True,
+        latency_ms=latency_ms,
+        decided_at=datetime.now(UTC),
+    )
+
+
+def input_refusal(exc: InputError, *, service: str | None, user_id: str | None) -> Decision:
+    """A refusal for input that cannot be gated; it names the field and is audited."""
+    reason = f"Invalid input: {exc}"
+    refusal = Refusal(policy_id=INPUT_POLICY_ID, reason=reason, action="log_refusal", priority=0)
+    return Decision(
+        allowed=False,
+        reason=reason,
+        policy_id=INPUT_POLICY_ID,
+        action="log_refusal",
+        refusals=[refusal],
+        service=service,
+        user_id=user_id,
+        decided_at=datetime.now(UTC),
+    )
+
+
+def safe_user_id(user: Any) -> str | None:
+    """Best-effort user id for auditing input that failed validation."""
+    uid = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
+    return str(uid) if isinstance(uid, (str, int)) and not isinstance(uid, bool) else None

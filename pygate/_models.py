@@ -1,0 +1,108 @@
+"""Typed documents that cross pygate's boundaries: OPA's answer, the Decision, audit records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+JSONObject = dict[str, Any]
+
+
+class Refusal(BaseModel):
+    """One policy that refused the action, as the Rego entry point reports it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    policy_id: StrictStr = Field(min_length=1)
+    reason: StrictStr
+    action: StrictStr
+    priority: StrictInt = 100
+    title: StrictStr | None = None
+    description: StrictStr | None = None
+    policy_set: StrictStr | None = None
+    source: StrictStr | None = None
+    suggestion: StrictStr | None = None
+    message: StrictStr | None = None
+    invalid: StrictBool = False
+
+
+class OpaResult(BaseModel):
+    """The contract of ``data.pygate.gate.decision``; anything else is a bad response."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    allowed: StrictBool
+    service: Any = None
+    refusals: list[Refusal]
+    primary: Refusal | None = None
+
+
+class Decision(BaseModel):
+    """What the gate decided for one model output.
+
+    ``allowed`` is the only field a caller must check; everything else explains it.
+    ``fallback`` is true when the engine could not decide and pygate refused on its own.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool
+    reason: str = ""
+    policy_id: str | None = None
+    action: str | None = None
+    refusals: list[Refusal] = Field(default_factory=list)
+    message: str | None = None
+    suggestion: str | None = None
+    service: str | None = None
+    user_id: str | None = None
+    audit_id: str | None = None
+    decision_id: str | None = None
+    bundle_revision: str | None = None
+    fallback: bool = False
+    latency_ms: float = 0.0
+    decided_at: datetime | None = None
+
+    @property
+    def refused(self) -> bool:
+        """True when the action must not run."""
+        return not self.allowed
+
+    @property
+    def policy_ids(self) -> list[str]:
+        """Ids of every refusing policy, primary first."""
+        return [r.policy_id for r in self.refusals]
+
+    def user_message(self) -> str:
+        """A sentence to show the end user: the policy's message, else its reason."""
+        if self.allowed:
+            return ""
+        text = self.message or self.reason
+        if self.suggestion:
+            text = f"{text} ({self.suggestion})"
+        return text
+
+
+class AuditRecord(BaseModel):
+    """One row of the audit log: one decision, approvals and refusals alike."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    audit_id: str
+    ts: datetime
+    service: str | None
+    user_id: str | None
+    output: Any
+    allowed: bool
+    reason: str
+    policy_id: str | None
+    policy_ids: list[str]
+    action: str | None
+    decision_id: str | None
+    bundle_revision: str | None
+    fallback: bool
+    latency_ms: float
+    prev_hash: str
+    hash: str

@@ -1,0 +1,66 @@
+"""One settings model, read once: CLI flags over ``PYGATE_*`` env vars over a config file.
+
+The config file is TOML, ``./pygate.toml`` or the path in ``PYGATE_CONFIG``, with a
+``[pygate]`` table whose keys are the field names below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pygate._errors import ConfigError
+
+
+class Settings(BaseModel):
+    """Everything pygate can be configured with.
+
+    Attributes:
+        opa_url: an OPA to use (``http://host:port`` or ``unix:///path``); unset means
+            the embedded default, a local OPA process pygate starts itself.
+        opa_bin: the ``opa`` binary for the embedded default.
+        policy_dir: the policies and data the embedded OPA loads.
+        audit_db: the SQLite audit database.
+        timeout: seconds to wait for one decision before refusing (fail closed).
+        service: the service name sent as ``context.service``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    opa_url: str | None = None
+    opa_bin: str | None = None
+    policy_dir: str | None = None
+    audit_db: str = ".pygate/audit.db"
+    timeout: float = Field(default=0.5, gt=0, le=60)
+    service: str | None = None
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None) -> Settings:
+        """Read the config file, then env vars, then ``overrides`` (``None`` values ignored).
+
+        Raises:
+            ConfigError: unreadable config file or an invalid value (names the field).
+        """
+        values: dict[str, Any] = {}
+        path = Path(os.environ.get("PYGATE_CONFIG", "pygate.toml"))
+        if path.is_file():
+            try:
+                table = tomllib.loads(path.read_text()).get("pygate", {})
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            values.update(table)
+        for name in cls.model_fields:
+            env = os.environ.get(f"PYGATE_{name.upper()}")
+            if env:
+                values[name] = env
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"setting {field!r}: {first['msg']}") from exc

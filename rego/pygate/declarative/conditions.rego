@@ -1,0 +1,166 @@
+# The condition types a declarative policy may use: how each is validated
+# and when it holds. (Package METADATA lives in declarative.rego; OPA allows
+# it once per package.)
+package pygate.declarative
+
+import data.pygate.lib
+
+# Parameter kinds per condition type; see _kind_ok for what each kind accepts.
+_condition_specs := {
+	"account_status": {"required": {"in": "array"}, "optional": {}},
+	"amount_exceeds_limit": {"required": {}, "optional": {"field": "string"}},
+	"asset_restricted": {"required": {}, "optional": {"field": "string"}},
+	"role_not_in": {"required": {"roles": "array"}, "optional": {}},
+	"field_compare": {"required": {"field": "string", "op": "op", "value": "number"}, "optional": {}},
+	"field_in": {"required": {"field": "string", "values": "array"}, "optional": {}},
+	"field_not_in": {"required": {"field": "string", "values": "array"}, "optional": {}},
+	"user_attribute_in": {"required": {"attribute": "string", "values": "array"}, "optional": {}},
+	"text_matches": {"required": {"field": "string", "pattern": "regex"}, "optional": {}},
+}
+
+_ops := {"eq", "gt", "gte", "lt", "lte", "neq"}
+
+_kind_desc := {
+	"string": "a non-empty string",
+	"number": "a number",
+	"array": "an array",
+	"non_empty_array": "a non-empty array",
+	"op": "one of eq, gt, gte, lt, lte, neq",
+	"regex": "a valid RE2 regular expression",
+}
+
+_kind_ok("string", x) if {
+	is_string(x)
+	x != ""
+}
+
+_kind_ok("number", x) if is_number(x)
+
+_kind_ok("array", x) if is_array(x)
+
+_kind_ok("non_empty_array", x) if {
+	is_array(x)
+	count(x) > 0
+}
+
+_kind_ok("op", x) if x in _ops
+
+# regex.is_valid matters: an invalid pattern makes regex.match undefined, and
+# a condition that can never hold is a policy that silently never refuses.
+_kind_ok("regex", x) if {
+	is_string(x)
+	regex.is_valid(x)
+}
+
+# _spec_problems checks obj against a {"required": {key: kind}, "optional":
+# {key: kind}} spec. Keys outside the spec are ignored.
+_spec_problems(obj, spec) := missing | wrong if {
+	missing := {sprintf("missing '%s'", [key]) |
+		some key, _ in spec.required
+		not _has(obj, key)
+	}
+	wrong := {sprintf("'%s' must be %s", [key, _kind_desc[kind]]) |
+		some key, kind in object.union(spec.required, spec.optional)
+		_has(obj, key)
+		not _kind_ok(kind, obj[key])
+	}
+}
+
+# A `not` must never wrap a ref that can be undefined: OPA hoists the ref out
+# of the negation (opa#1877) and the whole expression fails instead of
+# holding. Hence object.get above and small helpers like these.
+_known_type(type_name) if _condition_specs[type_name]
+
+_has(obj, key) if {
+	_ := obj[key]
+}
+
+_condition_problems(i, condition) := {sprintf("condition %d is not an object", [i])} if {
+	not is_object(condition)
+} else := {sprintf("condition %d: 'type' must be a non-empty string", [i])} if {
+	not _kind_ok("string", object.get(condition, "type", null))
+} else := {sprintf("condition %d: unknown type '%s'", [i, condition.type])} if {
+	not _known_type(condition.type)
+} else := {sprintf("condition %d (%s): %s", [i, condition.type, msg]) |
+	some msg in _spec_problems(condition, _condition_specs[condition.type])
+}
+
+# _holds is only called on validated conditions, so parameters have the
+# right types here. Conditions about the output do not hold when the output
+# field is absent or of the wrong type; conditions that need policy data hold
+# when that data is missing, so broken data refuses instead of allowing.
+_holds(condition, _, user) if {
+	condition.type == "account_status"
+	user.account_status in condition["in"]
+}
+
+_holds(condition, output, user) if {
+	condition.type == "amount_exceeds_limit"
+	amount := lib.field(output, object.get(condition, "field", "amount"))
+	is_number(amount)
+	_over_limit(amount, user)
+}
+
+_holds(condition, output, _) if {
+	condition.type == "asset_restricted"
+	symbol := lib.field(output, object.get(condition, "field", "asset"))
+	_restricted(symbol)
+}
+
+_holds(condition, _, user) if {
+	condition.type == "role_not_in"
+	not _role_in(user, condition.roles)
+}
+
+_holds(condition, output, _) if {
+	condition.type == "field_compare"
+	value := lib.field(output, condition.field)
+	is_number(value)
+	_compare(condition.op, value, condition.value)
+}
+
+_holds(condition, output, _) if {
+	condition.type == "field_in"
+	_field_in(output, condition.field, condition.values)
+}
+
+_holds(condition, output, _) if {
+	condition.type == "field_not_in"
+	not _field_in(output, condition.field, condition.values)
+}
+
+_holds(condition, _, user) if {
+	condition.type == "user_attribute_in"
+	user[condition.attribute] in condition.values
+}
+
+_holds(condition, output, _) if {
+	condition.type == "text_matches"
+	text := lib.field(output, condition.field)
+	is_string(text)
+	regex.match(condition.pattern, text)
+}
+
+_role_in(user, roles) if user.role in roles
+
+_field_in(output, path, values) if lib.field(output, path) in values
+
+_over_limit(amount, user) if amount > lib.transaction_limit(user)
+
+_over_limit(_, user) if not lib.transaction_limit(user)
+
+_restricted(symbol) if lib.asset_restricted(lib.config("assets", null), symbol)
+
+_restricted(_) if not is_object(lib.config("assets", null))
+
+_compare("eq", a, b) if a == b
+
+_compare("neq", a, b) if a != b
+
+_compare("gt", a, b) if a > b
+
+_compare("gte", a, b) if a >= b
+
+_compare("lt", a, b) if a < b
+
+_compare("lte", a, b) if a <= b

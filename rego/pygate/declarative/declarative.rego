@@ -1,0 +1,138 @@
+# METADATA
+# title: Declarative policies
+# description: >-
+#   Interprets policies written as data (config key declarative_policies), so
+#   a new rule can ship without new Rego. A policy refuses when all of its
+#   conditions hold. A policy that cannot be validated refuses too: a typo in
+#   policy data must never turn into a silent allow.
+package pygate.declarative
+
+import data.pygate.lib
+
+# refusals_for returns the refusals from declarative policies in any of sets
+# (an array or set of policy-set names) for one output and user, plus every
+# invalid policy that applies to those sets.
+refusals_for(sets, output, user) := matched | broken if {
+	matched := {r |
+		some i, policy in _policies
+		not _problems[i]
+		policy.set in sets
+		every condition in policy.conditions {
+			_holds(condition, output, user)
+		}
+		r := _refusal(policy, output, user)
+	}
+	broken := {r |
+		some r in invalid
+		_applies(r.policy_set, sets)
+	}
+}
+
+# invalid lists one refusal per policy that failed validation, with every
+# problem in its reason. Tooling can query it to lint policy data.
+invalid contains r if {
+	some i, problems in _problems
+	policy := _policies[i]
+	r := _invalid_refusal(_label(policy, i), _id_or_default(policy), _set_or_all(policy), problems)
+}
+
+invalid contains r if {
+	not is_array(_configured)
+	r := _invalid_refusal("declarative_policies", "invalid-policy", "*", {"not an array"})
+}
+
+_configured := lib.config("declarative_policies", [])
+
+_policies := _configured if {
+	is_array(_configured)
+} else := []
+
+# _problems maps the index of each invalid policy to its set of problems.
+_problems[i] := problems if {
+	some i, policy in _policies
+	problems := _policy_problems(policy)
+	count(problems) > 0
+}
+
+# _policy_problems is the set of reasons policy is invalid; empty when valid.
+_policy_problems(policy) := {"not an object"} if not is_object(policy)
+
+_policy_problems(policy) := problems if {
+	is_object(policy)
+	conditions := object.get(policy, "conditions", null)
+	problems := _spec_problems(policy, _policy_spec) | _conditions_problems(conditions)
+}
+
+# Kinds: see _kind_ok. "set" is required: a policy whose scope is unknown
+# cannot be placed, so it is treated as invalid and refuses everywhere.
+_policy_spec := {
+	"required": {
+		"id": "string",
+		"set": "string",
+		"reason": "string",
+		"action": "string",
+		"conditions": "non_empty_array",
+	},
+	"optional": {
+		"title": "string",
+		"description": "string",
+		"suggestion": "string",
+		"message": "string",
+		"priority": "number",
+	},
+}
+
+_conditions_problems(conditions) := {msg |
+	is_array(conditions)
+	some i, condition in conditions
+	some msg in _condition_problems(i, condition)
+}
+
+_refusal(policy, output, user) := object.union(base, optional) if {
+	vars := {"output": output, "user": user}
+	base := {
+		"policy_id": policy.id,
+		"title": object.get(policy, "title", policy.id),
+		"description": object.get(policy, "description", ""),
+		"reason": lib.render(policy.reason, vars),
+		"action": policy.action,
+		"priority": object.get(policy, "priority", 100),
+		"policy_set": policy.set,
+		"source": "data",
+	}
+	optional := {key: lib.render(policy[key], vars) |
+		some key in ["suggestion", "message"]
+		is_string(policy[key])
+	}
+}
+
+_invalid_refusal(label, id, set_name, problems) := {
+	"policy_id": id,
+	"title": "Invalid declarative policy",
+	"description": "A declarative policy failed validation, so it refuses instead of being skipped.",
+	"reason": sprintf("invalid policy %s: %s", [label, concat("; ", sort(problems))]),
+	"action": "log_refusal",
+	"priority": 0,
+	"policy_set": set_name,
+	"source": "data",
+	"invalid": true,
+}
+
+# "*" marks an invalid policy whose set is unknown: it applies to every service.
+_applies("*", _)
+
+_applies(set_name, sets) if set_name in sets
+
+_valid_id(policy) if _kind_ok("string", policy.id)
+
+_id_or_default(policy) := policy.id if _valid_id(policy)
+
+else := "invalid-policy"
+
+_label(policy, _) := policy.id if _valid_id(policy)
+
+_label(policy, i) := sprintf("declarative_policies[%d]", [i]) if not _valid_id(policy)
+
+_set_or_all(policy) := policy.set if _kind_ok("string", policy.set)
+
+else := "*"

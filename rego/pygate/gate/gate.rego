@@ -1,0 +1,224 @@
+# METADATA
+# title: pygate gate
+# description: >-
+#   The entry point every service queries. decision is always defined: a
+#   malformed input, an unknown service or broken service data produces a
+#   refusal, never an undefined result and never an allow.
+package pygate.gate
+
+import data.pygate.declarative
+import data.pygate.lib
+
+# decision is the one document services read:
+# {"allowed", "service", "refusals" (sorted by priority, then policy_id),
+#  "primary" (the first refusal, or null when allowed)}.
+decision := {
+	"allowed": count(refusals) == 0,
+	"service": _service_or_null,
+	"refusals": refusals,
+	"primary": _first_or_null(refusals),
+} if {
+	refusals := _sorted(_refusals)
+}
+
+# The safety net: should anything above ever be undefined, the caller still
+# gets a refusal rather than "no result".
+default decision := {
+	"allowed": false,
+	"service": null,
+	"refusals": [{
+		"policy_id": "GATE-000",
+		"title": "Decision could not be computed",
+		"description": "The gate failed to evaluate; refusing is the only safe answer.",
+		"reason": "internal error: the decision could not be computed",
+		"action": "log_refusal",
+		"priority": 0,
+		"policy_set": "gate",
+		"source": "rego",
+	}],
+	"primary": {
+		"policy_id": "GATE-000",
+		"title": "Decision could not be computed",
+		"description": "The gate failed to evaluate; refusing is the only safe answer.",
+		"reason": "internal error: the decision could not be computed",
+		"action": "log_refusal",
+		"priority": 0,
+		"policy_set": "gate",
+		"source": "rego",
+	},
+}
+
+# batch decides many inputs in one query: {"items": [input, ...]} gives
+# {"decisions": [decision, ...]} in item order. Each item is decided on its
+# own (`with input as item`), so a malformed item only refuses itself.
+batch := {"decisions": [d |
+	some item in input.items
+	d := decision with input as item
+]} if {
+	_items_is_array
+} else := {
+	"decisions": [],
+	"error": "input.items must be an array of decision inputs",
+}
+
+_items_is_array if is_array(input.items)
+
+# Input checks refuse instead of running policies: a policy that reads
+# input.output.amount cannot be trusted to fail closed on garbage.
+_refusals := _input_refusals if {
+	count(_input_refusals) > 0
+} else := _policy_refusals
+
+_policy_refusals := {r |
+	some set_name in _policy_sets
+	some refusal in data.pygate.policies[set_name].refusals
+	r := object.union(refusal, {"policy_set": set_name})
+} | declarative.refusals_for(_policy_sets, input.output, input.user)
+
+_policy_sets := _services[input.context.service].policy_sets
+
+_services := lib.config("services", null)
+
+_service_or_null := input.context.service if {
+	is_string(input.context.service)
+} else := null
+
+# Sort on (priority, policy_id) first, then the whole refusal so that two
+# refusals from one rule still come out in a fixed order.
+_sorted(refusals) := [r | some entry in sort([[r.priority, r.policy_id, r] | some r in refusals]); r := entry[2]]
+
+_first_or_null(refusals) := refusals[0] if {
+	count(refusals) > 0
+} else := null
+
+# Each check below is written as a positive helper rule plus `not helper`:
+# OPA hoists refs out of a `not` expression (opa#1877), so
+# `not is_object(input.output)` would be undefined, not true, when output is
+# missing, and the refusal would silently vanish.
+_input_is_object if is_object(input)
+
+_output_ok if is_object(input.output)
+
+_user_ok if {
+	is_object(input.user)
+	is_string(input.user.id)
+	input.user.id != ""
+}
+
+_service_given if {
+	is_string(input.context.service)
+	input.context.service != ""
+}
+
+_services_ok if is_object(_services)
+
+_service_known if {
+	_ := _services[input.context.service]
+}
+
+_service_ok if {
+	entry := _services[input.context.service]
+	is_object(entry)
+	is_array(entry.policy_sets)
+	count(entry.policy_sets) > 0
+	every set_name in entry.policy_sets {
+		is_string(set_name)
+		set_name != ""
+	}
+}
+
+_service_config_problems contains "services must be an object mapping service names to {policy_sets: [...]}" if {
+	not _services_ok
+}
+
+_service_config_problems contains sprintf("service '%s' needs policy_sets: a non-empty array of set names", [input.context.service]) if {
+	_service_known
+	not _service_ok
+}
+
+_gate_refusal(chain, vars) := object.union(lib.refusal(chain, vars), {"policy_set": "gate"})
+
+# METADATA
+# title: Input is not an object
+# description: The gate input must be a JSON object with output, user and context.
+# custom:
+#   id: GATE-001
+#   reason: The gate input must be a JSON object
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	not _input_is_object
+	r := _gate_refusal(rego.metadata.chain(), {})
+}
+
+# METADATA
+# title: Output missing
+# description: The model output to check must be an object under input.output.
+# custom:
+#   id: GATE-002
+#   reason: input.output must be an object
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	not _output_ok
+	r := _gate_refusal(rego.metadata.chain(), {})
+}
+
+# METADATA
+# title: User missing
+# description: Every decision is made for an identified user, so input.user.id is required.
+# custom:
+#   id: GATE-003
+#   reason: input.user must be an object with a non-empty string id
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	not _user_ok
+	r := _gate_refusal(rego.metadata.chain(), {})
+}
+
+# METADATA
+# title: Service missing
+# description: The service name picks the policy sets, so without it nothing can be checked.
+# custom:
+#   id: GATE-004
+#   reason: input.context.service must be a non-empty string
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	not _service_given
+	r := _gate_refusal(rego.metadata.chain(), {})
+}
+
+# METADATA
+# title: Unknown service
+# description: Only services listed in the services policy data have policies; any other name is refused.
+# custom:
+#   id: GATE-005
+#   reason: unknown service '{{.service}}'
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	_service_given
+	_services_ok
+	not _service_known
+	r := _gate_refusal(rego.metadata.chain(), {"service": input.context.service})
+}
+
+# METADATA
+# title: Service configuration malformed
+# description: The services policy data is missing or malformed, so the gate cannot tell which policies apply.
+# custom:
+#   id: GATE-006
+#   reason: "services configuration missing or malformed: {{.problem}}"
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	some problem in _service_config_problems
+	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
+}

@@ -1,0 +1,283 @@
+package pygate.gate_test
+
+import data.pygate.gate
+
+_analyst := {"id": "u1", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
+
+_finance(output) := {"output": output, "user": _analyst, "context": {"service": "finance"}}
+
+_assistant(output, usage) := {"output": output, "user": _analyst, "context": {"service": "assistant", "usage_today": usage}}
+
+_decide(doc) := d if {
+	d := gate.decision with input as doc
+}
+
+_ids(d) := [r.policy_id | some r in d.refusals]
+
+# _with replaces one top-level key (object.union would merge nested objects).
+_with(doc, key, value) := object.union(object.remove(doc, [key]), {key: value})
+
+_transfer(amount) := {"type": "transfer", "amount": amount, "to": "acct-2"}
+
+# Seed scenarios: the Python demo relies on exactly these outcomes.
+
+test_seed_1_transfer_within_limit_allowed if {
+	_decide(_finance(_transfer(500))) == {"allowed": true, "service": "finance", "refusals": [], "primary": null}
+}
+
+test_seed_2_transfer_over_limit_refused if {
+	refusal := {
+		"policy_id": "FIN-002",
+		"title": "Transfer exceeds transaction limit",
+		"description": "A transfer may not exceed the user's transaction limit, or the configured default limit.",
+		"reason": "Transfer of 5000 exceeds your transaction limit of 1000",
+		"action": "show_user_limit",
+		"priority": 20,
+		"policy_set": "finance",
+		"source": "rego",
+		"suggestion": "Try a smaller amount",
+	}
+	_decide(_finance(_transfer(5000))) == {"allowed": false, "service": "finance", "refusals": [refusal], "primary": refusal}
+}
+
+test_seed_3_account_under_review_refused if {
+	doc := {
+		"output": {"type": "text", "text": "hi"},
+		"user": object.union(_analyst, {"account_status": "under_review"}),
+		"context": {"service": "finance"},
+	}
+	d := _decide(doc)
+	_ids(d) == ["FIN-001"]
+	d.primary.action == "log_and_notify"
+}
+
+test_seed_4_restricted_asset_refused if {
+	d := _decide(_finance({"type": "recommendation", "asset": "ACME"}))
+	_ids(d) == ["FIN-004"]
+	d.primary.action == "log_refusal"
+	_decide(_finance({"type": "recommendation", "asset": "GLOBEX"})).allowed == true
+}
+
+test_seed_5_code_needs_code_role if {
+	d1 := _decide(_assistant({"type": "code", "text": "def f(): ..."}, 3))
+	_ids(d1) == ["AST-001"]
+	d2 := _decide(_assistant({"type": "text", "text": "```python\nimport os\n```"}, 3))
+	_ids(d2) == ["AST-001"]
+	developer := _with(_assistant({"type": "code", "text": "def f(): ..."}, 3), "user", {"id": "u2", "role": "developer"})
+	_decide(developer).allowed == true
+}
+
+test_seed_6_tool_call_needs_review if {
+	d := _decide(_assistant({"type": "tool_call", "action": "delete_records"}, 3))
+	_ids(d) == ["AST-002"]
+	d.primary.action == "require_review"
+	d.primary.reason == "Action 'delete_records' needs review"
+	d.primary.message == "I can help with this, but I need approval first"
+	_decide(_assistant({"type": "tool_call", "action": "analyze"}, 3)).allowed == true
+}
+
+test_seed_7_daily_quota if {
+	d := _decide(_assistant({"type": "text", "text": "hi"}, 100))
+	_ids(d) == ["AST-003"]
+	d.primary.action == "show_quota"
+	d.primary.reason == "You have reached your daily quota of 100 requests"
+	_decide(_assistant({"type": "text", "text": "hi"}, 99)).allowed == true
+}
+
+# Ordering and primary selection.
+
+test_refusals_sorted_by_priority_and_primary_is_first if {
+	doc := {
+		"output": _transfer(5000),
+		"user": object.union(_analyst, {"account_status": "under_review"}),
+		"context": {"service": "finance"},
+	}
+	d := _decide(doc)
+	_ids(d) == ["FIN-001", "FIN-002"]
+	d.primary.policy_id == "FIN-001"
+	d.allowed == false
+}
+
+test_priority_ties_broken_by_policy_id if {
+	policies := [
+		{"id": "B-1", "set": "finance", "priority": 20, "reason": "b", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
+		{"id": "A-1", "set": "finance", "priority": 20, "reason": "a", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
+	]
+	d := _decide(_finance(_transfer(5000))) with data.pygate.config.declarative_policies as policies
+	_ids(d) == ["A-1", "B-1", "FIN-002"]
+	d.primary.policy_id == "A-1"
+}
+
+test_declarative_refusals_join_rego_refusals if {
+	d := _decide(_finance({"type": "transfer", "amount": 20000, "currency": "BTC"}))
+	[[r.policy_id, r.source, r.policy_set] | some r in d.refusals] == [
+		["FIN-002", "rego", "finance"],
+		["FIN-DATA-001", "data", "finance"],
+	]
+}
+
+# Services: isolation, and a new service from data alone.
+
+test_services_are_isolated if {
+	# The assistant's allowlist and quota do not apply to finance...
+	_decide(_finance({"type": "tool_call", "action": "delete_records"})).allowed == true
+
+	# ...and finance's restricted assets and limits do not apply to the assistant.
+	_decide(_assistant({"type": "recommendation", "asset": "ACME"}, 3)).allowed == true
+	_decide(_assistant(_transfer(5000), 3)).allowed == true
+}
+
+test_third_service_from_data_only if {
+	services := {
+		"finance": {"policy_sets": ["finance"]},
+		"assistant": {"policy_sets": ["assistant"]},
+		"ops": {"policy_sets": ["finance", "assistant"]},
+	}
+	doc := {"output": _transfer(5000), "user": _analyst, "context": {"service": "ops", "usage_today": 100}}
+	d := _decide(doc) with data.pygate.config.services as services
+	[[r.policy_id, r.policy_set] | some r in d.refusals] == [["AST-003", "assistant"], ["FIN-002", "finance"]]
+	d.service == "ops"
+}
+
+test_policy_set_without_rego_package_contributes_nothing if {
+	services := {"notes": {"policy_sets": ["notes"]}}
+	doc := {"output": {"type": "text"}, "user": _analyst, "context": {"service": "notes"}}
+	_decide(doc).allowed == true with data.pygate.config.services as services
+}
+
+test_declarative_only_policy_set if {
+	services := {"notes": {"policy_sets": ["notes"]}}
+	policies := [{"id": "N-1", "set": "notes", "reason": "no shouting", "action": "log_refusal", "conditions": [{"type": "text_matches", "field": "text", "pattern": "^[A-Z !]+$"}]}]
+	doc := {"output": {"type": "text", "text": "HELLO!"}, "user": _analyst, "context": {"service": "notes"}}
+	d := _decide(doc) with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies
+	_ids(d) == ["N-1"]
+}
+
+test_invalid_declarative_policy_without_set_refuses_every_service if {
+	policies := [{"id": "BROKEN", "reason": "r", "action": "a", "conditions": [{"type": "nope"}]}]
+	d1 := _decide(_finance(_transfer(1))) with data.pygate.config.declarative_policies as policies
+	d2 := _decide(_assistant({"type": "text", "text": "hi"}, 1)) with data.pygate.config.declarative_policies as policies
+	_ids(d1) == ["BROKEN"]
+	_ids(d2) == ["BROKEN"]
+	d1.primary.invalid == true
+	d1.primary.reason == "invalid policy BROKEN: condition 0: unknown type 'nope'; missing 'set'"
+}
+
+# Gate input checks: refuse, never undefined, never allowed.
+
+_gate_only(d, id) if {
+	d.allowed == false
+	_ids(d) == [id]
+	d.primary.policy_id == id
+	d.primary.priority == 0
+	d.primary.action == "log_refusal"
+	d.primary.policy_set == "gate"
+}
+
+test_no_input_refused if {
+	_gate_only(gate.decision, "GATE-001")
+}
+
+test_garbage_input_refused if {
+	every doc in ["finance", 42, null, true, [], [_finance(_transfer(1))]] {
+		d := _decide(doc)
+		_gate_only(d, "GATE-001")
+		d.service == null
+	}
+}
+
+test_output_missing_refused if {
+	_gate_only(_decide(object.remove(_finance({}), ["output"])), "GATE-002")
+	_gate_only(_decide(_finance("transfer 5000")), "GATE-002")
+}
+
+test_user_invalid_refused if {
+	every user in [null, "u1", {}, {"id": ""}, {"id": 7}, {"role": "admin"}] {
+		_gate_only(_decide(_with(_finance(_transfer(1)), "user", user)), "GATE-003")
+	}
+	_gate_only(_decide(object.remove(_finance(_transfer(1)), ["user"])), "GATE-003")
+}
+
+test_service_missing_refused if {
+	every context in [{}, {"service": ""}, {"service": 7}, "finance"] {
+		_gate_only(_decide(_with(_finance(_transfer(1)), "context", context)), "GATE-004")
+	}
+	_gate_only(_decide(object.remove(_finance(_transfer(1)), ["context"])), "GATE-004")
+}
+
+test_unknown_service_refused if {
+	d := _decide({"output": _transfer(1), "user": _analyst, "context": {"service": "payroll"}})
+	_gate_only(d, "GATE-005")
+	d.primary.reason == "unknown service 'payroll'"
+	d.service == "payroll"
+}
+
+test_services_config_missing_refused if {
+	every services in [null, [], "finance"] {
+		d := _decide(_finance(_transfer(1))) with data.pygate.config.services as services
+		_gate_only(d, "GATE-006")
+	}
+}
+
+test_services_data_absent_refused if {
+	d := _decide(_finance(_transfer(1))) with data.pygate.config as {}
+	_gate_only(d, "GATE-006")
+	d.primary.reason == "services configuration missing or malformed: services must be an object mapping service names to {policy_sets: [...]}"
+}
+
+test_service_entry_malformed_refused if {
+	every entry in [{}, {"policy_sets": []}, {"policy_sets": "finance"}, {"policy_sets": ["finance", 3]}, {"policy_sets": [""]}, ["finance"], true] {
+		d := _decide(_finance(_transfer(1))) with data.pygate.config.services.finance as entry
+		_gate_only(d, "GATE-006")
+		d.primary.reason == "services configuration missing or malformed: service 'finance' needs policy_sets: a non-empty array of set names"
+	}
+}
+
+test_several_input_problems_all_reported if {
+	d := _decide({"context": {"service": "nope"}})
+	_ids(d) == ["GATE-002", "GATE-003", "GATE-005"]
+}
+
+test_input_problems_skip_policies if {
+	# The transfer is over the limit, but a missing user id means policies never ran.
+	d := _decide(_with(_finance(_transfer(5000)), "user", {"transaction_limit": 1}))
+	_ids(d) == ["GATE-003"]
+}
+
+# Batch.
+
+test_batch_keeps_order_and_isolates_items if {
+	items := [_finance(_transfer(5000)), "garbage", _finance(_transfer(500)), _assistant({"type": "text", "text": "hi"}, 100)]
+	b := gate.batch with input as {"items": items}
+	[[d.allowed, _ids(d)] | some d in b.decisions] == [
+		[false, ["FIN-002"]],
+		[false, ["GATE-001"]],
+		[true, []],
+		[false, ["AST-003"]],
+	]
+	object.keys(b) == {"decisions"}
+}
+
+test_batch_item_equals_single_decision if {
+	b := gate.batch with input as {"items": [_finance(_transfer(5000))]}
+	b.decisions == [_decide(_finance(_transfer(5000)))]
+}
+
+test_batch_keeps_duplicates if {
+	b := gate.batch with input as {"items": [_finance(_transfer(1)), _finance(_transfer(1))]}
+	count(b.decisions) == 2
+}
+
+test_batch_empty_items if {
+	b := gate.batch with input as {"items": []}
+	b == {"decisions": []}
+}
+
+test_batch_without_items_array if {
+	expected := {"decisions": [], "error": "input.items must be an array of decision inputs"}
+	every doc in [{}, {"items": {}}, {"items": "x"}, "items", null] {
+		b := gate.batch with input as doc
+		b == expected
+	}
+	gate.batch == expected
+}

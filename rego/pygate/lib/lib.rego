@@ -1,0 +1,78 @@
+# METADATA
+# title: pygate shared helpers
+# description: >-
+#   Builds refusal objects from rule metadata, reads policy data with in-code
+#   defaults, and holds the few lookups that several policy packages share.
+package pygate.lib
+
+# refusal builds the refusal for the rule whose metadata chain is given, so a
+# policy's id, reason and action live once, in its METADATA block. The reason,
+# suggestion and message may be Go templates rendered with vars.
+#
+# It is defined even for a rule without metadata: a refusal rule that forgot
+# its annotations must still refuse, not vanish.
+refusal(chain, vars) := object.union(base, optional) if {
+	annotations := _annotations(chain)
+	custom := object.get(annotations, "custom", {})
+	id := object.get(custom, "id", "UNANNOTATED")
+	base := {
+		"policy_id": id,
+		"title": object.get(annotations, "title", id),
+		"description": object.get(annotations, "description", ""),
+		"reason": render(object.get(custom, "reason", "refused by a rule without a reason"), vars),
+		"action": object.get(custom, "action", "log_refusal"),
+		"priority": object.get(custom, "priority", 100),
+		"source": "rego",
+	}
+	optional := {key: render(template, vars) |
+		some key in ["suggestion", "message"]
+		template := custom[key]
+	}
+}
+
+# The first chain entry is the rule itself; later entries are its packages.
+_annotations(chain) := annotations if {
+	annotations := chain[0].annotations
+} else := {}
+
+# render fills a Go template from vars. A template that fails to render (bad
+# syntax, not a string) is returned as written: a refusal with an ugly reason
+# beats a refusal that silently disappears.
+render(template, vars) := text if {
+	text := strings.render_template(template, vars)
+} else := template
+
+# config reads one key of the policy data loaded at data.pygate.config (from
+# rego/pygate/config/data.json or a bundle), falling back to default_value when
+# the key, or the whole document, is absent. It is the only place that reads
+# policy data, so a rule never depends on where the data lives.
+config(key, default_value) := value if {
+	value := data.pygate.config[key]
+} else := default_value
+
+# field looks up a dotted path ("params.amount") in obj; undefined when any
+# step is missing, so callers can tell "absent" from "null".
+field(obj, path) := value if {
+	value := object.get(obj, split(path, "."), _missing)
+	value != _missing
+}
+
+# A value no JSON input can contain by accident, used to detect absence.
+_missing := {"pygate.lib": "missing"}
+
+# transaction_limit is the user's own limit, or the configured default when
+# the user has none (absent or null). Undefined when either is malformed, so
+# callers refuse instead of comparing against nothing.
+transaction_limit(user) := user.transaction_limit if {
+	is_number(user.transaction_limit)
+} else := limit if {
+	object.get(user, "transaction_limit", null) == null
+	limit := config("default_transaction_limit", 1000)
+	is_number(limit)
+}
+
+# asset_restricted holds when assets marks symbol as restricted. Symbols are
+# also tried upper-cased so "acme" cannot slip past an "ACME" entry.
+asset_restricted(assets, symbol) if assets[symbol] == "restricted"
+
+asset_restricted(assets, symbol) if assets[upper(symbol)] == "restricted"

@@ -1,0 +1,142 @@
+# METADATA
+# title: Assistant policies
+# description: >-
+#   Refusals for a general assistant: code only for code roles, tool calls
+#   only from the allowlist, and a daily quota. Lists and the quota are policy
+#   data (data.pygate.config).
+package pygate.policies.assistant
+
+import data.pygate.lib
+
+# METADATA
+# title: Daily quota reached
+# description: A user who has reached the daily quota gets no more model output today.
+# custom:
+#   id: AST-003
+#   reason: You have reached your daily quota of {{.quota}} requests
+#   action: show_quota
+#   priority: 5
+#   suggestion: Try again tomorrow
+refusals contains r if {
+	usage := input.context.usage_today
+	is_number(usage)
+	quota := _quota
+	is_number(quota)
+	usage >= quota
+	r := lib.refusal(rego.metadata.chain(), {"quota": quota, "usage": usage})
+}
+
+# METADATA
+# title: Usage unknown
+# description: Without today's usage count the quota cannot be checked, so the output is refused.
+# custom:
+#   id: AST-004
+#   reason: "Today's usage is unknown: context.usage_today must be a number"
+#   action: log_refusal
+#   priority: 5
+refusals contains r if {
+	not _usage_known
+	r := lib.refusal(rego.metadata.chain(), {})
+}
+
+# METADATA
+# title: Code generation needs a code role
+# description: Output that contains code is only released to users whose role is in code_roles.
+# custom:
+#   id: AST-001
+#   reason: Code generation is limited to the roles {{.roles}}
+#   action: log_refusal
+#   priority: 10
+#   message: I can help explain this, but code generation needs a developer role
+refusals contains r if {
+	_contains_code(input.output, _code_patterns)
+	not _has_code_role
+	r := lib.refusal(rego.metadata.chain(), {"roles": _display(lib.config("code_roles", []))})
+}
+
+# METADATA
+# title: Tool call needs review
+# description: A tool call whose action is not on the action allowlist waits for human approval.
+# custom:
+#   id: AST-002
+#   reason: Action '{{.action}}' needs review
+#   action: require_review
+#   priority: 20
+#   message: I can help with this, but I need approval first
+refusals contains r if {
+	input.output.type == "tool_call"
+	action := object.get(input.output, "action", null)
+	not action in lib.config("action_allowlist", [])
+	r := lib.refusal(rego.metadata.chain(), {"action": _display(action)})
+}
+
+# METADATA
+# title: Assistant policy data missing or malformed
+# description: >-
+#   The quota, role list, allowlist or code patterns are malformed, so the
+#   checks that use them cannot run and the output is refused.
+# custom:
+#   id: AST-005
+#   reason: "Required policy data is missing or malformed: {{.problem}}"
+#   action: log_refusal
+#   priority: 0
+refusals contains r if {
+	some problem in _data_problems
+	r := lib.refusal(rego.metadata.chain(), {"problem": problem})
+}
+
+_quota := lib.config("daily_quota", 100)
+
+# Negated checks go through these helper rules on purpose: OPA hoists refs out
+# of a `not` expression (opa#1877), so `not is_number(input.context.x)` is
+# undefined, not true, when x is missing, and the refusal would vanish.
+_usage_known if is_number(input.context.usage_today)
+
+_has_code_role if input.user.role in lib.config("code_roles", [])
+
+# Without data the built-in list still catches the obvious cases.
+_code_patterns := lib.config("code_patterns", ["```", `\bdef\s+\w+\s*\(`, `(?m)^\s*import\s+\w`])
+
+_contains_code(output, _) if output.type == "code"
+
+_contains_code(output, patterns) if {
+	is_string(output.text)
+	some pattern in patterns
+	regex.match(pattern, output.text)
+}
+
+# _display turns a value into text for a reason without ever failing, so the
+# refusal that quotes it is always built.
+_display(x) := x if {
+	is_string(x)
+} else := "(none)" if {
+	x == null
+} else := concat(", ", x) if {
+	_string_array(x)
+} else := json.marshal(x)
+
+# A malformed list or quota would make its check silently pass (an invalid
+# regex never matches; "x in 5" is never true), so each is refused instead.
+_data_problems contains "daily_quota must be a number" if not is_number(_quota)
+
+_data_problems contains "code_roles must be an array of strings" if not _string_array(lib.config("code_roles", []))
+
+_data_problems contains "action_allowlist must be an array of strings" if {
+	not _string_array(lib.config("action_allowlist", []))
+}
+
+_data_problems contains "code_patterns must be an array of strings" if not _string_array(_code_patterns)
+
+_data_problems contains sprintf("code_patterns[%d] is not a valid RE2 regex", [i]) if {
+	is_array(_code_patterns)
+	some i, pattern in _code_patterns
+	is_string(pattern)
+	not regex.is_valid(pattern)
+}
+
+_string_array(x) if {
+	is_array(x)
+	every item in x {
+		is_string(item)
+	}
+}

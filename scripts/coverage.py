@@ -1,0 +1,10 @@
+"""Print the overall and per-file coverage from `opa test --coverage` JSON."""
+
+import json
+import sys
+
+report = json.load(open(sys.argv[1]))
+for name, f in sorted(report.get("files", {}).items()):
+    if not name.endswith("_test.rego"):
+        print(f"  {f.get('coverage', 0):6.1f} %  {name}")
+print(f"Rego coverage: {report.get('coverage', 0):.1f} % (threshold 90 %)")

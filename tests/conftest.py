@@ -1,0 +1,121 @@
+"""Fixtures: a real OPA process (the repo's policies), audit logs, and fault servers."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pygate import AuditLog, Gate, LocalOpa
+from pygate._opa_process import PROJECT_ROOT
+
+REGO = PROJECT_ROOT / "rego"
+
+
+@pytest.fixture(scope="session")
+def opa() -> Iterator[LocalOpa]:
+    """One real OPA serving the repo's policies for the whole session (not supervised)."""
+    local = LocalOpa(REGO, supervise=False).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> Iterator[AuditLog]:
+    log = AuditLog(tmp_path / "audit.db")
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def make_gate(opa: LocalOpa, audit: AuditLog) -> Iterator[Callable[..., Gate]]:
+    """Build Gates on the session OPA sharing one audit log; closed at teardown."""
+    gates: list[Gate] = []
+
+    def build(service: str = "finance", **kwargs: object) -> Gate:
+        kwargs.setdefault("opa_url", opa.url)
+        kwargs.setdefault("audit", audit)
+        gate = Gate(service, **kwargs)  # type: ignore[arg-type]
+        gates.append(gate)
+        return gate
+
+    yield build
+    for gate in gates:
+        gate.close()
+
+
+@pytest.fixture
+def policy_copy(tmp_path: Path) -> Path:
+    """A private copy of rego/ that a test may change before starting its own OPA."""
+    target = tmp_path / "rego"
+    shutil.copytree(REGO, target)
+    return target
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    status = 200
+    body = b""
+    hang = False
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(length)
+        if self.server.hang_event is not None:  # type: ignore[attr-defined]
+            self.server.hang_event.wait(10)  # type: ignore[attr-defined]
+            return
+        self.send_response(self.server.reply_status)  # type: ignore[attr-defined]
+        self.send_header("Content-Type", "application/json")
+        body: bytes = self.server.reply_body  # type: ignore[attr-defined]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_opa() -> Iterator[Callable[..., str]]:
+    """A fake OPA for faults a real one won't produce on demand: hangs and garbage.
+
+    Call it with ``status``/``body`` for a canned reply, or ``hang=True``; it returns the URL.
+    """
+    servers: list[http.server.ThreadingHTTPServer] = []
+    events: list[threading.Event] = []
+
+    def start(status: int = 200, body: bytes = b"", hang: bool = False) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.reply_status = status  # type: ignore[attr-defined]
+        server.reply_body = body  # type: ignore[attr-defined]
+        event = threading.Event() if hang else None
+        server.hang_event = event  # type: ignore[attr-defined]
+        if event is not None:
+            events.append(event)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for event in events:
+        event.set()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL where nothing listens: connection refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+ANALYST = {"id": "ana", "role": "analyst", "account_status": "active", "transaction_limit": 1000}

@@ -1,0 +1,152 @@
+"""The CLI, run as a user runs it: real OPA, real files, exit codes as documented."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pygate import LocalOpa
+from pygate._opa_process import PROJECT_ROOT
+
+
+def pygate(*args: str, stdin: str = "", env_extra: dict[str, str] | None = None,
+           cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pygate", *args],
+        input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
+    )  # fmt: skip
+
+
+def _doc(amount: object, **user: object) -> str:
+    return json.dumps({
+        "output": {"type": "transfer", "amount": amount},
+        "user": {"id": "cli-user", "transaction_limit": 1000, **user},
+        "context": {"service": "finance"},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "audit.db")
+
+
+def test_check_allowed_refused_and_json(opa: LocalOpa, db: str) -> None:
+    ok = pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(10))
+    assert ok.returncode == 0, ok.stderr
+    assert "ALLOWED" in ok.stdout
+    no = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--json", "-", stdin=_doc(5000))
+    assert no.returncode == 1, no.stderr
+    decision = json.loads(no.stdout)
+    assert decision["allowed"] is False and decision["policy_id"] == "FIN-002"
+    assert decision["audit_id"]
+
+
+def test_check_reads_a_file_and_uses_the_embedded_opa(tmp_path: Path, db: str) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(_doc(5000))
+    result = pygate("--audit-db", db, "check", str(path))
+    assert result.returncode == 1, result.stderr
+    assert "FIN-002" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1]", "expected a JSON object"),
+        (json.dumps({"user": {"id": "u"}, "context": {"service": "finance"}}), "output: required"),
+        (_doc(10, id=""), "user.id"),
+        (_doc(10, transaction_limit="lots"), "user.transaction_limit"),
+        (json.dumps({"output": {}, "user": {"id": "u"}}), "context.service"),
+        (json.dumps({"output": {}, "user": {"id": "u"}, "ctx": {}}), "unknown field(s) ctx"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(db: str, stdin: str, message: str) -> None:
+    result = pygate("--opa-url", "http://127.0.0.1:9", "--audit-db", db, "check", "-",
+                    stdin=stdin)  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_engine_down_exits_1_as_fallback(dead_url: str, db: str) -> None:
+    result = pygate("--opa-url", dead_url, "--audit-db", db, "check", "--json", "-",
+                    stdin=_doc(10))  # fmt: skip
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["fallback"] is True
+
+
+def test_missing_opa_binary_is_a_clear_error(tmp_path: Path, db: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYGATE_OPA_BIN": str(tmp_path / "nope")}
+    result = pygate("--audit-db", db, "check", "-", stdin=_doc(10), env_extra=env,
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert f"the OPA binary {tmp_path / 'nope'}" in result.stderr
+    assert "not an executable file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_every_scenario_as_the_seed_says(tmp_path: Path) -> None:
+    db = str(tmp_path / "demo.db")
+    result = pygate("--audit-db", db, "demo", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = lines[-1]["summary"]
+    assert summary["as_expected"] == summary["scenarios"] == len(lines) - 1
+    assert summary["chain_ok"] is True
+    assert summary["audit_records"] == 10 + 100 + 1 + 2
+    assert summary["fallback"] == 1
+    titles = {line["scenario"] for line in lines[:-1]}
+    assert "[finance] transfer within limit, OPA down" in titles
+
+
+def test_audit_commands(opa: LocalOpa, db: str) -> None:
+    for amount in (10, 5000, 6000):
+        pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(amount))
+    summary = json.loads(pygate("--audit-db", db, "audit", "summary", "--json").stdout)
+    assert summary["total"] == 3 and summary["refused"] == 2
+    assert summary["top_policies"] == [{"policy_id": "FIN-002", "refusals": 2}]
+    tail = pygate("--audit-db", db, "audit", "tail", "-n", "2", "--json").stdout.splitlines()
+    assert [json.loads(t)["output"]["amount"] for t in tail] == [5000, 6000]
+    verify = pygate("--audit-db", db, "audit", "verify", "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
+
+
+def test_policy_validate(tmp_path: Path) -> None:
+    assert pygate("policy", "validate").returncode == 0
+    bad = tmp_path / "data.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "declarative_policies": [
+                    {
+                        "id": "P",
+                        "set": "s",
+                        "reason": "r",
+                        "action": "a",
+                        "conditions": [{"type": "zz"}],
+                    }
+                ]
+            }
+        )
+    )
+    result = pygate("policy", "validate", "--json", str(bad))
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "policy_id": "P",
+        "field": "conditions[0].type",
+        "problem": json.loads(result.stdout)["problem"],
+    }
+    assert "unknown condition type 'zz'" in json.loads(result.stdout)["problem"]
+
+
+def test_help_documents_exit_codes() -> None:
+    text = pygate("check", "--help").stdout
+    assert "0  allowed" in text and "1  refused" in text and "2  bad input" in text

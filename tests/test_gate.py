@@ -1,0 +1,205 @@
+"""The gate against the real OPA and the repo's policies: the seed scenarios and the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from pydantic import BaseModel
+
+from pygate import AsyncGate, AuditLog, Gate, LocalOpa, Refused
+from pygate._demo import scenarios
+from tests.conftest import ANALYST
+
+
+@pytest.mark.parametrize("scenario", scenarios("t"), ids=lambda s: s.name)
+def test_seed_scenarios(make_gate: Callable[..., Gate], scenario) -> None:  # type: ignore[no-untyped-def]
+    gate = make_gate(scenario.service)
+    decision = gate.evaluate(scenario.output, scenario.user, scenario.context)
+    assert decision.allowed is scenario.expect_allowed
+    assert decision.policy_id == scenario.expect_policy
+    assert decision.fallback is False
+    assert decision.service == scenario.service
+
+
+def test_refusal_explains_itself(make_gate: Callable[..., Gate]) -> None:
+    decision = make_gate("finance").evaluate({"type": "transfer", "amount": 5000}, ANALYST)
+    assert not decision.allowed
+    assert decision.action == "show_user_limit"
+    assert "1000" in decision.reason and "5000" in decision.reason
+    assert decision.suggestion == "Try a smaller amount"
+    assert decision.refusals[0].policy_id == "FIN-002"
+    assert decision.refusals[0].source == "rego"
+    assert "Try a smaller amount" in decision.user_message()
+
+
+def test_all_refusals_are_reported_primary_first(make_gate: Callable[..., Gate]) -> None:
+    user = {**ANALYST, "account_status": "under_review"}
+    decision = make_gate("finance").evaluate({"type": "transfer", "amount": 5000}, user)
+    assert decision.policy_ids == ["FIN-001", "FIN-002"]
+    assert decision.policy_id == "FIN-001"
+
+
+def test_every_decision_is_audited_exactly_once(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    decisions = [
+        gate.evaluate({"type": "transfer", "amount": amount}, ANALYST)
+        for amount in (10, 5000, 20, 999_999)
+    ]
+    assert audit.count() == len(decisions)
+    records = audit.tail(10)
+    assert [r.audit_id for r in records] == [d.audit_id for d in decisions]
+    assert [r.allowed for r in records] == [True, False, True, False]
+    assert records[1].policy_ids == ["FIN-002"] and records[1].action == "show_user_limit"
+    assert records[0].output == {"type": "transfer", "amount": 10}
+    assert audit.verify().ok
+
+
+def test_services_keep_their_own_policy_sets(make_gate: Callable[..., Gate]) -> None:
+    call = {"type": "tool_call", "action": "recommend_transfer"}
+    assert make_gate("finance").evaluate(call, ANALYST).allowed
+    assert make_gate("assistant").evaluate(call, ANALYST).policy_id == "AST-002"
+
+
+def test_unknown_service_is_refused(make_gate: Callable[..., Gate]) -> None:
+    decision = make_gate("payroll").evaluate({"type": "transfer", "amount": 1}, ANALYST)
+    assert not decision.allowed
+    assert "payroll" in decision.reason
+    assert decision.fallback is False
+
+
+def test_daily_quota_counts_allowed_decisions_from_the_audit_log(
+    make_gate: Callable[..., Gate],
+) -> None:
+    gate = make_gate("assistant")
+    user = {"id": "quota-user", "role": "analyst"}
+    ask = {"type": "tool_call", "action": "explain"}
+    results = [gate.evaluate(ask, user) for _ in range(101)]
+    assert all(d.allowed for d in results[:100])
+    assert results[100].policy_id == "AST-003"
+    # a supplied usage figure is not trusted: the gate counts from its own log
+    assert gate.evaluate(ask, user, {"usage_today": 0}).policy_id == "AST-003"
+    # another user is unaffected
+    assert gate.evaluate(ask, {"id": "other", "role": "analyst"}).allowed
+
+
+class PydanticUser(BaseModel):
+    id: str
+    role: str
+    account_status: str
+    transaction_limit: float
+
+
+@dataclass
+class AttrUser:
+    id: str
+    role: str
+    account_status: str
+    transaction_limit: int
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        ANALYST,
+        PydanticUser(id="p", role="analyst", account_status="active", transaction_limit=1000),
+        AttrUser(id="a", role="analyst", account_status="active", transaction_limit=1000),
+    ],
+    ids=["dict", "pydantic", "attributes"],
+)
+def test_user_shapes(make_gate: Callable[..., Gate], user: object) -> None:
+    gate = make_gate("finance")
+    assert gate.evaluate({"type": "transfer", "amount": 999}, user).allowed
+    assert gate.evaluate({"type": "transfer", "amount": 1001}, user).policy_id == "FIN-002"
+
+
+def test_plain_text_output_is_gated_as_text(make_gate: Callable[..., Gate]) -> None:
+    gate = make_gate("assistant")
+    assert gate.evaluate("The weather is fine.", ANALYST).allowed
+    assert gate.evaluate("```\nimport os\n```", ANALYST).policy_id == "AST-001"
+
+
+def test_execute_runs_only_when_allowed(make_gate: Callable[..., Gate]) -> None:
+    gate = make_gate("finance")
+    ran: list[int] = []
+    assert gate.execute({"type": "transfer", "amount": 5}, ANALYST, lambda: ran.append(5)) is None
+    with pytest.raises(Refused) as info:
+        gate.execute({"type": "transfer", "amount": 5000}, ANALYST, lambda: ran.append(5000))
+    assert ran == [5]
+    assert info.value.decision.policy_id == "FIN-002"
+    assert info.value.decision.audit_id
+
+
+def test_guard_decorator_gates_tool_calls(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
+    gate = make_gate("assistant")
+
+    @gate.guard
+    def analyze(topic: str) -> str:
+        return f"analysis of {topic}"
+
+    @gate.guard
+    def delete_records(table: str) -> str:
+        raise AssertionError("must never run")
+
+    assert analyze("rates", user=ANALYST) == "analysis of rates"
+    with pytest.raises(Refused) as info:
+        delete_records("users", user=ANALYST)
+    assert info.value.decision.policy_id == "AST-002"
+    outputs = [r.output for r in audit.tail(2)]
+    assert outputs[1] == {
+        "type": "tool_call",
+        "action": "delete_records",
+        "arguments": {"table": "users"},
+    }
+
+
+def test_async_gate_matches_sync_gate(opa: LocalOpa, audit: AuditLog) -> None:
+    cases = scenarios("async")
+
+    async def run() -> list[tuple[bool, str | None]]:
+        gates = {s: AsyncGate(s, opa_url=opa.url, audit=audit) for s in ("finance", "assistant")}
+        try:
+            results = await asyncio.gather(
+                *(gates[c.service].evaluate(c.output, c.user, c.context) for c in cases)
+            )
+        finally:
+            for g in gates.values():
+                await g.aclose()
+        return [(d.allowed, d.policy_id) for d in results]
+
+    got = asyncio.run(run())
+    assert got == [(c.expect_allowed, c.expect_policy) for c in cases]
+    assert audit.count() == len(cases)
+
+
+def test_async_execute_and_guard(opa: LocalOpa, audit: AuditLog) -> None:
+    async def run() -> tuple[str, str]:
+        async with AsyncGate("assistant", opa_url=opa.url, audit=audit) as gate:
+
+            @gate.guard
+            async def explain(topic: str) -> str:
+                return f"about {topic}"
+
+            ok = await explain("bonds", user=ANALYST)
+            with pytest.raises(Refused) as info:
+                await gate.execute({"type": "tool_call", "action": "wire_money"}, ANALYST, _never)
+            return ok, info.value.decision.policy_id or ""
+
+    assert asyncio.run(run()) == ("about bonds", "AST-002")
+
+
+async def _never() -> None:
+    raise AssertionError("must never run")
+
+
+def test_embedded_default_starts_and_stops_its_own_opa(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gate = Gate("finance", audit=tmp_path / "a.db")
+    assert gate.local_opa is not None
+    proc = gate.local_opa._proc
+    assert gate.evaluate({"type": "transfer", "amount": 1}, ANALYST).allowed
+    gate.close()
+    assert proc is not None and proc.poll() is not None
