@@ -1,6 +1,8 @@
 """pygate: refuse unsafe AI actions before they run, with policies evaluated by OPA."""
 
-from pygate._audit import AuditLog, Summary, VerifyResult
+import logging as _logging
+
+from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
 from pygate._errors import (
     AuditError,
     BadEngineResponse,
@@ -45,11 +47,16 @@ __all__ = [
     "Refusal",
     "Refused",
     "Settings",
+    "SqliteAuditLog",
     "Summary",
     "UndefinedDecision",
     "VerifyResult",
     "find_opa_binary",
     "load_policy_data",
+    "open_audit",
     "validate_policies",
     "validate_policy",
 ]
+
+# A library stays quiet unless the application configures logging.
+_logging.getLogger("pygate").addHandler(_logging.NullHandler())

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from pygate import _core
-from pygate._audit import AuditLog
+from pygate._audit import AuditLog, open_audit
 from pygate._demo import scenarios
 from pygate._errors import ConfigError, InputError, PolicyDataError, PygateError
 from pygate._gate import Gate
@@ -182,7 +182,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
             local = LocalOpa(settings.policy_dir, opa_bin=settings.opa_bin, supervise=False)
             local.start()
         url = settings.opa_url or (local.url if local else "")
-        audit = AuditLog(settings.audit_db)
+        audit = open_audit(settings.audit_db)
     except PygateError as exc:
         if local is not None:
             local.stop()
@@ -292,7 +292,7 @@ def _open_audit(ctx: click.Context) -> AuditLog:
     root = ctx.find_root()
     settings = _settings(root)
     try:
-        return AuditLog(settings.audit_db)
+        return open_audit(settings.audit_db)
     except PygateError as exc:
         _fail(str(exc))
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from pygate import _core
-from pygate._audit import AuditLog
+from pygate._audit import AuditLog, open_audit
+from pygate._audit._base import today
 from pygate._errors import AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
@@ -30,13 +31,15 @@ AUDIT_POLICY_ID = "pygate.audit"
 class _Prepared:
     """A validated request: the input document plus what the audit record needs."""
 
-    __slots__ = ("document", "output", "service", "user_id")
+    __slots__ = ("day", "document", "output", "reserved", "service", "user_id")
 
     def __init__(self, document: JSONObject, service: str | None, user_id: str) -> None:
         self.document = document
         self.output = document["output"]
         self.service = service
         self.user_id = user_id
+        self.day = today()
+        self.reserved = False
 
 
 class _BaseGate:
@@ -64,13 +67,13 @@ class _BaseGate:
             self.url = self.local_opa.url
         self._owns_audit = not isinstance(audit, AuditLog)
         if audit is True:
-            self.audit: AuditLog | None = AuditLog(self.settings.audit_db)
+            self.audit: AuditLog | None = open_audit(self.settings.audit_db)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = AuditLog(audit)
+            self.audit = open_audit(audit)
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
@@ -85,14 +88,18 @@ class _BaseGate:
                 )
             ctx["service"] = self.service
         service = ctx.get("service")
-        if self.audit is not None:
-            # The gate, not the caller, knows today's usage: never trust a supplied figure.
-            ctx["usage_today"] = self.audit.usage_today(usr["id"])
-        return _Prepared(
+        prepared = _Prepared(
             _core.build_input(out, usr, ctx),
             service if isinstance(service, str) else None,
             usr["id"],
         )
+        if self.audit is not None:
+            # The gate, not the caller, knows today's usage: never trust a supplied figure.
+            # Reserving (not just reading) keeps the quota exact under concurrency; the unit
+            # is given back with the audit record when the request is refused.
+            ctx["usage_today"] = self.audit.reserve(usr["id"], prepared.day)
+            prepared.reserved = True
+        return prepared
 
     def _rejected(self, exc: InputError, output: Any, user: Any, context: Any) -> Decision:
         service = self.service
@@ -125,12 +132,17 @@ class _BaseGate:
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _write(self, decision: Decision, output: Any) -> Decision:
+    def _write(
+        self, decision: Decision, output: Any, prepared: _Prepared | None = None
+    ) -> Decision:
         """Audit one decision; an allow that cannot be audited becomes a refusal."""
         if self.audit is None:
             return decision
+        release = None
+        if prepared is not None and prepared.reserved and not decision.allowed:
+            release = (prepared.user_id, prepared.day)
         try:
-            return self.audit.append(decision, output)
+            return self.audit.append(decision, output, release)
         except AuditError as exc:
             log.error("audit write failed, refusing: %s", exc)
             return decision.model_copy(
@@ -201,7 +213,7 @@ class Gate(_BaseGate):
             decision = self._decide(prepared, status, body, started)
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
-        return self._write(decision, prepared.output)
+        return self._write(decision, prepared.output, prepared)
 
     def execute(self, output: Any, user: Any, run: Callable[[], T], context: Any = None) -> T:
         """Run ``run()`` only if the gate allows ``output``.
@@ -265,7 +277,7 @@ class AsyncGate(_BaseGate):
             decision = self._decide(prepared, status, body, started)
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
-        return await asyncio.to_thread(self._write, decision, prepared.output)
+        return await asyncio.to_thread(self._write, decision, prepared.output, prepared)
 
     async def execute(
         self, output: Any, user: Any, run: Callable[[], Awaitable[T]], context: Any = None

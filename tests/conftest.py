@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pygate import AuditLog, Gate, LocalOpa
+from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog
 from pygate._opa_process import PROJECT_ROOT
 
 REGO = PROJECT_ROOT / "rego"
@@ -27,7 +27,7 @@ def opa() -> Iterator[LocalOpa]:
 
 @pytest.fixture
 def audit(tmp_path: Path) -> Iterator[AuditLog]:
-    log = AuditLog(tmp_path / "audit.db")
+    log = SqliteAuditLog(tmp_path / "audit.db")
     yield log
     log.close()
 

@@ -43,7 +43,8 @@ def test_check_allowed_refused_and_json(opa: LocalOpa, db: str) -> None:
     no = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--json", "-", stdin=_doc(5000))
     assert no.returncode == 1, no.stderr
     decision = json.loads(no.stdout)
-    assert decision["allowed"] is False and decision["policy_id"] == "FIN-002"
+    assert decision["allowed"] is False
+    assert decision["policy_id"] == "FIN-002"
     assert decision["audit_id"]
 
 
@@ -110,12 +111,14 @@ def test_audit_commands(opa: LocalOpa, db: str) -> None:
     for amount in (10, 5000, 6000):
         pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(amount))
     summary = json.loads(pygate("--audit-db", db, "audit", "summary", "--json").stdout)
-    assert summary["total"] == 3 and summary["refused"] == 2
+    assert summary["total"] == 3
+    assert summary["refused"] == 2
     assert summary["top_policies"] == [{"policy_id": "FIN-002", "refusals": 2}]
     tail = pygate("--audit-db", db, "audit", "tail", "-n", "2", "--json").stdout.splitlines()
     assert [json.loads(t)["output"]["amount"] for t in tail] == [5000, 6000]
     verify = pygate("--audit-db", db, "audit", "verify", "--json")
-    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
+    assert verify.returncode == 0
+    assert json.loads(verify.stdout)["ok"] is True
 
 
 def test_policy_validate(tmp_path: Path) -> None:
@@ -149,4 +152,6 @@ def test_policy_validate(tmp_path: Path) -> None:
 
 def test_help_documents_exit_codes() -> None:
     text = pygate("check", "--help").stdout
-    assert "0  allowed" in text and "1  refused" in text and "2  bad input" in text
+    assert "0  allowed" in text
+    assert "1  refused" in text
+    assert "2  bad input" in text

@@ -26,7 +26,8 @@ def _assert_fallback(gate: Gate, audit: AuditLog, needle: str) -> None:
     assert audit.count() == before + 1
     record = audit.tail(1)[0]
     assert record.audit_id == decision.audit_id
-    assert record.fallback is True and record.allowed is False
+    assert record.fallback is True
+    assert record.allowed is False
 
 
 def test_connection_refused(dead_url: str, audit: AuditLog) -> None:
@@ -74,9 +75,11 @@ def test_real_opa_without_the_policy_is_undefined(tmp_path: Path, audit: AuditLo
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "other.rego").write_text("package other\n\nx := 1\n")
-    with LocalOpa(empty, supervise=False) as local:
-        with Gate("finance", opa_url=local.url, audit=audit) as gate:
-            _assert_fallback(gate, audit, "UndefinedDecision")
+    with (
+        LocalOpa(empty, supervise=False) as local,
+        Gate("finance", opa_url=local.url, audit=audit) as gate,
+    ):
+        _assert_fallback(gate, audit, "UndefinedDecision")
 
 
 def test_opa_killed_mid_run_then_restarted(tmp_path: Path, audit: AuditLog) -> None:
@@ -103,7 +106,8 @@ def test_supervised_local_opa_comes_back_by_itself(audit: AuditLog) -> None:
         first_pid = gate.local_opa.pid
         gate.local_opa.kill()
         down = gate.evaluate(TRANSFER, ANALYST)
-        assert not down.allowed and down.fallback
+        assert not down.allowed
+        assert down.fallback
         gate.local_opa.wait_healthy(timeout=10)
         assert gate.local_opa.pid != first_pid
         assert gate.local_opa.restarts == 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from pydantic import BaseModel
 
-from pygate import AsyncGate, AuditLog, Gate, LocalOpa, Refused
+from pygate import AsyncGate, AuditLog, Gate, LocalOpa, Refused, SqliteAuditLog
 from pygate._demo import scenarios
 from tests.conftest import ANALYST
 
@@ -28,7 +28,8 @@ def test_refusal_explains_itself(make_gate: Callable[..., Gate]) -> None:
     decision = make_gate("finance").evaluate({"type": "transfer", "amount": 5000}, ANALYST)
     assert not decision.allowed
     assert decision.action == "show_user_limit"
-    assert "1000" in decision.reason and "5000" in decision.reason
+    assert "1000" in decision.reason
+    assert "5000" in decision.reason
     assert decision.suggestion == "Try a smaller amount"
     assert decision.refusals[0].policy_id == "FIN-002"
     assert decision.refusals[0].source == "rego"
@@ -54,7 +55,8 @@ def test_every_decision_is_audited_exactly_once(
     records = audit.tail(10)
     assert [r.audit_id for r in records] == [d.audit_id for d in decisions]
     assert [r.allowed for r in records] == [True, False, True, False]
-    assert records[1].policy_ids == ["FIN-002"] and records[1].action == "show_user_limit"
+    assert records[1].policy_ids == ["FIN-002"]
+    assert records[1].action == "show_user_limit"
     assert records[0].output == {"type": "transfer", "amount": 10}
     assert audit.verify().ok
 
@@ -202,4 +204,37 @@ def test_embedded_default_starts_and_stops_its_own_opa(tmp_path) -> None:  # typ
     proc = gate.local_opa._proc
     assert gate.evaluate({"type": "transfer", "amount": 1}, ANALYST).allowed
     gate.close()
-    assert proc is not None and proc.poll() is not None
+    assert proc is not None
+    assert proc.poll() is not None
+
+
+_WORKER = """
+import sys
+from pygate import Gate
+url, db, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Gate("assistant", opa_url=url, audit=db) as gate:
+    ask = {"type": "tool_call", "action": "explain"}
+    print(sum(gate.evaluate(ask, {"id": "shared-user", "role": "analyst"}).allowed
+              for _ in range(n)))
+"""
+
+
+def test_quota_is_exact_under_concurrent_processes(opa: LocalOpa, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "shared.db")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, opa.url, db, "40"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    allowed = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(allowed) == 100  # 160 requests at the boundary of a quota of 100
+    log = SqliteAuditLog(db)
+    assert log.count() == 160
+    assert log.usage_today("shared-user") == 100
+    assert log.verify().ok
+    log.close()

@@ -68,7 +68,8 @@ def test_missing_id_is_named_by_position() -> None:
     raw = {k: v for k, v in GOOD.items() if k != "id"}
     with pytest.raises(PolicyDataError) as info:
         validate_policies([GOOD, raw])
-    assert info.value.policy_id == "#1" and info.value.field == "id"
+    assert info.value.policy_id == "#1"
+    assert info.value.field == "id"
 
 
 def test_duplicate_ids_are_rejected() -> None:
@@ -85,10 +86,12 @@ def _with_policies(policy_dir: Path, policies: list[Any]) -> None:
 
 def test_declarative_policy_decides_in_opa(policy_copy: Path, audit: AuditLog) -> None:
     _with_policies(policy_copy, [GOOD])
-    with LocalOpa(policy_copy, supervise=False) as local:
-        with Gate("finance", opa_url=local.url, audit=audit) as gate:
-            assert gate.evaluate({"type": "transfer", "amount": 5}, ANALYST).allowed
-            refused = gate.evaluate({"type": "transfer", "amount": 50}, ANALYST)
+    with (
+        LocalOpa(policy_copy, supervise=False) as local,
+        Gate("finance", opa_url=local.url, audit=audit) as gate,
+    ):
+        assert gate.evaluate({"type": "transfer", "amount": 5}, ANALYST).allowed
+        refused = gate.evaluate({"type": "transfer", "amount": 50}, ANALYST)
     assert refused.policy_id == "T-1"
     assert refused.refusals[0].source == "data"
     assert refused.action == "require_review"

@@ -1,7 +1,5 @@
 package pygate.declarative_test
 
-import data.pygate.declarative
-
 # _outcome runs one condition as a one-condition policy in set "s":
 # "refuse" when it holds, "allow" when not, "invalid" when it fails validation.
 _outcome(condition, output, user) := "invalid" if {

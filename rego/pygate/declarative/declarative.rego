@@ -12,21 +12,14 @@ import data.pygate.lib
 # refusals_for returns the refusals from declarative policies in any of sets
 # (an array or set of policy-set names) for one output and user, plus every
 # invalid policy that applies to those sets.
-refusals_for(sets, output, user) := matched | broken if {
-	matched := {r |
-		some i, policy in _policies
-		not _problems[i]
-		policy.set in sets
-		every condition in policy.conditions {
-			_holds(condition, output, user)
-		}
-		r := _refusal(policy, output, user)
-	}
-	broken := {r |
-		some r in invalid
-		_applies(r.policy_set, sets)
-	}
-}
+#
+# Only policies that can apply to sets are validated per query: those in one
+# of sets, and those whose set is unknown (which apply everywhere).
+refusals_for(sets, output, user) := {r |
+	some i, policy in _policies
+	_relevant(policy, sets)
+	r := _evaluate(policy, i, output, user)
+} | _list_invalid
 
 # invalid lists one refusal per policy that failed validation, with every
 # problem in its reason. Tooling can query it to lint policy data.
@@ -36,9 +29,33 @@ invalid contains r if {
 	r := _invalid_refusal(_label(policy, i), _id_or_default(policy), _set_or_all(policy), problems)
 }
 
-invalid contains r if {
+invalid contains r if some r in _list_invalid
+
+_list_invalid contains r if {
 	not is_array(_configured)
 	r := _invalid_refusal("declarative_policies", "invalid-policy", "*", {"not an array"})
+}
+
+_relevant(policy, sets) if policy.set in sets
+
+_relevant(policy, _) if not is_object(policy)
+
+_relevant(policy, _) if {
+	is_object(policy)
+	not _kind_ok("string", object.get(policy, "set", null))
+}
+
+# _evaluate is the invalid-policy refusal when policy fails validation,
+# else its refusal when all conditions hold, else undefined.
+_evaluate(policy, i, output, user) := r if {
+	problems := _policy_problems(policy)
+	count(problems) > 0
+	r := _invalid_refusal(_label(policy, i), _id_or_default(policy), _set_or_all(policy), problems)
+} else := r if {
+	every condition in policy.conditions {
+		_holds(condition, output, user)
+	}
+	r := _refusal(policy, output, user)
 }
 
 _configured := lib.config("declarative_policies", [])
@@ -117,11 +134,6 @@ _invalid_refusal(label, id, set_name, problems) := {
 	"source": "data",
 	"invalid": true,
 }
-
-# "*" marks an invalid policy whose set is unknown: it applies to every service.
-_applies("*", _)
-
-_applies(set_name, sets) if set_name in sets
 
 _valid_id(policy) if _kind_ok("string", policy.id)
 

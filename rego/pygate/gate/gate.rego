@@ -69,11 +69,47 @@ _refusals := _input_refusals if {
 	count(_input_refusals) > 0
 } else := _policy_refusals
 
-_policy_refusals := {r |
+_policy_refusals := _rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)
+
+# A set with no Rego package contributes nothing. A package whose refusals
+# are not well-formed objects is not skipped: each bad item becomes a refusal,
+# since a refusal without a priority or id would drop out of the sort below.
+_rego_refusals contains _normalized(item, set_name) if {
 	some set_name in _policy_sets
-	some refusal in data.pygate.policies[set_name].refusals
-	r := object.union(refusal, {"policy_set": set_name})
-} | declarative.refusals_for(_policy_sets, input.output, input.user)
+	some item in _as_collection(data.pygate.policies[set_name].refusals)
+}
+
+_as_collection(x) := x if {
+	is_set(x)
+} else := x if {
+	is_array(x)
+} else := {x}
+
+_normalized(item, set_name) := object.union(item, {"policy_set": set_name}) if {
+	_well_formed(item)
+} else := _malformed_refusal(item, set_name)
+
+# METADATA
+# title: Malformed refusal from a policy package
+# description: >-
+#   A policy package produced a refusal that is not an object with string
+#   policy_id, reason and action and a numeric priority.
+# custom:
+#   id: GATE-007
+#   reason: "policy set '{{.set}}' produced a malformed refusal: {{.item}}"
+#   action: log_refusal
+#   priority: 0
+_malformed_refusal(item, set_name) := object.union(
+	lib.refusal(rego.metadata.chain(), {"set": set_name, "item": json.marshal(item)}),
+	{"policy_set": set_name},
+)
+
+_well_formed(r) if {
+	is_string(r.policy_id)
+	is_string(r.reason)
+	is_string(r.action)
+	is_number(r.priority)
+}
 
 _policy_sets := _services[input.context.service].policy_sets
 

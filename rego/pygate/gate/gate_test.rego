@@ -227,7 +227,9 @@ test_services_data_absent_refused if {
 
 test_service_entry_malformed_refused if {
 	every entry in [{}, {"policy_sets": []}, {"policy_sets": "finance"}, {"policy_sets": ["finance", 3]}, {"policy_sets": [""]}, ["finance"], true] {
-		d := _decide(_finance(_transfer(1))) with data.pygate.config.services.finance as entry
+		# Replace the whole services object: `with` on services.finance would be
+		# merged into the shipped entry when read through its parent.
+		d := _decide(_finance(_transfer(1))) with data.pygate.config.services as {"finance": entry}
 		_gate_only(d, "GATE-006")
 		d.primary.reason == "services configuration missing or malformed: service 'finance' needs policy_sets: a non-empty array of set names"
 	}
@@ -242,6 +244,41 @@ test_input_problems_skip_policies if {
 	# The transfer is over the limit, but a missing user id means policies never ran.
 	d := _decide(_with(_finance(_transfer(5000)), "user", {"transaction_limit": 1}))
 	_ids(d) == ["GATE-003"]
+}
+
+# Fail-closed safety nets.
+
+test_malformed_rego_refusals_refuse if {
+	junk := {"junk", {"policy_id": "X-1", "reason": "r", "action": "a"}}
+	d := _decide(_finance(_transfer(1))) with data.pygate.policies.finance.refusals as junk
+	[[r.policy_id, r.policy_set, r.reason] | some r in d.refusals] == [
+		["GATE-007", "finance", `policy set 'finance' produced a malformed refusal: "junk"`],
+		["GATE-007", "finance", `policy set 'finance' produced a malformed refusal: {"action":"a","policy_id":"X-1","reason":"r"}`],
+	]
+	d.allowed == false
+}
+
+test_non_collection_rego_refusals_refuse if {
+	d := _decide(_finance(_transfer(1))) with data.pygate.policies.finance.refusals as true
+	_ids(d) == ["GATE-007"]
+}
+
+test_array_rego_refusals_accepted if {
+	refusal := {"policy_id": "X-1", "reason": "r", "action": "a", "priority": 3}
+	d := _decide(_finance(_transfer(1))) with data.pygate.policies.finance.refusals as [refusal]
+	d.refusals == [object.union(refusal, {"policy_set": "finance"})]
+}
+
+_no_refusals(_, _, _) := x if {
+	x := input.never_defined
+}
+
+test_default_decision_refuses_when_evaluation_breaks if {
+	d := _decide(_finance(_transfer(1))) with data.pygate.declarative.refusals_for as _no_refusals
+	d.allowed == false
+	_ids(d) == ["GATE-000"]
+	d.primary == d.refusals[0]
+	d.service == null
 }
 
 # Batch.

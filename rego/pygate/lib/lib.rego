@@ -10,7 +10,8 @@ package pygate.lib
 # suggestion and message may be Go templates rendered with vars.
 #
 # It is defined even for a rule without metadata: a refusal rule that forgot
-# its annotations must still refuse, not vanish.
+# its annotations must still refuse, not vanish. (Mind that METADATA attaches
+# to a rule's first body only; chain() called from an `else` branch sees none.)
 refusal(chain, vars) := object.union(base, optional) if {
 	annotations := _annotations(chain)
 	custom := object.get(annotations, "custom", {})

@@ -1,0 +1,46 @@
+"""The audit log: one subpackage, one module per backend.
+
+``open_audit`` picks the backend from a URL: ``sqlite:///path`` or a plain path is SQLite
+(the embedded default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pygate._audit._base import (
+    DEFAULT_REDACT_KEYS,
+    GENESIS,
+    AuditLog,
+    Summary,
+    VerifyResult,
+    redact,
+)
+from pygate._audit._sqlite import SqliteAuditLog
+from pygate._errors import ConfigError
+
+__all__ = [
+    "DEFAULT_REDACT_KEYS",
+    "GENESIS",
+    "AuditLog",
+    "SqliteAuditLog",
+    "Summary",
+    "VerifyResult",
+    "open_audit",
+    "redact",
+]
+
+
+def open_audit(target: str | Path) -> AuditLog:
+    """Open the audit log named by a path or URL.
+
+    Raises:
+        ConfigError: an unsupported URL scheme.
+        AuditError: the database cannot be opened.
+    """
+    text = str(target)
+    if text.startswith("sqlite:///"):
+        return SqliteAuditLog(text[len("sqlite:///") :])
+    if "://" in text:
+        raise ConfigError(f"audit_db {text!r}: unsupported scheme (use sqlite:///path or a path)")
+    return SqliteAuditLog(text)
