@@ -3,6 +3,7 @@
 import logging as _logging
 
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
+from pygate._bundle import Bundle, build_bundle, generate_keys
 from pygate._errors import (
     AuditError,
     BadEngineResponse,
@@ -12,6 +13,7 @@ from pygate._errors import (
     EngineUnavailable,
     InputError,
     PolicyDataError,
+    PublishError,
     PygateError,
     Refused,
     UndefinedDecision,
@@ -33,6 +35,7 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "BadEngineResponse",
+    "Bundle",
     "ConfigError",
     "Decision",
     "DeclarativePolicy",
@@ -43,6 +46,7 @@ __all__ = [
     "InputError",
     "LocalOpa",
     "PolicyDataError",
+    "PublishError",
     "PygateError",
     "Refusal",
     "Refused",
@@ -51,7 +55,9 @@ __all__ = [
     "Summary",
     "UndefinedDecision",
     "VerifyResult",
+    "build_bundle",
     "find_opa_binary",
+    "generate_keys",
     "load_policy_data",
     "open_audit",
     "validate_policies",
