@@ -3,6 +3,7 @@
 import logging as _logging
 
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
+from pygate._audit._postgres import PostgresAuditLog
 from pygate._bundle import Bundle, build_bundle, generate_keys
 from pygate._errors import (
     AuditError,
@@ -46,6 +47,7 @@ __all__ = [
     "InputError",
     "LocalOpa",
     "PolicyDataError",
+    "PostgresAuditLog",
     "PublishError",
     "PygateError",
     "Refusal",
