@@ -3,6 +3,8 @@
 import logging as _logging
 
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
+from pygate._audit._postgres import PostgresAuditLog
+from pygate._bundle import Bundle, build_bundle, generate_keys
 from pygate._errors import (
     AuditError,
     BadEngineResponse,
@@ -12,6 +14,7 @@ from pygate._errors import (
     EngineUnavailable,
     InputError,
     PolicyDataError,
+    PublishError,
     PygateError,
     Refused,
     UndefinedDecision,
@@ -33,6 +36,7 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "BadEngineResponse",
+    "Bundle",
     "ConfigError",
     "Decision",
     "DeclarativePolicy",
@@ -43,6 +47,8 @@ __all__ = [
     "InputError",
     "LocalOpa",
     "PolicyDataError",
+    "PostgresAuditLog",
+    "PublishError",
     "PygateError",
     "Refusal",
     "Refused",
@@ -51,7 +57,9 @@ __all__ = [
     "Summary",
     "UndefinedDecision",
     "VerifyResult",
+    "build_bundle",
     "find_opa_binary",
+    "generate_keys",
     "load_policy_data",
     "open_audit",
     "validate_policies",

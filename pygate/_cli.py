@@ -383,3 +383,118 @@ def policy_validate(path: str, as_json: bool) -> None:
         click.echo(json.dumps({"ok": True, "policies": count}))
     else:
         click.echo(f"ok: {count} declarative policies in {path}")
+
+
+@main.group()
+def bundle() -> None:
+    """Build and sign the policy bundle that OPA sidecars poll.
+
+    \b
+    Publish a policy change to every service:
+      pygate bundle keys                      once: a demo RSA key pair in keys/
+      pygate bundle build                     validate, opa test, opa build, sign
+      cp bundles/pygate.tar.gz <bundle server>  sidecars pick it up within 2 s
+    Sidecars run with deploy/opa-config.yaml (see that file for the command line).
+    """
+
+
+@bundle.command("keys")
+@click.option(
+    "--dir",
+    "directory",
+    default="keys",
+    show_default=True,
+    help="Folder for bundle-signing.pem (private) and bundle-verify.pem (public).",
+)
+@click.option("--force", is_flag=True, help="Replace existing keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def bundle_keys(directory: str, force: bool, as_json: bool) -> None:
+    """Create an RSA key pair for signing bundles (kept if it exists, unless --force).
+
+    The keys are for the demo and tests and are never committed (keys/ is ignored by git).
+    Exit 2 when no key can be generated (needs openssl).
+    """
+    from pygate._bundle import generate_keys
+
+    try:
+        pair = generate_keys(directory, force=force)
+    except PygateError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"private": str(pair.private), "public": str(pair.public),
+                               "created": pair.created}))  # fmt: skip
+    else:
+        verb = "created" if pair.created else "kept existing"
+        click.echo(f"{verb}: {pair.private} (private, signs) and {pair.public} (public, verifies)")
+
+
+@bundle.command("build")
+@click.option(
+    "--out",
+    default="bundles/pygate.tar.gz",
+    show_default=True,
+    help="The bundle file to write (replaced atomically).",
+)
+@click.option(
+    "--signing-key",
+    default="keys/bundle-signing.pem",
+    show_default=True,
+    help="PEM private key that signs the bundle (RS256).",
+)
+@click.option(
+    "--key-id",
+    default="pygate",
+    show_default=True,
+    help="Key id in the signature; sidecars look their public key up by it.",
+)
+@click.option(
+    "--data",
+    "data_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A JSON file whose top-level keys replace those of the policy data "
+    "(rego/pygate/config/data.json). Repeatable; later files win.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
+                 data_files: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
+    """Validate the policies, run opa test, build and sign the bundle; print its revision.
+
+    The policy folder is --policy-dir (default ./rego); *_test.rego files are left out.
+    The .manifest holds roots ["pygate"] and the revision <git commit>-<content hash>,
+    which OPA reports with every decision and pygate stores in every audit record.
+
+    \b
+    Exit codes:
+      0  built and signed
+      2  a rules-as-data policy is malformed (names policy and field), opa test failed,
+         or the key, policy folder or OPA binary is missing
+    """
+    from pygate._bundle import build_bundle
+
+    settings = _settings(ctx.find_root())
+    try:
+        built = build_bundle(out, signing_key=signing_key, key_id=key_id,
+                             policy_dir=settings.policy_dir, data_files=data_files,
+                             opa_bin=settings.opa_bin)  # fmt: skip
+    except PolicyDataError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "step": "validate", "policy_id": exc.policy_id,
+                                   "field": exc.field, "problem": exc.problem}))  # fmt: skip
+            sys.exit(EXIT_BAD_INPUT)
+        _fail(str(exc))
+    except PygateError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "step": getattr(exc, "step", "config"),
+                                   "problem": str(exc)}))  # fmt: skip
+            sys.exit(EXIT_BAD_INPUT)
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"ok": True, "path": str(built.path), "revision": built.revision,
+                               "commit": built.commit, "content_hash": built.content_hash,
+                               "key_id": built.key_id, "files": list(built.files)}))  # fmt: skip
+    else:
+        click.echo(built.revision)
+        click.echo(f"signed bundle {built.path} ({len(built.files)} files, key id "
+                   f"{built.key_id}); publish it where sidecars poll", err=True)  # fmt: skip

@@ -11,6 +11,7 @@ PygateError
 ├── PolicyDataError             a rules-as-data policy is malformed (names policy and field)
 ├── AuditError                  the audit log could not be written or read
 ├── ConfigError                 settings, paths or the OPA binary are wrong
+├── PublishError                a bundle could not be built or signed, or OPA refused a push
 └── Refused                     raised by ``Gate.execute`` / ``guard`` when the gate says no
 ```
 
@@ -92,6 +93,19 @@ class AuditError(PygateError):
 
 class ConfigError(PygateError):
     """Settings are invalid, or a required tool (the OPA binary) is missing."""
+
+
+class PublishError(PygateError):
+    """A policy could not be published: bundle build, signing, ``opa test`` or a live push.
+
+    Attributes:
+        step: what failed, e.g. ``opa test``, ``opa build``, ``push``.
+    """
+
+    def __init__(self, step: str, problem: str) -> None:
+        super().__init__(f"{step}: {problem}")
+        self.step = step
+        self.problem = problem
 
 
 class Refused(PygateError):

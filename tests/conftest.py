@@ -119,3 +119,45 @@ def dead_url() -> str:
 
 
 ANALYST = {"id": "ana", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
+
+
+# --- PostgreSQL (scripts/postgres.sh; ./dev test exports PYGATE_TEST_POSTGRES_URL) ----------
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL: PYGATE_TEST_POSTGRES_URL, else the project's own server, started here.
+
+    Skips (with the reason) only when no PostgreSQL can be started on this machine.
+    """
+    import os
+    import subprocess
+
+    url = os.environ.get("PYGATE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    script = PROJECT_ROOT / "scripts" / "postgres.sh"
+    was_running = subprocess.run([script, "status"], check=False).returncode == 0
+    done = subprocess.run([script, "start"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"PostgreSQL could not be started by scripts/postgres.sh: {done.stderr[-500:]}")
+    yield done.stdout.strip()
+    if not was_running:
+        subprocess.run([script, "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema of its own, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

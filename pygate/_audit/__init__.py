@@ -1,7 +1,8 @@
 """The audit log: one subpackage, one module per backend.
 
 ``open_audit`` picks the backend from a URL: ``sqlite:///path`` or a plain path is SQLite
-(the embedded default).
+(the embedded default); ``postgresql://…`` (or ``postgres://…``) is PostgreSQL, for several
+services sharing one audit log and one daily quota.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def open_audit(target: str | Path) -> AuditLog:
     text = str(target)
     if text.startswith("sqlite:///"):
         return SqliteAuditLog(text[len("sqlite:///") :])
+    if text.startswith(("postgresql://", "postgres://")):
+        # Imported here: SQLite users never load the PostgreSQL driver.
+        from pygate._audit._postgres import PostgresAuditLog
+
+        return PostgresAuditLog(text)
     if "://" in text:
-        raise ConfigError(f"audit_db {text!r}: unsupported scheme (use sqlite:///path or a path)")
+        scheme = text.split("://", 1)[0]
+        raise ConfigError(
+            f"audit_db: unsupported scheme {scheme!r} "
+            "(use sqlite:///path, a path, or postgresql://user:password@host:port/db)"
+        )
     return SqliteAuditLog(text)

@@ -1,0 +1,193 @@
+"""The PostgreSQL audit backend: one database shared by several services.
+
+Same records, same hash chain and same verification as SQLite (``_base``); what changes is
+how writers that live in different processes and on different hosts are kept in order:
+
+- every chain append runs in one transaction holding ``pg_advisory_xact_lock`` on this
+  schema's chain, so the "read last hash, insert next" step never interleaves;
+- the daily-quota counter is one ``INSERT … ON CONFLICT … DO UPDATE … RETURNING``, atomic
+  in the database, so usage on service A counts on service B and concurrent requests at the
+  boundary never approve more than the quota;
+- triggers refuse UPDATE, DELETE and TRUNCATE on ``decisions`` (append-only).
+
+Tables live in the connection's current schema (set ``options=-csearch_path=NAME`` in the URL
+to keep several deployments in one database). Driver errors become ``AuditError`` in exactly
+one place, ``_translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from pygate._audit._base import COLUMNS, DEFAULT_REDACT_KEYS, GENESIS, AuditLog, chain_hash
+from pygate._errors import AuditError
+
+#: First key of every pygate advisory lock ("pyga"); the second is the schema's hash.
+_LOCK_NAMESPACE = 0x70796761
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq BIGSERIAL PRIMARY KEY,
+    audit_id TEXT NOT NULL UNIQUE,
+    ts TEXT NOT NULL,
+    day TEXT NOT NULL,
+    service TEXT,
+    user_id TEXT,
+    output TEXT NOT NULL,
+    allowed INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    policy_id TEXT,
+    policy_ids TEXT NOT NULL,
+    action TEXT,
+    decision_id TEXT,
+    bundle_revision TEXT,
+    fallback INTEGER NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
+CREATE OR REPLACE FUNCTION pygate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER decisions_no_update BEFORE UPDATE OR DELETE ON decisions
+    FOR EACH ROW EXECUTE FUNCTION pygate_append_only();
+CREATE OR REPLACE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
+    FOR EACH STATEMENT EXECUTE FUNCTION pygate_append_only();
+CREATE TABLE IF NOT EXISTS quota_usage (
+    user_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (user_id, day)
+);
+"""
+
+_LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))"
+
+_INSERT = (
+    f"INSERT INTO decisions ({', '.join(COLUMNS)}, prev_hash, hash) "
+    f"VALUES ({', '.join(['%s'] * (len(COLUMNS) + 2))})"
+)
+
+_RESERVE = (
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 1) "
+    "ON CONFLICT (user_id, day) DO UPDATE SET used = quota_usage.used + 1 RETURNING used"
+)
+_RELEASE = (
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 0) "
+    "ON CONFLICT (user_id, day) DO UPDATE SET used = GREATEST(quota_usage.used - 1, 0)"
+)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class PostgresAuditLog(AuditLog):
+    """PostgreSQL audit log. Thread-safe; any number of processes may share one database.
+
+    Args:
+        url: ``postgresql://user:password@host:port/database`` (libpq URL, query options
+            such as ``sslmode`` or ``options=-csearch_path=…`` allowed).
+        redact_keys: keys whose values are masked in the stored output.
+        connect_timeout: seconds to wait for the server when (re)connecting.
+
+    Raises:
+        AuditError: the database cannot be reached or the schema cannot be created.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        *,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(redact_keys)
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        with self._lock, self._translate("open the audit log"):
+            conn = self._connection()
+            with conn.transaction():
+                # Serialise schema creation: services starting together race on it.
+                conn.execute(_LOCK, (_LOCK_NAMESPACE,))
+                conn.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"PostgresAuditLog({safe_url(self.url)!r})"
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """THE place where driver errors become AuditError (the password never shows)."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._conn is not None and self._conn.broken:
+                self._conn = None  # reconnect on the next call
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AuditError(f"cannot {what} in {safe_url(self.url)}: {detail}") from exc
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+            )
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+        with self._lock, self._translate("write audit records"):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(_LOCK, (_LOCK_NAMESPACE,))
+                cur.execute("SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1")
+                last = cur.fetchone()
+                prev = last[0] if last else GENESIS
+                params = []
+                for row in rows:
+                    digest = chain_hash(prev, row)
+                    params.append((*(row[c] for c in COLUMNS), prev, digest))
+                    prev = digest
+                if params:
+                    cur.executemany(_INSERT, params)
+                if releases:
+                    cur.executemany(_RELEASE, releases)
+
+    def reserve(self, user_id: str, day: str) -> int:
+        with self._lock, self._translate("reserve quota"):
+            row = self._connection().execute(_RESERVE, (user_id, day)).fetchone()
+        if row is None:  # RETURNING always yields a row; be loud if it ever does not
+            raise AuditError("quota reservation returned nothing")
+        return int(row[0]) - 1
+
+    def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock, self._translate("read the audit log"):
+            cur = self._connection().execute(sql.replace("?", "%s"), params)
+            names = [d.name for d in cur.description or ()]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def _select(self, sql_tail: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return self._select_raw(f"SELECT * FROM decisions {sql_tail}", params)
+
+    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self._lock, self._translate("read the audit log"):
+            row = self._connection().execute(sql.replace("?", "%s"), params).fetchone()
+        return row[0] if row else None
