@@ -9,7 +9,7 @@ FROM ${PYTHON_IMAGE}
 ARG PIP_SOURCES=""
 COPY . /src
 RUN python3 -m venv /opt/pygate \
- && /opt/pygate/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_SOURCES "/src[postgres]" \
+ && /opt/pygate/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_SOURCES /src \
  && mkdir -p /app /var/lib/pygate \
  && cp /src/examples/service/app.py /app/app.py \
  && rm -rf /src \

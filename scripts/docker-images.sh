@@ -150,7 +150,7 @@ build_service() {
   # into build/wheelhouse (plus setuptools, which builds pygate itself), then install offline.
   rm -rf build/wheelhouse
   timed "pip wheel (host wheelhouse)" .venv/bin/python -m pip wheel -q --wheel-dir build/wheelhouse \
-    ".[postgres]" "setuptools>=68" >&2
+    . "setuptools>=68" >&2
   rm -f build/wheelhouse/pygate-*.whl   # the image builds pygate from the copied source
   timed "docker build $image (--network none)" docker build -q --network none \
     --label "org.pygate.inputs=$hash" --build-arg PYTHON_IMAGE="$base" \

@@ -19,7 +19,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile="$(mktemp)"
   printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > "$pwfile"
   chown postgres "$pwfile"
-  as_pg "$bin/initdb" -D "$PGDATA" -U "$user" --pwfile="$pwfile" \
+  # UTF8 like the upstream image (a minbase system has no locale, and initdb would pick
+  # SQL_ASCII, for which psycopg hands back bytes instead of text).
+  as_pg "$bin/initdb" -D "$PGDATA" -U "$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   # First start on the socket only (like upstream), to create the database.
