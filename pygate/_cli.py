@@ -261,12 +261,49 @@ def sidecar() -> None:
 
 @sidecar.command("up")
 @click.option("--port", type=int, default=8181, show_default=True, help="TCP port on 127.0.0.1.")
+@click.option(
+    "--docker",
+    is_flag=True,
+    help="Run OPA as a Docker container (host networking) instead of a process.",
+)
+@click.option(
+    "--image",
+    envvar="PYGATE_OPA_IMAGE",
+    default=None,
+    help="With --docker: the OPA image. Default openpolicyagent/opa:"
+    "<pinned version>-static. Env: PYGATE_OPA_IMAGE.",
+)
+@click.option(
+    "--bundle",
+    "bundle_file",
+    default=None,
+    help="With --docker: serve this bundle file (default bundles/pygate.tar.gz "
+    "when it exists, else the policy folder).",
+)
+@click.option(
+    "--verification-key",
+    default=None,
+    help="With --docker: public key that must have signed the bundle "
+    "(default keys/bundle-verify.pem when it exists).",
+)
 @click.pass_context
-def sidecar_up(ctx: click.Context, port: int) -> None:
+def sidecar_up(
+    ctx: click.Context,
+    port: int,
+    docker: bool,
+    image: str | None,
+    bundle_file: str | None,
+    verification_key: str | None,
+) -> None:
     """Start OPA on 127.0.0.1:PORT, print its URL, and keep it running until Ctrl-C.
 
     Point services at it with PYGATE_OPA_URL=<the printed URL>. OPA is restarted if it dies.
+    With --docker, OPA runs as a container instead (see the --docker options) and this
+    command returns once it is healthy; `pygate sidecar down --docker` stops it.
     """
+    if docker:
+        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key)
+        return
     settings = _settings(ctx.find_root())
     try:
         local = LocalOpa(settings.policy_dir, opa_bin=settings.opa_bin, port=port).start()
@@ -498,3 +535,65 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
         click.echo(built.revision)
         click.echo(f"signed bundle {built.path} ({len(built.files)} files, key id "
                    f"{built.key_id}); publish it where sidecars poll", err=True)  # fmt: skip
+
+
+# --- OPA sidecar as a Docker container (`sidecar up --docker`, `sidecar down --docker`) ---
+
+
+def _sidecar_up_docker(
+    ctx: click.Context,
+    port: int,
+    image: str | None,
+    bundle_file: str | None,
+    verification_key: str | None,
+) -> None:
+    from pathlib import Path
+
+    from pygate import _docker_sidecar
+    from pygate._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
+
+    settings = _settings(ctx.find_root())
+    if bundle_file is None and DEFAULT_BUNDLE.is_file():
+        bundle_file = str(DEFAULT_BUNDLE)
+    if bundle_file is not None and verification_key is None:
+        default_key = DEFAULT_KEY_DIR / PUBLIC_KEY_NAME
+        verification_key = str(default_key) if default_key.is_file() else None
+    policy_dir = settings.policy_dir or str(Path.cwd() / "rego")
+    try:
+        started = _docker_sidecar.start(
+            port,
+            image=image or _docker_sidecar.DEFAULT_IMAGE,
+            bundle=bundle_file,
+            verification_key=verification_key,
+            policy_dir=None if bundle_file else policy_dir,
+        )
+    except PygateError as exc:
+        _fail(str(exc))
+    click.echo(started.url)
+    click.echo(f"OPA container {started.name} ({started.image}) serving {started.source}; "
+               "`pygate sidecar down --docker` stops it", err=True)  # fmt: skip
+
+
+@sidecar.command("down")
+@click.option("--docker", is_flag=True, required=True,
+              help="Stop the OPA container(s) started by `sidecar up --docker`.")  # fmt: skip
+@click.option("--port", type=int, default=None, help="Only the one on this port.")
+@click.option("--json", "as_json", is_flag=True, help="Print the removed containers as JSON.")
+def sidecar_down(docker: bool, port: int | None, as_json: bool) -> None:
+    """Stop and remove the sidecar containers started with `pygate sidecar up --docker`.
+
+    (A process sidecar from `pygate sidecar up` stops with Ctrl-C.) Exit 2 when no Docker
+    engine answers.
+    """
+    from pygate import _docker_sidecar
+
+    try:
+        removed = _docker_sidecar.stop(port)
+    except PygateError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"removed": removed}))
+    elif removed:
+        click.echo("stopped: " + ", ".join(removed))
+    else:
+        click.echo("no pygate sidecar container was running")
