@@ -95,10 +95,11 @@ mirror() {
 label() { docker image inspect -f '{{index .Config.Labels "org.pygate.inputs"}}' "$1" 2>/dev/null || true; }
 
 # rootfs NAME PACKAGES: path of a cached debootstrap tarball with PACKAGES (made when missing)
+rootfs_id() { echo "$1-$SUITE-$(echo "$SUITE $2 $(mirror)" | sha256sum | cut -c1-12)"; }
+
 rootfs() {
-  local name="$1" packages="$2" key tarball dir
-  key="$(echo "$SUITE $packages $(mirror)" | sha256sum | cut -c1-12)"
-  tarball=".tools/rootfs/$name-$SUITE-$key.tar"
+  local name="$1" packages="$2" tarball dir
+  tarball=".tools/rootfs/$(rootfs_id "$name" "$packages").tar"
   if [ ! -f "$tarball" ]; then
     command -v debootstrap >/dev/null 2>&1 || timed "install debootstrap" apt_install debootstrap
     dir="$(mktemp -d "$root/.tools/rootfs/$name.XXXX")"
@@ -113,12 +114,17 @@ rootfs() {
 }
 
 # import NAME PACKAGES [--change ...]: a Debian image from a cached rootfs
+image_name() { local name="${1##*/}"; echo "${name%%:*}"; }
+import_hash() {  # import_hash IMAGE PACKAGES [--change ...]: what the image's label must say
+  local image="$1" packages="$2"; shift 2
+  echo "$(rootfs_id "$(image_name "$image")" "$packages") $*" | sha256sum | cut -c1-16
+}
+
 import_image() {
-  local image="$1" packages="$2" tarball hash name; shift 2
-  name="${image##*/}"; name="${name%%:*}"
-  tarball="$(rootfs "$name" "$packages")"
-  hash="$(echo "$tarball $*" | sha256sum | cut -c1-16)"
+  local image="$1" packages="$2" tarball hash; shift 2
+  hash="$(import_hash "$image" "$packages" "$@")"
   if [ "$(label "$image")" = "$hash" ]; then log "$image up to date"; return 0; fi
+  tarball="$(rootfs "$(image_name "$image")" "$packages")"
   timed "docker import $image" docker import --change "LABEL org.pygate.inputs=$hash" "$@" \
     "$tarball" "$image" >/dev/null
 }
@@ -140,7 +146,7 @@ build_opa() {
 }
 
 build_service() {
-  local image=pygate-local/service:latest base=pygate-local/python:3.11 hash base_id
+  local image=pygate-local/service:latest base=$PY_IMAGE hash base_id
   base_id="$(docker image inspect -f '{{.Id}}' "$base")"
   hash="$( { echo "$base_id"; cat Dockerfile .dockerignore pyproject.toml;
              find pygate examples -name '*.py' -o -name py.typed | LC_ALL=C sort | xargs cat; } \
@@ -158,19 +164,29 @@ build_service() {
     -t "$image" . >/dev/null
 }
 
+PY_IMAGE=pygate-local/python:3.11
+PY_CHANGE='CMD ["python3"]'
+NGINX_IMAGE=pygate-local/nginx:latest
+NGINX_CHANGE='CMD ["nginx", "-g", "daemon off;"]'
+PG_IMAGE=pygate-local/postgres:latest
+PG_CHANGE='ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
 images() {
-  # The three root filesystems are independent downloads: make the missing ones in parallel.
+  # The root filesystems are independent downloads: make the missing ones in parallel.
   local pids=() pid
-  rootfs python "$PY_PKGS" >/dev/null & pids+=($!)
-  rootfs nginx "$NGINX_PKGS" >/dev/null & pids+=($!)
-  rootfs postgres "$PG_PKGS" >/dev/null & pids+=($!)
+  if [ "$(label $PY_IMAGE)" != "$(import_hash $PY_IMAGE "$PY_PKGS" --change "$PY_CHANGE")" ]; then
+    rootfs python "$PY_PKGS" >/dev/null & pids+=($!)
+  fi
+  if [ "$(label $NGINX_IMAGE)" != "$(import_hash $NGINX_IMAGE "$NGINX_PKGS" --change "$NGINX_CHANGE")" ]; then
+    rootfs nginx "$NGINX_PKGS" >/dev/null & pids+=($!)
+  fi
+  if [ "$(label $PG_IMAGE)" != "$(import_hash $PG_IMAGE "$PG_PKGS" --change "$PG_CHANGE")" ]; then
+    rootfs postgres "$PG_PKGS" >/dev/null & pids+=($!)
+  fi
   for pid in "${pids[@]}"; do wait "$pid"; done
-  import_image pygate-local/python:3.11 "$PY_PKGS" \
-    --change 'CMD ["python3"]'
-  import_image pygate-local/nginx:latest "$NGINX_PKGS" \
-    --change 'CMD ["nginx", "-g", "daemon off;"]'
-  import_image pygate-local/postgres:latest "$PG_PKGS" \
-    --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  import_image $PY_IMAGE "$PY_PKGS" --change "$PY_CHANGE"
+  import_image $NGINX_IMAGE "$NGINX_PKGS" --change "$NGINX_CHANGE"
+  import_image $PG_IMAGE "$PG_PKGS" --change "$PG_CHANGE"
   build_opa
   build_service
 }
