@@ -103,11 +103,14 @@ rootfs() {
   if [ ! -f "$tarball" ]; then
     command -v debootstrap >/dev/null 2>&1 || timed "install debootstrap" apt_install debootstrap
     dir="$(mktemp -d "$root/.tools/rootfs/$name.XXXX")"
-    timed "debootstrap $name ($packages)" debootstrap --variant=minbase --include="$packages" \
-      "$SUITE" "$dir" "$(mirror)" >"$dir.log" 2>&1 \
+    local t0; t0=$(date +%s)
+    debootstrap --variant=minbase --include="$packages" "$SUITE" "$dir" "$(mirror)" \
+      >"$dir.log" 2>&1 \
       || { log "debootstrap failed; see $dir.log"; tail -5 "$dir.log" >&2; return 1; }
+    log "debootstrap $name ($packages): $(( $(date +%s) - t0 )) s"
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
-    tar -C "$dir" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    timed "tar $name rootfs" tar -C "$dir" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
     rm -rf "$dir" "$dir.log"
   fi
   echo "$tarball"
