@@ -18,7 +18,7 @@ from pygate._errors import AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
-from pygate._transport import AiohttpTransport, HttpxTransport
+from pygate._transport import AiohttpTransport, HttpClientTransport
 
 log = logging.getLogger("pygate")
 
@@ -187,7 +187,7 @@ class Gate(_BaseGate):
 
     def __init__(self, service: str | None = None, **kwargs: Any) -> None:
         super().__init__(service, **kwargs)
-        self._transport = HttpxTransport(self.url, self.settings.timeout)
+        self._transport = HttpClientTransport(self.url, self.settings.timeout)
 
     def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
         """Decide whether ``output`` may be acted on for ``user`` now; always audited.
