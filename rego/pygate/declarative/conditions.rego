@@ -45,35 +45,28 @@ _kind_ok("non_empty_array", x) if {
 
 _kind_ok("op", x) if x in _ops
 
-# regex.is_valid matters: an invalid pattern makes regex.match undefined, and
-# a condition that can never hold is a policy that silently never refuses.
-_kind_ok("regex", x) if {
-	is_string(x)
-	regex.is_valid(x)
-}
+# Checking the pattern matters: an invalid pattern makes regex.match
+# undefined, and a condition that can never hold is a policy that silently
+# never refuses.
+_kind_ok("regex", x) if lib.valid_regex(x)
 
 # _spec_problems checks obj against a {"required": {key: kind}, "optional":
-# {key: kind}} spec. Keys outside the spec are ignored.
+# {key: kind}} spec. Keys outside the spec are ignored. Set differences keep
+# `not` (and its ref-hoisting trap, see below) out of it.
 _spec_problems(obj, spec) := missing | wrong if {
-	missing := {sprintf("missing '%s'", [key]) |
-		some key, _ in spec.required
-		not _has(obj, key)
-	}
-	wrong := {sprintf("'%s' must be %s", [key, _kind_desc[kind]]) |
-		some key, kind in object.union(spec.required, spec.optional)
-		_has(obj, key)
-		not _kind_ok(kind, obj[key])
+	keys := object.keys(obj)
+	kinds := object.union(spec.required, spec.optional)
+	ok := {key | some key, kind in kinds; _kind_ok(kind, obj[key])}
+	missing := {sprintf("missing '%s'", [key]) | some key in (object.keys(spec.required) - keys)}
+	wrong := {sprintf("'%s' must be %s", [key, _kind_desc[kinds[key]]]) |
+		some key in ((keys & object.keys(kinds)) - ok)
 	}
 }
 
 # A `not` must never wrap a ref that can be undefined: OPA hoists the ref out
 # of the negation (opa#1877) and the whole expression fails instead of
-# holding. Hence object.get above and small helpers like these.
+# holding. Hence object.get below and small helpers like this one.
 _known_type(type_name) if _condition_specs[type_name]
-
-_has(obj, key) if {
-	_ := obj[key]
-}
 
 _condition_problems(i, condition) := {sprintf("condition %d is not an object", [i])} if {
 	not is_object(condition)

@@ -31,6 +31,13 @@ invalid contains r if {
 
 invalid contains r if some r in _list_invalid
 
+# sets names every policy set that declarative policies mention, so the gate
+# can tell a declarative-only set from a typo.
+sets contains policy.set if {
+	some policy in _policies
+	is_string(policy.set)
+}
+
 _list_invalid contains r if {
 	not is_array(_configured)
 	r := _invalid_refusal("declarative_policies", "invalid-policy", "*", {"not an array"})
@@ -137,14 +144,15 @@ _invalid_refusal(label, id, set_name, problems) := {
 
 _valid_id(policy) if _kind_ok("string", policy.id)
 
-_id_or_default(policy) := policy.id if _valid_id(policy)
-
-else := "invalid-policy"
+_id_or_default(policy) := policy.id if {
+	_valid_id(policy)
+} else := "invalid-policy"
 
 _label(policy, _) := policy.id if _valid_id(policy)
 
 _label(policy, i) := sprintf("declarative_policies[%d]", [i]) if not _valid_id(policy)
 
-_set_or_all(policy) := policy.set if _kind_ok("string", policy.set)
-
-else := "*"
+# "*" marks an invalid policy whose set is unknown: it applies to every service.
+_set_or_all(policy) := policy.set if {
+	_kind_ok("string", policy.set)
+} else := "*"

@@ -232,6 +232,10 @@ test_policies_not_an_array_refuse_everywhere if {
 	}}
 }
 
+test_policies_not_an_array_listed_as_invalid if {
+	_invalid_reasons("oops") == {"invalid policy declarative_policies: not an array"}
+}
+
 test_invalid_does_not_hide_valid_policies if {
 	valid := object.union(_policy([{"type": "field_in", "field": "type", "values": ["x"]}]), {"id": "T-2"})
 	_ids([_policy([{"type": "nope"}]), valid], {"type": "x"}, _user) == {"T-1", "T-2"}

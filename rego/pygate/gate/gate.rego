@@ -71,7 +71,8 @@ _refusals := _input_refusals if {
 
 _policy_refusals := _rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)
 
-# A set with no Rego package contributes nothing. A package whose refusals
+# A set with no Rego package contributes nothing here (it has declarative
+# policies, or GATE-008 refused already). A package whose refusals
 # are not well-formed objects is not skipped: each bad item becomes a refusal,
 # since a refusal without a priority or id would drop out of the sort below.
 _rego_refusals contains _normalized(item, set_name) if {
@@ -172,6 +173,19 @@ _service_config_problems contains sprintf("service '%s' needs policy_sets: a non
 	not _service_ok
 }
 
+# A set listed for a service but defined nowhere is most likely a typo; it
+# would otherwise contribute nothing and let everything through.
+_unknown_sets contains set_name if {
+	_service_ok
+	some set_name in _policy_sets
+	not _rego_set(set_name)
+	not set_name in declarative.sets
+}
+
+_rego_set(set_name) if {
+	_ := data.pygate.policies[set_name].refusals
+}
+
 _gate_refusal(chain, vars) := object.union(lib.refusal(chain, vars), {"policy_set": "gate"})
 
 # METADATA
@@ -257,4 +271,20 @@ _input_refusals contains r if {
 	_input_is_object
 	some problem in _service_config_problems
 	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
+}
+
+# METADATA
+# title: Unknown policy set
+# description: >-
+#   A service lists a policy set that has neither a Rego package under
+#   pygate.policies nor any declarative policy, which is almost always a typo.
+# custom:
+#   id: GATE-008
+#   reason: "service '{{.service}}' lists policy set '{{.set}}', which has no Rego package and no declarative policies"
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	some set_name in _unknown_sets
+	r := _gate_refusal(rego.metadata.chain(), {"service": input.context.service, "set": set_name})
 }

@@ -98,13 +98,14 @@ test_refusals_sorted_by_priority_and_primary_is_first if {
 	d.allowed == false
 }
 
-test_priority_ties_broken_by_policy_id if {
+test_priority_first_then_policy_id if {
 	policies := [
 		{"id": "B-1", "set": "finance", "priority": 20, "reason": "b", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
 		{"id": "A-1", "set": "finance", "priority": 20, "reason": "a", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
+		{"id": "A-0", "set": "finance", "priority": 90, "reason": "z", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
 	]
 	d := _decide(_finance(_transfer(5000))) with data.pygate.config.declarative_policies as policies
-	_ids(d) == ["A-1", "B-1", "FIN-002"]
+	_ids(d) == ["A-1", "B-1", "FIN-002", "A-0"]
 	d.primary.policy_id == "A-1"
 }
 
@@ -139,10 +140,19 @@ test_third_service_from_data_only if {
 	d.service == "ops"
 }
 
+test_policy_set_defined_nowhere_refused if {
+	services := {"notes": {"policy_sets": ["finance", "notes"]}}
+	doc := {"output": {"type": "text"}, "user": _analyst, "context": {"service": "notes"}}
+	d := _decide(doc) with data.pygate.config.services as services
+	_gate_only(d, "GATE-008")
+	d.primary.reason == "service 'notes' lists policy set 'notes', which has no Rego package and no declarative policies"
+}
+
 test_policy_set_without_rego_package_contributes_nothing if {
 	services := {"notes": {"policy_sets": ["notes"]}}
+	policies := [{"id": "N-1", "set": "notes", "reason": "r", "action": "a", "conditions": [{"type": "field_in", "field": "type", "values": ["code"]}]}]
 	doc := {"output": {"type": "text"}, "user": _analyst, "context": {"service": "notes"}}
-	_decide(doc).allowed == true with data.pygate.config.services as services
+	_decide(doc).allowed == true with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies
 }
 
 test_declarative_only_policy_set if {

@@ -77,3 +77,14 @@ transaction_limit(user) := user.transaction_limit if {
 asset_restricted(assets, symbol) if assets[symbol] == "restricted"
 
 asset_restricted(assets, symbol) if assets[upper(symbol)] == "restricted"
+
+# valid_regex holds when pattern compiles as RE2. It tries a match against ""
+# instead of calling regex.is_valid: regex.match goes through OPA's cache of
+# compiled patterns while regex.is_valid compiles again on every query, and
+# policy data is validated on every query. An invalid pattern makes
+# regex.match fail (undefined), or, under strict builtin errors, fail the
+# whole query; both are refusals.
+valid_regex(pattern) if {
+	is_string(pattern)
+	_ := regex.match(pattern, "")
+}

@@ -133,3 +133,11 @@ test_asset_restricted if {
 	not lib.asset_restricted(assets, "UNKNOWN")
 	not lib.asset_restricted(null, "ACME")
 }
+
+test_valid_regex if {
+	lib.valid_regex(`\bdef\s+\w+\(`)
+	lib.valid_regex("")
+	not lib.valid_regex("(unclosed")
+	not lib.valid_regex(`\p{Nope}`)
+	not lib.valid_regex(5)
+}

@@ -131,7 +131,7 @@ _data_problems contains sprintf("code_patterns[%d] is not a valid RE2 regex", [i
 	is_array(_code_patterns)
 	some i, pattern in _code_patterns
 	is_string(pattern)
-	not regex.is_valid(pattern)
+	not lib.valid_regex(pattern)
 }
 
 _string_array(x) if {
