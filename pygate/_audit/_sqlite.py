@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -104,13 +105,29 @@ class SqliteAuditLog(AuditLog):
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._synchronous = "FULL"
-            self._db.executescript(_SCHEMA)
+            self._setup()
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit log {self.path}: {exc}") from exc
         self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(self._execute_batch)
+
+    def _setup(self) -> None:
+        # Several processes opening one log at once can get "database is locked" here
+        # without SQLite's busy wait (seen once under heavy load while another process
+        # was committing); the set-up is idempotent, so it is retried for a bounded time.
+        deadline = time.monotonic() + 30
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._synchronous = "FULL"
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def __repr__(self) -> str:
         return f"SqliteAuditLog({str(self.path)!r})"
