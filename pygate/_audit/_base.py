@@ -7,6 +7,7 @@ A backend only stores rows, hands them back in order, and keeps the daily-quota 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -41,10 +42,19 @@ def redact(value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS) -> Any:
     return value
 
 
+def canonical(row: dict[str, Any]) -> str:
+    """The canonical JSON of a record's hashed columns (computable before the chain is known)."""
+    return json.dumps([row[c] for c in COLUMNS], separators=(",", ":"), sort_keys=True)
+
+
+def link(prev_hash: str, body: str) -> str:
+    """The hash of one record from the previous record's hash and its ``canonical`` body."""
+    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+
+
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """The hash of one record given the previous record's hash."""
-    body = json.dumps([row[c] for c in COLUMNS], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+    return link(prev_hash, canonical(row))
 
 
 def today(now: datetime | None = None) -> str:
@@ -114,6 +124,21 @@ class AuditLog(ABC):
         distinct value, so no more than the quota can ever be allowed.
         """
 
+    def reserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        """``reserve`` for each ``(user_id, day)`` in order, atomically where the backend can.
+
+        A user named twice gets consecutive values, as if reserved one after the other.
+        """
+        return [self.reserve(user_id, day) for user_id, day in keys]
+
+    async def areserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        """``reserve_many`` for asyncio callers (a backend may avoid the worker thread)."""
+        return await asyncio.to_thread(self.reserve_many, keys)
+
+    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+        """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
+        await asyncio.to_thread(self._insert, rows, releases)
+
     def release(self, user_id: str, day: str) -> None:
         """Give back a unit taken by ``reserve`` without writing a record."""
         self._insert([], [(user_id, day)])
@@ -161,15 +186,26 @@ class AuditLog(ABC):
     def append_many(
         self, items: list[tuple[Decision, Any]], releases: list[tuple[str, str]] | None = None
     ) -> list[Decision]:
-        """Write several records in one durable transaction, in order."""
+        """Write several records in one durable transaction, in order.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
         rows = [self._row(d, o) for d, o in items]
         self._insert(rows, releases or [])
-        return [
-            d.model_copy(
-                update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}
-            )
-            for (d, _), r in zip(items, rows, strict=True)
-        ]
+        return _stamped(items, rows)
+
+    async def aappend_many(
+        self, items: list[tuple[Decision, Any]], releases: list[tuple[str, str]] | None = None
+    ) -> list[Decision]:
+        """``append_many`` for asyncio callers; durable when the awaitable completes.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
+        rows = [self._row(d, o) for d, o in items]
+        await self._ainsert(rows, releases or [])
+        return _stamped(items, rows)
 
     def usage_today(self, user_id: str, now: datetime | None = None) -> int:
         """How many allowed decisions this user had today (UTC), counted from the records."""
@@ -235,6 +271,16 @@ class AuditLog(ABC):
             prev = row["hash"]
             last_seq = row["seq"]
         return VerifyResult(True, checked)
+
+
+def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
+    """The decisions carrying the audit id and time of their committed records."""
+    return [
+        d.model_copy(
+            update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}
+        )
+        for (d, _), r in zip(items, rows, strict=True)
+    ]
 
 
 def to_record(row: dict[str, Any]) -> AuditRecord:
