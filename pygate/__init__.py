@@ -2,8 +2,10 @@
 
 import logging as _logging
 
+from pygate._approvals import Approval, Approvals
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
 from pygate._errors import (
+    ApprovalError,
     AuditError,
     BadEngineResponse,
     ConfigError,
@@ -28,6 +30,9 @@ from pygate._policy_data import (
 from pygate._settings import Settings
 
 __all__ = [
+    "Approval",
+    "ApprovalError",
+    "Approvals",
     "AsyncGate",
     "AuditError",
     "AuditLog",

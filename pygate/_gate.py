@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from pygate import _core
+from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
+from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
-from pygate._errors import AuditError, EngineError, InputError, Refused
+from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
@@ -66,14 +68,18 @@ class _BaseGate:
             self.local_opa.start()
             self.url = self.local_opa.url
         self._owns_audit = not isinstance(audit, AuditLog)
+        redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db)
+            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = open_audit(audit)
+            self.audit = open_audit(audit, *redaction)
+        self.approvals: Approvals | None = None
+        if self.audit is not None and self.audit.extensions:
+            self.approvals = Approvals(self.audit, self.settings.approval_ttl)
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
@@ -99,6 +105,10 @@ class _BaseGate:
             # is given back with the audit record when the request is refused.
             ctx["usage_today"] = self.audit.reserve(usr["id"], prepared.day)
             prepared.reserved = True
+        # Approvals reach OPA only from the approval store; a caller's own are dropped.
+        ctx.pop("approvals", None)
+        if self.approvals is not None:
+            ctx["approvals"] = self.approvals.for_context(usr["id"])
         return prepared
 
     def _rejected(self, exc: InputError, output: Any, user: Any, context: Any) -> Decision:
@@ -142,7 +152,7 @@ class _BaseGate:
         if prepared is not None and prepared.reserved and not decision.allowed:
             release = (prepared.user_id, prepared.day)
         try:
-            return self.audit.append(decision, output, release)
+            written = self.audit.append(decision, output, release)
         except AuditError as exc:
             log.error("audit write failed, refusing: %s", exc)
             return decision.model_copy(
@@ -154,6 +164,31 @@ class _BaseGate:
                     "reason": f"The decision could not be audited ({exc}); refused to be safe",
                 }
             )
+        if self.approvals is not None and prepared is not None:
+            try:
+                self.approvals.after_decision(written, prepared.output)
+            except (AuditError, ApprovalError) as exc:
+                # The decision itself is audited; a review request that cannot be opened
+                # leaves the refusal standing, an approval not marked used expires anyway.
+                log.error("approval book-keeping failed for %s: %s", written.audit_id, exc)
+        return written
+
+    def record_followup(self, audit_id: str, kind: str, note: str | None = None) -> str:
+        """Record what the user did after the refusal ``audit_id``: retry, escalate or leave.
+
+        The host application knows this better than the log can guess; a recorded follow-up
+        overrides the one ``pygate audit followups`` derives.
+
+        Returns:
+            The follow-up's id.
+
+        Raises:
+            InputError: ``kind`` is not one of retry, escalate, leave (names the field).
+            AuditError: no audit log, no such record, or it could not be written.
+        """
+        if self.audit is None:
+            raise AuditError("this gate has no audit log to record a follow-up in")
+        return record_followup(self.audit, audit_id, kind, note)
 
     def _close_owned(self) -> None:
         if self.audit is not None and self._owns_audit:

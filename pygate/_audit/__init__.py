@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pygate._audit._base import (
@@ -31,8 +32,17 @@ __all__ = [
 ]
 
 
-def open_audit(target: str | Path) -> AuditLog:
+def open_audit(
+    target: str | Path,
+    redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+    redact_patterns: Iterable[str] = (),
+) -> AuditLog:
     """Open the audit log named by a path or URL.
+
+    Args:
+        target: ``sqlite:///path`` or a plain path.
+        redact_keys: keys whose values are masked before a record is written.
+        redact_patterns: regexes masked inside any string of the output.
 
     Raises:
         ConfigError: an unsupported URL scheme.
@@ -40,7 +50,7 @@ def open_audit(target: str | Path) -> AuditLog:
     """
     text = str(target)
     if text.startswith("sqlite:///"):
-        return SqliteAuditLog(text[len("sqlite:///") :])
+        return SqliteAuditLog(text[len("sqlite:///") :], redact_keys, redact_patterns)
     if "://" in text:
         raise ConfigError(f"audit_db {text!r}: unsupported scheme (use sqlite:///path or a path)")
-    return SqliteAuditLog(text)
+    return SqliteAuditLog(text, redact_keys, redact_patterns)
