@@ -435,7 +435,8 @@ def _classify(
         return "escalate", 0
     start = _ts(row["ts"])
     kind = "leave"
-    for later in rows[i + 1 :]:
+    for j in range(i + 1, len(rows)):  # index, not a slice: no copy per refusal
+        later = rows[j]
         if later["user_id"] != row["user_id"] or _ts(later["ts"]) - start > window:
             break
         if (later["t"], later["a"]) == (row["t"], row["a"]):

@@ -1,0 +1,43 @@
+package system.log_test
+
+import data.system.log
+
+_event(doc) := {"input": doc, "result": {"allowed": true}}
+
+_masked(doc) := json.patch(doc, [{"op": "replace", "path": substring(m.path, 6, -1), "value": m.value} |
+	some m in log.mask with input as _event(doc)
+])
+
+test_secret_keys_masked_at_any_depth_case_insensitive if {
+	doc := {
+		"output": {"type": "t", "Password": "hunter2", "items": [{"token": {"a": 1}}, 5], "a/b~": {"api_key": "k"}},
+		"user": {"id": "u", "ssn": "1"},
+		"context": {"service": "s"},
+	}
+	_masked(doc) == {
+		"output": {"type": "t", "Password": "***", "items": [{"token": "***"}, 5], "a/b~": {"api_key": "***"}},
+		"user": {"id": "u", "ssn": "***"},
+		"context": {"service": "s"},
+	}
+}
+
+test_nothing_to_mask_masks_nothing if {
+	count(log.mask) == 0 with input as _event({"output": {"type": "t"}, "user": {"id": "u"}})
+}
+
+test_patterns_mask_free_text if {
+	doc := {"output": {"text": "card 4111-1111-1111-1111 ok", "secret": "card 4111-1111-1111-1111"}}
+	masked := _masked(doc) with log._pattern as `\d{4}-\d{4}-\d{4}-\d{4}`
+	masked == {"output": {"text": "card *** ok", "secret": "***"}}
+}
+
+test_failed_patch_erases_the_input if {
+	masks := log.mask with input as _event({"output": {"token": "x"}})
+		with json.patch as _no_patch
+	masks == {"/input"}
+}
+
+_no_patch(_, _) := x if {
+	x := 1
+	false
+}
