@@ -383,3 +383,12 @@ def policy_validate(path: str, as_json: bool) -> None:
         click.echo(json.dumps({"ok": True, "policies": count}))
     else:
         click.echo(f"ok: {count} declarative policies in {path}")
+
+
+# The refusal-dataset commands (analytics, report, export, retention, approvals) live in
+# _cli_audit so this module stays one idea; they attach to the same `audit` group.
+from pygate._cli_audit import approvals as _approvals_group  # noqa: E402
+from pygate._cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(audit)
+main.add_command(_approvals_group)
