@@ -80,7 +80,7 @@ def main() -> None:
             times = [_run(command, env, tmp) for _ in range(args.runs)]
             rows.append(
                 {
-                    "command": "pygate " + " ".join(command).replace(tmp, "$TMP"),
+                    "command": "pygate " + " ".join(command).replace("{tmp}", "$TMP"),
                     "median_s": round(statistics.median(times), 2),
                     "max_s": round(max(times), 2),
                 }
