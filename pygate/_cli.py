@@ -285,7 +285,9 @@ def sidecar_up(ctx: click.Context, port: int) -> None:
 
 @main.group()
 def audit() -> None:
-    """Read the audit log: recent decisions, statistics, chain verification."""
+    """Read the audit log: recent decisions, statistics, chain verification, and the refusal
+    dataset's questions (refusals, rates, policies, followups, health), the HTML report,
+    export, retention and a synthetic history for trying them."""
 
 
 def _open_audit(ctx: click.Context) -> AuditLog:

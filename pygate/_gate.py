@@ -108,7 +108,12 @@ class _BaseGate:
         # Approvals reach OPA only from the approval store; a caller's own are dropped.
         ctx.pop("approvals", None)
         if self.approvals is not None:
-            ctx["approvals"] = self.approvals.for_context(usr["id"])
+            try:
+                ctx["approvals"] = self.approvals.for_context(usr["id"])
+            except AuditError as exc:
+                # Fail closed: without the store's word there is no approval, so a
+                # require_review refusal stands; the decision itself goes ahead.
+                log.error("cannot read approvals, deciding without them: %s", exc)
         return prepared
 
     def _rejected(self, exc: InputError, output: Any, user: Any, context: Any) -> Decision:

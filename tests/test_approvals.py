@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from pygate import ApprovalError, AuditLog, Gate, LocalOpa
+from pygate import ApprovalError, AsyncGate, AuditLog, Gate, LocalOpa
 from pygate._cli import main
 
 TOOL = {"type": "tool_call", "action": "delete_records", "table": "users"}
@@ -172,3 +174,30 @@ def test_cli_list_approve_reject(
     assert missing.exit_code == 2  # --by is required
     left = json.loads(runner.invoke(main, ["approvals", "list", "--json"]).output)
     assert left == []
+
+
+def test_an_unreadable_approval_store_leaves_the_refusal_standing(
+    assistant: Gate, audit: AuditLog
+) -> None:
+    assistant.evaluate(TOOL, ANA)
+    assert assistant.approvals is not None
+    assistant.approvals.approve(_pending(assistant), by="rita")
+    db = sqlite3.connect(audit.path, isolation_level=None)  # type: ignore[attr-defined]
+    db.execute("DROP TABLE approvals")
+    db.close()
+    decision = assistant.evaluate(TOOL, ANA)  # no exception: fail closed
+    assert not decision.allowed
+    assert decision.policy_id == "AST-002"
+    assert audit.verify().ok
+
+
+def test_async_gate_uses_approvals_too(opa: LocalOpa, audit: AuditLog) -> None:
+    async def run() -> tuple[bool, bool, str | None]:
+        async with AsyncGate("assistant", opa_url=opa.url, audit=audit) as gate:
+            refused = await gate.evaluate(TOOL, ANA)
+            assert gate.approvals is not None
+            gate.approvals.approve(gate.approvals.find()[0].approval_id, by="rita")
+            passed = await gate.evaluate(TOOL, ANA)
+            return refused.allowed, passed.allowed, passed.approved_by
+
+    assert asyncio.run(run()) == (False, True, "rita")
