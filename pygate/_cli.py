@@ -285,7 +285,9 @@ def sidecar_up(ctx: click.Context, port: int) -> None:
 
 @main.group()
 def audit() -> None:
-    """Read the audit log: recent decisions, statistics, chain verification."""
+    """Read the audit log: recent decisions, statistics, chain verification, and the refusal
+    dataset's questions (refusals, rates, policies, followups, health), the HTML report,
+    export, retention and a synthetic history for trying them."""
 
 
 def _open_audit(ctx: click.Context) -> AuditLog:
@@ -498,3 +500,12 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
         click.echo(built.revision)
         click.echo(f"signed bundle {built.path} ({len(built.files)} files, key id "
                    f"{built.key_id}); publish it where sidecars poll", err=True)  # fmt: skip
+
+
+# The refusal-dataset commands (analytics, report, export, retention, approvals) live in
+# _cli_audit so this module stays one idea; they attach to the same `audit` group.
+from pygate._cli_audit import approvals as _approvals_group  # noqa: E402
+from pygate._cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(audit)
+main.add_command(_approvals_group)

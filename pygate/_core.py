@@ -227,6 +227,7 @@ def decision_from_result(
     if primary is not None and refusals and refusals[0] != primary:
         refusals = [primary] + [r for r in refusals if r != primary]
     decision_id = envelope.get("decision_id")
+    applied = result.approvals_applied
     return Decision(
         allowed=result.allowed,
         reason=primary.reason if primary else "allowed",
@@ -241,6 +242,9 @@ def decision_from_result(
         bundle_revision=_revision(envelope),
         latency_ms=latency_ms,
         decided_at=datetime.now(UTC),
+        output_hash=result.review.output_hash if result.review else None,
+        approval_id=",".join(a.approval_id for a in applied) or None,
+        approved_by=",".join(sorted({a.approved_by for a in applied})) or None,
     )
 
 

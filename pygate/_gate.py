@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from pygate import _core
+from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
+from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
-from pygate._errors import AuditError, EngineError, InputError, Refused
+from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
@@ -65,14 +68,18 @@ class _BaseGate:
             self.local_opa.start()
             self.url = self.local_opa.url
         self._owns_audit = not isinstance(audit, AuditLog)
+        redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db)
+            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = open_audit(audit)
+            self.audit = open_audit(audit, *redaction)
+        self.approvals: Approvals | None = None
+        if self.audit is not None and self.audit.extensions:
+            self.approvals = Approvals(self.audit, self.settings.approval_ttl)
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
@@ -91,6 +98,15 @@ class _BaseGate:
             # The gate, not the caller, knows today's usage: never trust a supplied figure.
             # ``_use_quota`` fills it in from a reservation before OPA is asked.
             ctx.pop("usage_today", None)
+        # Approvals reach OPA only from the approval store; a caller's own are dropped.
+        ctx.pop("approvals", None)
+        if self.approvals is not None:
+            try:
+                ctx["approvals"] = self.approvals.for_context(usr["id"])
+            except AuditError as exc:
+                # Fail closed: without the store's word there is no approval, so a
+                # require_review refusal stands; the decision itself goes ahead.
+                log.error("cannot read approvals, deciding without them: %s", exc)
         return _Prepared(
             _core.build_input(out, usr, ctx),
             service if isinstance(service, str) else None,
@@ -207,6 +223,7 @@ class _BaseGate:
             )
         except AuditError as exc:
             return _unaudited(entries, exc)
+        self._book_approvals(entries, written)
         return written
 
     async def _awrite_many(self, entries: list[_Entry]) -> list[Decision]:
@@ -219,7 +236,40 @@ class _BaseGate:
             )
         except AuditError as exc:
             return _unaudited(entries, exc)
+        if self.approvals is not None:
+            await asyncio.to_thread(self._book_approvals, entries, written)
         return written
+
+    def _book_approvals(self, entries: list[_Entry], written: list[Decision]) -> None:
+        """Open review requests for require_review refusals; mark used approvals."""
+        if self.approvals is None:
+            return
+        for entry, decision in zip(entries, written, strict=True):
+            if entry.prepared is None:
+                continue
+            try:
+                self.approvals.after_decision(decision, entry.prepared.output)
+            except (AuditError, ApprovalError) as exc:
+                # The decision itself is audited; a review request that cannot be opened
+                # leaves the refusal standing, an approval not marked used expires anyway.
+                log.error("approval book-keeping failed for %s: %s", decision.audit_id, exc)
+
+    def record_followup(self, audit_id: str, kind: str, note: str | None = None) -> str:
+        """Record what the user did after the refusal ``audit_id``: retry, escalate or leave.
+
+        The host application knows this better than the log can guess; a recorded follow-up
+        overrides the one ``pygate audit followups`` derives.
+
+        Returns:
+            The follow-up's id.
+
+        Raises:
+            InputError: ``kind`` is not one of retry, escalate, leave (names the field).
+            AuditError: no audit log, no such record, or it could not be written.
+        """
+        if self.audit is None:
+            raise AuditError("this gate has no audit log to record a follow-up in")
+        return record_followup(self.audit, audit_id, kind, note)
 
     def _close_owned(self) -> None:
         if self.audit is not None and self._owns_audit:

@@ -111,10 +111,11 @@ class PostgresAuditLog(AuditLog):
         self,
         url: str,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
         *,
         connect_timeout: float = 5.0,
     ) -> None:
-        super().__init__(redact_keys)
+        super().__init__(redact_keys, redact_patterns)
         self.url = url
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()

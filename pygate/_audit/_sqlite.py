@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pygate._audit._base import COLUMNS, DEFAULT_REDACT_KEYS, GENESIS, AuditLog, canonical, link
+from pygate._audit._base import (
+    DEFAULT_REDACT_KEYS,
+    EXTENSION_SCHEMA,
+    EXTRA_COLUMNS,
+    GENESIS,
+    STORED_COLUMNS,
+    AuditLog,
+    canonical,
+    link,
+)
 from pygate._audit._group_commit import GroupCommit
 from pygate._errors import AuditError
 
@@ -61,8 +70,20 @@ CREATE TABLE IF NOT EXISTS quota_usage (
 """
 
 _INSERT = (
-    f"INSERT INTO decisions ({', '.join(COLUMNS)}, prev_hash, hash) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+    f"INSERT INTO decisions ({', '.join(STORED_COLUMNS)}, prev_hash, hash) "
+    f"VALUES ({', '.join('?' * (len(STORED_COLUMNS) + 2))})"
+)
+
+# Retention is the one sanctioned deletion: the trigger is dropped and re-created inside the
+# same transaction that writes the chain_anchor checkpoint, so nothing else can slip through.
+_NO_DELETE = (
+    "CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+)
+_ANCHOR_GUARDS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS chain_anchor_no_{op.lower()} BEFORE {op} ON chain_anchor "
+    "BEGIN SELECT RAISE(ABORT, 'retention anchors are append-only'); END"
+    for op in ("UPDATE", "DELETE")
 )
 
 
@@ -96,8 +117,13 @@ class SqliteAuditLog(AuditLog):
         redact_keys: keys whose values are masked in the stored output.
     """
 
-    def __init__(self, path: str | Path, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
-        super().__init__(redact_keys)
+    def __init__(
+        self,
+        path: str | Path,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
+    ) -> None:
+        super().__init__(redact_keys, redact_patterns)
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
@@ -122,6 +148,7 @@ class SqliteAuditLog(AuditLog):
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._synchronous = "FULL"
                 self._db.executescript(_SCHEMA)
+                self._extend()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -151,6 +178,55 @@ class SqliteAuditLog(AuditLog):
     async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
         op = _Append([(r, canonical(r)) for r in rows], releases)
         await asyncio.wrap_future(self._commit.submit(op))
+
+    def _extend(self) -> None:
+        """Add the extension tables and the appended hashed columns (idempotent)."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in EXTRA_COLUMNS:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
+            for statement in (*EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
+                self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            raise
+        self.extensions = True
+
+    def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, params in statements:
+                    self._db.execute(sql, params)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise AuditError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
+        columns = ", ".join(anchor)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    f"INSERT INTO chain_anchor ({columns}) VALUES ({', '.join('?' * len(anchor))})",
+                    tuple(anchor.values()),
+                )
+                self._db.execute("DROP TRIGGER decisions_no_delete")
+                deleted = self._db.execute(
+                    "DELETE FROM decisions WHERE seq <= ?", (through_seq,)
+                ).rowcount
+                self._db.execute(_NO_DELETE)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise AuditError(f"cannot prune {self.path}: {exc}") from exc
+        return int(deleted)
 
     def reserve(self, user_id: str, day: str) -> int:
         return self.reserve_many([(user_id, day)])[0]
@@ -193,7 +269,7 @@ class SqliteAuditLog(AuditLog):
                     params = []
                     for row, body in op.rows:
                         digest = link(prev, body)
-                        params.append((*(row[c] for c in COLUMNS), prev, digest))
+                        params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                         prev = digest
                     self._db.executemany(_INSERT, params)
                     self._db.executemany(_RELEASE, op.releases)
