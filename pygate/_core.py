@@ -200,41 +200,51 @@ def decision_from_result(
     )
 
 
-def fallback_decision(
-    exc: EngineError, *, service: str | None, user_id: str | None, latency_ms: float
+def own_refusal(
+    policy_id: str,
+    reason: str,
+    *,
+    service: str | None,
+    user_id: str | None,
+    message: str | None = None,
+    fallback: bool = False,
+    latency_ms: float = 0.0,
 ) -> Decision:
-    """THE place where an engine failure becomes a refusal (fail closed)."""
-    reason = f"The policy engine could not decide ({type(exc).__name__}: {exc}); refused to be safe"
-    refusal = Refusal(policy_id=ENGINE_POLICY_ID, reason=reason, action="log_refusal", priority=0)
+    """A refusal pygate makes itself, when OPA's answer cannot be had or used."""
+    refusal = Refusal(policy_id=policy_id, reason=reason, action="log_refusal", priority=0)
     return Decision(
         allowed=False,
         reason=reason,
-        policy_id=ENGINE_POLICY_ID,
+        policy_id=policy_id,
         action="log_refusal",
         refusals=[refusal],
-        message="I can't do that right now: the safety check is unavailable. Try again shortly.",
+        message=message,
         service=service,
         user_id=user_id,
-        fallback=True,
+        fallback=fallback,
         latency_ms=latency_ms,
         decided_at=datetime.now(UTC),
     )
 
 
-def input_refusal(exc: InputError, *, service: str | None, user_id: str | None) -> Decision:
-    """A refusal for input that cannot be gated; it names the field and is audited."""
-    reason = f"Invalid input: {exc}"
-    refusal = Refusal(policy_id=INPUT_POLICY_ID, reason=reason, action="log_refusal", priority=0)
-    return Decision(
-        allowed=False,
-        reason=reason,
-        policy_id=INPUT_POLICY_ID,
-        action="log_refusal",
-        refusals=[refusal],
+def fallback_decision(
+    exc: EngineError, *, service: str | None, user_id: str | None, latency_ms: float
+) -> Decision:
+    """THE place where an engine failure becomes a refusal (fail closed)."""
+    return own_refusal(
+        ENGINE_POLICY_ID,
+        f"The policy engine could not decide ({type(exc).__name__}: {exc}); refused to be safe",
+        message="I can't do that right now: the safety check is unavailable. Try again shortly.",
+        fallback=True,
         service=service,
         user_id=user_id,
-        decided_at=datetime.now(UTC),
+        latency_ms=latency_ms,
     )
+
+
+def input_refusal(exc: InputError, *, service: str | None, user_id: str | None) -> Decision:
+    """A refusal for input that cannot be gated; it names the field and is audited."""
+    return own_refusal(INPUT_POLICY_ID, f"Invalid input: {exc}", service=service, user_id=user_id)
 
 
 def safe_user_id(user: Any) -> str | None:

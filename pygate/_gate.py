@@ -132,6 +132,17 @@ class _BaseGate:
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
+    def _unauditable(self, exc: AuditError, user: Any) -> Decision:
+        """The audit log cannot take records: refuse (the refusal cannot be audited either)."""
+        log.error("audit log unavailable, refusing: %s", exc)
+        return _core.own_refusal(
+            AUDIT_POLICY_ID,
+            f"The decision could not be audited ({exc}); refused to be safe",
+            fallback=True,
+            service=self.service,
+            user_id=_core.safe_user_id(user),
+        )
+
     def _write(
         self, decision: Decision, output: Any, prepared: _Prepared | None = None
     ) -> Decision:
@@ -144,16 +155,7 @@ class _BaseGate:
         try:
             return self.audit.append(decision, output, release)
         except AuditError as exc:
-            log.error("audit write failed, refusing: %s", exc)
-            return decision.model_copy(
-                update={
-                    "allowed": False,
-                    "fallback": True,
-                    "policy_id": AUDIT_POLICY_ID,
-                    "action": "log_refusal",
-                    "reason": f"The decision could not be audited ({exc}); refused to be safe",
-                }
-            )
+            return self._unauditable(exc, {"id": decision.user_id})
 
     def _close_owned(self) -> None:
         if self.audit is not None and self._owns_audit:
@@ -206,6 +208,8 @@ class Gate(_BaseGate):
             prepared = self._prepare(output, user, context)
         except InputError as exc:
             return self._write(self._rejected(exc, output, user, context), repr(output)[:2000])
+        except AuditError as exc:
+            return self._unauditable(exc, user)
         try:
             status, body = self._transport.post(
                 _core.DECISION_PATH, _core.request_body(prepared.document)
@@ -270,6 +274,8 @@ class AsyncGate(_BaseGate):
         except InputError as exc:
             decision = self._rejected(exc, output, user, context)
             return await asyncio.to_thread(self._write, decision, repr(output)[:2000])
+        except AuditError as exc:
+            return self._unauditable(exc, user)
         try:
             status, body = await self._transport.post(
                 _core.DECISION_PATH, _core.request_body(prepared.document)

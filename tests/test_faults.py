@@ -131,3 +131,16 @@ def test_async_gate_fails_closed(
     assert "EngineTimeout" in results[1][2]
     assert "UndefinedDecision" in results[2][2]
     assert audit.count() == 3
+
+
+def test_an_allow_that_cannot_be_audited_becomes_a_refusal(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    assert gate.evaluate(TRANSFER, ANALYST).allowed
+    audit.close()  # the database is gone from under the gate
+    decision = gate.evaluate(TRANSFER, ANALYST)
+    assert not decision.allowed
+    assert decision.fallback
+    assert decision.policy_id == "pygate.audit"
+    assert decision.refusals[0].policy_id == "pygate.audit"

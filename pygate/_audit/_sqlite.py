@@ -93,6 +93,14 @@ class SqliteAuditLog(AuditLog):
         with self._lock:
             self._db.close()
 
+    def _abort(self) -> None:
+        """Roll back whatever is open; a closed or broken connection has nothing to undo."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
     def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
         with self._lock:
             try:
@@ -110,8 +118,7 @@ class SqliteAuditLog(AuditLog):
                 self._db.executemany(_RELEASE, releases)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._abort()
                 raise AuditError(f"cannot write audit records to {self.path}: {exc}") from exc
 
     def reserve(self, user_id: str, day: str) -> int:
@@ -121,8 +128,7 @@ class SqliteAuditLog(AuditLog):
                 rows = self._db.execute(_RESERVE, (user_id, day)).fetchall()
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._abort()
                 raise AuditError(f"cannot reserve quota in {self.path}: {exc}") from exc
         return int(rows[0][0]) - 1
 
