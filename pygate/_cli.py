@@ -68,7 +68,9 @@ def _dump(decision: Decision) -> dict[str, Any]:
     help="Policies and data for the local OPA. Default: ./rego. Env: PYGATE_POLICY_DIR.",
 )
 @click.option(
-    "--audit-db", help="SQLite audit database. Default: .pygate/audit.db. Env: PYGATE_AUDIT_DB."
+    "--audit-db",
+    help="Audit database: a SQLite path (default .pygate/audit.db) or "
+    "postgresql://user:password@host:port/db (shared by services). Env: PYGATE_AUDIT_DB.",
 )
 @click.option("--timeout", type=float, help="Seconds per decision before refusing. Default 0.5.")
 @click.version_option(package_name="pygate")
