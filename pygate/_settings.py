@@ -26,7 +26,8 @@ class Settings(BaseModel):
             the embedded default, a local OPA process pygate starts itself.
         opa_bin: the ``opa`` binary for the embedded default.
         policy_dir: the policies and data the embedded OPA loads.
-        audit_db: the SQLite audit database.
+        audit_db: the audit database: a SQLite path or ``sqlite:///`` URL, or a
+            ``postgresql://`` URL for several services sharing one log and one quota.
         timeout: seconds to wait for one decision before refusing (fail closed).
         service: the service name sent as ``context.service``.
         redact_keys: keys (any depth, case-insensitive) whose values are masked before an

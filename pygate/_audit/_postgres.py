@@ -136,8 +136,7 @@ class PostgresAuditLog(AuditLog):
         try:
             yield
         except psycopg.Error as exc:
-            if self._conn is not None and self._conn.broken:
-                self._conn = None  # reconnect on the next call
+            # A connection the error broke is closed; _connection() opens a new one next time.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AuditError(f"cannot {what} in {safe_url(self.url)}: {detail}") from exc
 
