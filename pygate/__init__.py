@@ -2,10 +2,12 @@
 
 import logging as _logging
 
+from pygate._approvals import Approval, Approvals
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
 from pygate._audit._postgres import PostgresAuditLog
 from pygate._bundle import Bundle, build_bundle, generate_keys
 from pygate._errors import (
+    ApprovalError,
     AuditError,
     BadEngineResponse,
     ConfigError,
@@ -31,6 +33,9 @@ from pygate._policy_data import (
 from pygate._settings import Settings
 
 __all__ = [
+    "Approval",
+    "ApprovalError",
+    "Approvals",
     "AsyncGate",
     "AuditError",
     "AuditLog",

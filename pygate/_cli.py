@@ -68,7 +68,9 @@ def _dump(decision: Decision) -> dict[str, Any]:
     help="Policies and data for the local OPA. Default: ./rego. Env: PYGATE_POLICY_DIR.",
 )
 @click.option(
-    "--audit-db", help="SQLite audit database. Default: .pygate/audit.db. Env: PYGATE_AUDIT_DB."
+    "--audit-db",
+    help="Audit database: a SQLite path (default .pygate/audit.db) or "
+    "postgresql://user:password@host:port/db (shared by services). Env: PYGATE_AUDIT_DB.",
 )
 @click.option("--timeout", type=float, help="Seconds per decision before refusing. Default 0.5.")
 @click.version_option(package_name="pygate")
@@ -262,6 +264,12 @@ def sidecar() -> None:
 @sidecar.command("up")
 @click.option("--port", type=int, default=8181, show_default=True, help="TCP port on 127.0.0.1.")
 @click.option(
+    "--writable",
+    is_flag=True,
+    help="Load the policy folder as plain files, not as a bundle, so `pygate policy push` "
+    "can change its data live (a bundle owns its paths; decisions then carry no revision).",
+)
+@click.option(
     "--docker",
     is_flag=True,
     help="Run OPA as a Docker container (host networking) instead of a process.",
@@ -290,6 +298,7 @@ def sidecar() -> None:
 def sidecar_up(
     ctx: click.Context,
     port: int,
+    writable: bool,
     docker: bool,
     image: str | None,
     bundle_file: str | None,
@@ -306,7 +315,9 @@ def sidecar_up(
         return
     settings = _settings(ctx.find_root())
     try:
-        local = LocalOpa(settings.policy_dir, opa_bin=settings.opa_bin, port=port).start()
+        local = LocalOpa(
+            settings.policy_dir, opa_bin=settings.opa_bin, port=port, as_bundle=not writable
+        ).start()
     except PygateError as exc:
         _fail(str(exc))
     click.echo(local.url)
@@ -322,7 +333,9 @@ def sidecar_up(
 
 @main.group()
 def audit() -> None:
-    """Read the audit log: recent decisions, statistics, chain verification."""
+    """Read the audit log: recent decisions, statistics, chain verification, and the refusal
+    dataset's questions (refusals, rates, policies, followups, health), the HTML report,
+    export, retention and a synthetic history for trying them."""
 
 
 def _open_audit(ctx: click.Context) -> AuditLog:
@@ -535,6 +548,119 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
         click.echo(built.revision)
         click.echo(f"signed bundle {built.path} ({len(built.files)} files, key id "
                    f"{built.key_id}); publish it where sidecars poll", err=True)  # fmt: skip
+
+
+# The refusal-dataset commands (analytics, report, export, retention, approvals) live in
+# _cli_audit so this module stays one idea; they attach to the same `audit` group.
+from pygate._cli_audit import approvals as _approvals_group  # noqa: E402
+from pygate._cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(audit)
+main.add_command(_approvals_group)
+
+
+def _management_url(ctx: click.Context, opa_url: str | None) -> str:
+    url = opa_url or _settings(ctx.find_root()).opa_url
+    if not url:
+        _fail("--opa-url: required (the OPA to manage; or set PYGATE_OPA_URL)")
+    return url
+
+
+@policy.command("push")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--opa-url", help="The OPA to update (http://host:port). Env: PYGATE_OPA_URL.")
+@click.option("--replace", is_flag=True,
+              help="Make PATH the whole policy data document instead of replacing only its "
+                   "top-level keys.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def policy_push(
+    ctx: click.Context, path: str, opa_url: str | None, replace: bool, as_json: bool
+) -> None:
+    """Validate policy data in PATH and load it live into one OPA (no restart).
+
+    PATH has the shape of rego/pygate/config/data.json; its top-level keys replace those
+    OPA has now (--replace: the whole document). The result is validated first, exactly as
+    `pygate bundle build` does; the next decision uses it.
+
+    For one sidecar started without a bundle (pygate sidecar up --writable, or
+    opa run --server rego/). An OPA that loaded a bundle owns its paths and refuses the
+    write: publish a bundle instead (pygate bundle build).
+
+    \b
+    Exit codes:
+      0  pushed
+      2  invalid policy data (names policy and field), OPA owns the path through a
+         bundle or refused the write, or OPA could not be reached
+    """
+    from pygate._manage import push_policy_data
+
+    url = _management_url(ctx, opa_url)
+    try:
+        loaded = push_policy_data(path, url, replace=replace)
+    except PolicyDataError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "step": "validate", "policy_id": exc.policy_id,
+                                   "field": exc.field, "problem": exc.problem}))  # fmt: skip
+            sys.exit(EXIT_BAD_INPUT)
+        _fail(str(exc))
+    except PygateError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "step": getattr(exc, "step", "config"),
+                                   "problem": str(exc)}))  # fmt: skip
+            sys.exit(EXIT_BAD_INPUT)
+        _fail(str(exc))
+    count = len(loaded.get("declarative_policies", []))
+    if as_json:
+        click.echo(json.dumps({"ok": True, "opa_url": url, "data_keys": sorted(loaded),
+                               "declarative_policies": count}))  # fmt: skip
+    else:
+        click.echo(f"pushed {path} to {url}: {len(loaded)} data keys, "
+                   f"{count} declarative policies now loaded")  # fmt: skip
+
+
+@policy.command("list")
+@click.option("--opa-url", help="The OPA to ask (http://host:port). Env: PYGATE_OPA_URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def policy_list(ctx: click.Context, opa_url: str | None, as_json: bool) -> None:
+    """List what one OPA has loaded: bundles and revisions, Rego modules, policy data.
+
+    Exit 2 when OPA cannot be reached.
+    """
+    from pygate._manage import list_loaded
+
+    url = _management_url(ctx, opa_url)
+    try:
+        loaded = list_loaded(url)
+    except PygateError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({
+            "opa_url": loaded.url, "modules": loaded.modules,
+            "bundles": {n: (b.get("manifest") or {}) for n, b in loaded.bundles.items()},
+            "data_keys": loaded.data_keys,
+            "declarative_policies": [
+                {k: p.get(k) for k in ("id", "set", "action", "priority")}
+                for p in loaded.declarative_policies
+            ],
+        }))  # fmt: skip
+        return
+    click.echo(f"OPA {loaded.url}")
+    if loaded.bundles:
+        for name, info in sorted(loaded.bundles.items()):
+            manifest = info.get("manifest") or {}
+            click.echo(f"  bundle {name}: revision {manifest.get('revision') or '-'}, "
+                       f"roots {manifest.get('roots')}")  # fmt: skip
+    else:
+        click.echo("  no bundle (policy data can be pushed)")
+    click.echo(f"  rego modules ({len(loaded.modules)}):")
+    for module in loaded.modules:
+        click.echo(f"    {module}")
+    click.echo(f"  policy data keys: {', '.join(loaded.data_keys) or '-'}")
+    click.echo(f"  declarative policies ({len(loaded.declarative_policies)}):")
+    for p in loaded.declarative_policies:
+        click.echo(f"    {p.get('id')}  set {p.get('set')}  action {p.get('action')}")
 
 
 # --- OPA sidecar as a Docker container (`sidecar up --docker`, `sidecar down --docker`) ---

@@ -118,6 +118,50 @@ def request_body(document: JSONObject) -> bytes:
     return json.dumps({"input": document}, separators=(",", ":"), allow_nan=False).encode()
 
 
+def split_item(item: Any, index: int) -> tuple[Any, Any, Any]:
+    """One ``evaluate_many`` item as ``(output, user, context)``.
+
+    Raises:
+        InputError: naming ``items[index]`` when the item has neither accepted shape.
+    """
+    where = f"items[{index}]"
+    if isinstance(item, Mapping):
+        unknown = sorted(str(k) for k in item if k not in ("output", "user", "context"))
+        if unknown:
+            raise InputError(where, f"unknown key(s) {', '.join(unknown)}")
+        for key in ("output", "user"):
+            if key not in item:
+                raise InputError(f"{where}.{key}", "required")
+        return item["output"], item["user"], item.get("context")
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return item[0], item[1], item[2] if len(item) == 3 else None
+    raise InputError(
+        where, "expected (output, user[, context]) or a dict with output, user[, context]"
+    )
+
+
+def batch_body(documents: list[JSONObject]) -> bytes:
+    """The Data API request body for the batch entry point."""
+    return json.dumps(
+        {"input": {"items": documents}}, separators=(",", ":"), allow_nan=False
+    ).encode()
+
+
+def read_batch(result: Any, expected: int) -> list[Any]:
+    """The per-item answers of ``data.pygate.gate.batch``, one per item sent.
+
+    Raises:
+        BadEngineResponse: not ``{"decisions": [...]}`` with exactly ``expected`` entries.
+    """
+    answers = result.get("decisions") if isinstance(result, dict) else None
+    if not isinstance(answers, list) or len(answers) != expected:
+        got = len(answers) if isinstance(answers, list) else type(answers).__name__
+        raise BadEngineResponse(
+            f"OPA batch result must hold {expected} decisions, got {got}", policy_path=BATCH_PATH
+        )
+    return answers
+
+
 def parse_response(status: int, body: bytes, path: str = DECISION_PATH) -> tuple[Any, JSONObject]:
     """Check OPA's HTTP answer and return ``(result, envelope)``.
 
@@ -183,6 +227,7 @@ def decision_from_result(
     if primary is not None and refusals and refusals[0] != primary:
         refusals = [primary] + [r for r in refusals if r != primary]
     decision_id = envelope.get("decision_id")
+    applied = result.approvals_applied
     return Decision(
         allowed=result.allowed,
         reason=primary.reason if primary else "allowed",
@@ -197,6 +242,9 @@ def decision_from_result(
         bundle_revision=_revision(envelope),
         latency_ms=latency_ms,
         decided_at=datetime.now(UTC),
+        output_hash=result.review.output_hash if result.review else None,
+        approval_id=",".join(a.approval_id for a in applied) or None,
+        approved_by=",".join(sorted({a.approved_by for a in applied})) or None,
     )
 
 

@@ -10,6 +10,7 @@ PygateError
 ├── InputError                  the output, user or context cannot be gated (names the field)
 ├── PolicyDataError             a rules-as-data policy is malformed (names policy and field)
 ├── AuditError                  the audit log could not be written or read
+├── ApprovalError               an approval cannot be found, decided or used as asked
 ├── ConfigError                 settings, paths or the OPA binary are wrong
 ├── PublishError                a bundle could not be built or signed, or OPA refused a push
 └── Refused                     raised by ``Gate.execute`` / ``guard`` when the gate says no
@@ -89,6 +90,10 @@ class PolicyDataError(PygateError):
 
 class AuditError(PygateError):
     """The audit log could not be written, read or verified."""
+
+
+class ApprovalError(PygateError):
+    """An approval request is unknown, already decided, expired, or the request is invalid."""
 
 
 class ConfigError(PygateError):

@@ -7,18 +7,20 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from pygate import _core
+from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
+from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
-from pygate._errors import AuditError, EngineError, InputError, Refused
+from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
-from pygate._transport import AiohttpTransport, HttpxTransport
+from pygate._transport import AiohttpTransport, HttpClientTransport
 
 log = logging.getLogger("pygate")
 
@@ -66,14 +68,18 @@ class _BaseGate:
             self.local_opa.start()
             self.url = self.local_opa.url
         self._owns_audit = not isinstance(audit, AuditLog)
+        redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db)
+            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = open_audit(audit)
+            self.audit = open_audit(audit, *redaction)
+        self.approvals: Approvals | None = None
+        if self.audit is not None and self.audit.extensions:
+            self.approvals = Approvals(self.audit, self.settings.approval_ttl)
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
@@ -88,18 +94,87 @@ class _BaseGate:
                 )
             ctx["service"] = self.service
         service = ctx.get("service")
-        prepared = _Prepared(
+        if self.audit is not None:
+            # The gate, not the caller, knows today's usage: never trust a supplied figure.
+            # ``_use_quota`` fills it in from a reservation before OPA is asked.
+            ctx.pop("usage_today", None)
+        # Approvals reach OPA only from the approval store; a caller's own are dropped.
+        ctx.pop("approvals", None)
+        if self.approvals is not None:
+            try:
+                ctx["approvals"] = self.approvals.for_context(usr["id"])
+            except AuditError as exc:
+                # Fail closed: without the store's word there is no approval, so a
+                # require_review refusal stands; the decision itself goes ahead.
+                log.error("cannot read approvals, deciding without them: %s", exc)
+        return _Prepared(
             _core.build_input(out, usr, ctx),
             service if isinstance(service, str) else None,
             usr["id"],
         )
-        if self.audit is not None:
-            # The gate, not the caller, knows today's usage: never trust a supplied figure.
-            # Reserving (not just reading) keeps the quota exact under concurrency; the unit
-            # is given back with the audit record when the request is refused.
-            ctx["usage_today"] = self.audit.reserve(usr["id"], prepared.day)
-            prepared.reserved = True
-        return prepared
+
+    @staticmethod
+    def _use_quota(prepared: list[_Prepared], usages: list[int]) -> None:
+        """Give each request its reserved usage figure.
+
+        Reserving (not just reading) keeps the quota exact under concurrency; the unit is
+        given back with the audit record when the request is refused.
+        """
+        for item, usage in zip(prepared, usages, strict=True):
+            item.document["context"]["usage_today"] = usage
+            item.reserved = True
+
+    def _prepare_many(self, items: Iterable[Any]) -> list[_Prepared | _Entry]:
+        """Prepare each batch item; a bad one becomes its own refusal (an ``_Entry``)."""
+        slots: list[_Prepared | _Entry] = []
+        for index, item in enumerate(items):
+            output, user, context = None, None, None
+            try:
+                output, user, context = _core.split_item(item, index)
+                slots.append(self._prepare(output, user, context))
+            except InputError as exc:
+                named = InputError(f"items[{index}].{exc.field}".rstrip("."), exc.problem)
+                if exc.field.startswith("items["):
+                    named = exc
+                decision = self._rejected(named, output, user, context)
+                slots.append(_Entry(decision, repr(item)[:2000]))
+        return slots
+
+    def _decide_many(
+        self, prepared: list[_Prepared], status: int, body: bytes, started: float
+    ) -> list[Decision]:
+        """One Decision per item from the batch answer; a bad item refuses alone.
+
+        Raises:
+            EngineError: the answer as a whole is unusable (every item falls back).
+        """
+        result, envelope = _core.parse_response(status, body, _core.BATCH_PATH)
+        answers = _core.read_batch(result, len(prepared))
+        decisions = []
+        for item, answer in zip(prepared, answers, strict=True):
+            try:
+                parsed = _core.read_result(answer, _core.BATCH_PATH)
+                decisions.append(
+                    _core.decision_from_result(
+                        parsed,
+                        envelope,
+                        service=item.service,
+                        user_id=item.user_id,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                    )
+                )
+            except EngineError as exc:
+                decisions.append(self._fallback(item, exc, started))
+        return decisions
+
+    @staticmethod
+    def _merge(slots: list[_Prepared | _Entry], decisions: list[Decision]) -> list[_Entry]:
+        """Put OPA's decisions back between the rejected items, in input order."""
+        answers = iter(decisions)
+        return [
+            _Entry(next(answers), slot.output, slot) if isinstance(slot, _Prepared) else slot
+            for slot in slots
+        ]
 
     def _rejected(self, exc: InputError, output: Any, user: Any, context: Any) -> Decision:
         service = self.service
@@ -132,36 +207,117 @@ class _BaseGate:
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _unauditable(self, exc: AuditError, user: Any) -> Decision:
-        """The audit log cannot take records: refuse (the refusal cannot be audited either)."""
-        log.error("audit log unavailable, refusing: %s", exc)
-        return _core.own_refusal(
-            AUDIT_POLICY_ID,
-            f"The decision could not be audited ({exc}); refused to be safe",
-            fallback=True,
-            service=self.service,
-            user_id=_core.safe_user_id(user),
-        )
-
     def _write(
         self, decision: Decision, output: Any, prepared: _Prepared | None = None
     ) -> Decision:
         """Audit one decision; an allow that cannot be audited becomes a refusal."""
+        return self._write_many([_Entry(decision, output, prepared)])[0]
+
+    def _write_many(self, entries: list[_Entry]) -> list[Decision]:
+        """Audit decisions in one durable transaction; see ``_audited``."""
         if self.audit is None:
-            return decision
-        release = None
-        if prepared is not None and prepared.reserved and not decision.allowed:
-            release = (prepared.user_id, prepared.day)
+            return [e.decision for e in entries]
         try:
-            return self.audit.append(decision, output, release)
+            written = self.audit.append_many(
+                [(e.decision, e.output) for e in entries], _releases(entries)
+            )
         except AuditError as exc:
-            return self._unauditable(exc, {"id": decision.user_id})
+            return _unaudited(entries, exc)
+        self._book_approvals(entries, written)
+        return written
+
+    async def _awrite_many(self, entries: list[_Entry]) -> list[Decision]:
+        """``_write_many`` for the async twin (no worker thread with the SQLite log)."""
+        if self.audit is None:
+            return [e.decision for e in entries]
+        try:
+            written = await self.audit.aappend_many(
+                [(e.decision, e.output) for e in entries], _releases(entries)
+            )
+        except AuditError as exc:
+            return _unaudited(entries, exc)
+        if self.approvals is not None:
+            await asyncio.to_thread(self._book_approvals, entries, written)
+        return written
+
+    def _book_approvals(self, entries: list[_Entry], written: list[Decision]) -> None:
+        """Open review requests for require_review refusals; mark used approvals."""
+        if self.approvals is None:
+            return
+        for entry, decision in zip(entries, written, strict=True):
+            if entry.prepared is None:
+                continue
+            try:
+                self.approvals.after_decision(decision, entry.prepared.output)
+            except (AuditError, ApprovalError) as exc:
+                # The decision itself is audited; a review request that cannot be opened
+                # leaves the refusal standing, an approval not marked used expires anyway.
+                log.error("approval book-keeping failed for %s: %s", decision.audit_id, exc)
+
+    def record_followup(self, audit_id: str, kind: str, note: str | None = None) -> str:
+        """Record what the user did after the refusal ``audit_id``: retry, escalate or leave.
+
+        The host application knows this better than the log can guess; a recorded follow-up
+        overrides the one ``pygate audit followups`` derives.
+
+        Returns:
+            The follow-up's id.
+
+        Raises:
+            InputError: ``kind`` is not one of retry, escalate, leave (names the field).
+            AuditError: no audit log, no such record, or it could not be written.
+        """
+        if self.audit is None:
+            raise AuditError("this gate has no audit log to record a follow-up in")
+        return record_followup(self.audit, audit_id, kind, note)
 
     def _close_owned(self) -> None:
         if self.audit is not None and self._owns_audit:
             self.audit.close()
         if self.local_opa is not None:
             self.local_opa.stop()
+
+
+class _Entry:
+    """A decision on its way to the audit log, with what its record needs."""
+
+    __slots__ = ("decision", "output", "prepared")
+
+    def __init__(self, decision: Decision, output: Any, prepared: _Prepared | None = None) -> None:
+        self.decision = decision
+        self.output = output
+        self.prepared = prepared
+
+
+def _releases(entries: list[_Entry]) -> list[tuple[str, str]]:
+    """Quota units to give back: those reserved for requests that were refused."""
+    return [
+        (e.prepared.user_id, e.prepared.day)
+        for e in entries
+        if e.prepared is not None and e.prepared.reserved and not e.decision.allowed
+    ]
+
+
+def _audit_refusal(exc: AuditError, service: str | None, user_id: str | None) -> Decision:
+    """The audit log cannot take records: refuse (an allow must be audited)."""
+    log.error("audit log unavailable, refusing: %s", exc)
+    return _core.own_refusal(
+        AUDIT_POLICY_ID,
+        f"The decision could not be audited ({exc}); refused to be safe",
+        fallback=True,
+        service=service,
+        user_id=user_id,
+    )
+
+
+def _unaudited(entries: list[_Entry], exc: AuditError) -> list[Decision]:
+    """Nothing was committed: every decision becomes a refusal."""
+    return [_audit_refusal(exc, e.decision.service, e.decision.user_id) for e in entries]
+
+
+def _unreserved(prepared: list[_Prepared], exc: AuditError) -> list[Decision]:
+    """The quota could not be reserved, so nothing was asked of OPA: refuse each request."""
+    return [_audit_refusal(exc, p.service, p.user_id) for p in prepared]
 
 
 def _tool_output(
@@ -189,7 +345,7 @@ class Gate(_BaseGate):
 
     def __init__(self, service: str | None = None, **kwargs: Any) -> None:
         super().__init__(service, **kwargs)
-        self._transport = HttpxTransport(self.url, self.settings.timeout)
+        self._transport = HttpClientTransport(self.url, self.settings.timeout)
 
     def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
         """Decide whether ``output`` may be acted on for ``user`` now; always audited.
@@ -208,8 +364,11 @@ class Gate(_BaseGate):
             prepared = self._prepare(output, user, context)
         except InputError as exc:
             return self._write(self._rejected(exc, output, user, context), repr(output)[:2000])
-        except AuditError as exc:
-            return self._unauditable(exc, user)
+        if self.audit is not None:
+            try:
+                self._use_quota([prepared], [self.audit.reserve(prepared.user_id, prepared.day)])
+            except AuditError as exc:
+                return _unreserved([prepared], exc)[0]
         try:
             status, body = self._transport.post(
                 _core.DECISION_PATH, _core.request_body(prepared.document)
@@ -218,6 +377,41 @@ class Gate(_BaseGate):
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
         return self._write(decision, prepared.output, prepared)
+
+    def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
+        """Decide many outputs with ONE request to OPA's batch entry point.
+
+        Each item is decided on its own: a malformed item is refused alone and never
+        changes another item's result. Every item gets its own audit record; all of them
+        are committed in one durable transaction before this returns.
+
+        Args:
+            items: ``(output, user)`` or ``(output, user, context)`` tuples, or dicts with
+                ``output``, ``user`` and optionally ``context``.
+
+        Returns:
+            One Decision per item, in input order. If OPA cannot answer, every item is a
+            fail-closed refusal (each audited).
+        """
+        started = time.perf_counter()
+        slots = self._prepare_many(items)
+        prepared = [s for s in slots if isinstance(s, _Prepared)]
+        decisions: list[Decision] = []
+        if prepared:
+            if self.audit is not None:
+                keys = [(p.user_id, p.day) for p in prepared]
+                try:
+                    self._use_quota(prepared, self.audit.reserve_many(keys))
+                except AuditError as exc:
+                    return self._write_many(self._merge(slots, _unreserved(prepared, exc)))
+            try:
+                status, body = self._transport.post(
+                    _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                )
+                decisions = self._decide_many(prepared, status, body, started)
+            except EngineError as exc:
+                decisions = [self._fallback(p, exc, started) for p in prepared]
+        return self._write_many(self._merge(slots, decisions))
 
     def execute(self, output: Any, user: Any, run: Callable[[], T], context: Any = None) -> T:
         """Run ``run()`` only if the gate allows ``output``.
@@ -267,15 +461,23 @@ class AsyncGate(_BaseGate):
         self._transport = AiohttpTransport(self.url, self.settings.timeout)
 
     async def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
-        """Async ``Gate.evaluate``; the audit write runs in a worker thread."""
+        """Async ``Gate.evaluate``: same decision, durable audit record before it returns.
+
+        Concurrent evaluations share audit transactions (group commit), so many decisions
+        in flight cost one fsync; the event loop never blocks on the database.
+        """
         started = time.perf_counter()
         try:
-            prepared = await asyncio.to_thread(self._prepare, output, user, context)
+            prepared = self._prepare(output, user, context)
         except InputError as exc:
             decision = self._rejected(exc, output, user, context)
-            return await asyncio.to_thread(self._write, decision, repr(output)[:2000])
-        except AuditError as exc:
-            return self._unauditable(exc, user)
+            return (await self._awrite_many([_Entry(decision, repr(output)[:2000])]))[0]
+        if self.audit is not None:
+            keys = [(prepared.user_id, prepared.day)]
+            try:
+                self._use_quota([prepared], await self.audit.areserve_many(keys))
+            except AuditError as exc:
+                return _unreserved([prepared], exc)[0]
         try:
             status, body = await self._transport.post(
                 _core.DECISION_PATH, _core.request_body(prepared.document)
@@ -283,7 +485,30 @@ class AsyncGate(_BaseGate):
             decision = self._decide(prepared, status, body, started)
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
-        return await asyncio.to_thread(self._write, decision, prepared.output, prepared)
+        return (await self._awrite_many([_Entry(decision, prepared.output, prepared)]))[0]
+
+    async def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
+        """Async ``Gate.evaluate_many``: one request to OPA, one audit transaction."""
+        started = time.perf_counter()
+        slots = self._prepare_many(items)
+        prepared = [s for s in slots if isinstance(s, _Prepared)]
+        decisions: list[Decision] = []
+        if prepared:
+            if self.audit is not None:
+                keys = [(p.user_id, p.day) for p in prepared]
+                try:
+                    self._use_quota(prepared, await self.audit.areserve_many(keys))
+                except AuditError as exc:
+                    unreserved = self._merge(slots, _unreserved(prepared, exc))
+                    return await self._awrite_many(unreserved)
+            try:
+                status, body = await self._transport.post(
+                    _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                )
+                decisions = self._decide_many(prepared, status, body, started)
+            except EngineError as exc:
+                decisions = [self._fallback(p, exc, started) for p in prepared]
+        return await self._awrite_many(self._merge(slots, decisions))
 
     async def execute(
         self, output: Any, user: Any, run: Callable[[], Awaitable[T]], context: Any = None

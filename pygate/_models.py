@@ -28,6 +28,24 @@ class Refusal(BaseModel):
     invalid: StrictBool = False
 
 
+class Review(BaseModel):
+    """What a person must approve: the output (by its canonical hash) and the policies."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output_hash: StrictStr = Field(min_length=64, max_length=64)
+    policy_ids: list[StrictStr] = Field(min_length=1)
+
+
+class AppliedApproval(BaseModel):
+    """An approval that lifted a require_review refusal (policy ``pygate.approvals``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: StrictStr
+    approved_by: StrictStr
+
+
 class OpaResult(BaseModel):
     """The contract of ``data.pygate.gate.decision``; anything else is a bad response."""
 
@@ -37,6 +55,8 @@ class OpaResult(BaseModel):
     service: Any = None
     refusals: list[Refusal]
     primary: Refusal | None = None
+    review: Review | None = None
+    approvals_applied: list[AppliedApproval] = Field(default_factory=list)
 
 
 class Decision(BaseModel):
@@ -44,6 +64,8 @@ class Decision(BaseModel):
 
     ``allowed`` is the only field a caller must check; everything else explains it.
     ``fallback`` is true when the engine could not decide and pygate refused on its own.
+    ``output_hash`` is set on a refusal that waits for human review (what to approve);
+    ``approval_id``/``approved_by`` on a decision that an approval let through.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -63,6 +85,9 @@ class Decision(BaseModel):
     fallback: bool = False
     latency_ms: float = 0.0
     decided_at: datetime | None = None
+    output_hash: str | None = None
+    approval_id: str | None = None
+    approved_by: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -106,3 +131,5 @@ class AuditRecord(BaseModel):
     latency_ms: float
     prev_hash: str
     hash: str
+    approval_id: str | None = None
+    approved_by: str | None = None

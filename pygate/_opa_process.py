@@ -76,6 +76,9 @@ class LocalOpa:
         log_path: where OPA's own output goes (default: discarded).
         supervise: restart OPA if it exits unexpectedly.
         extra_args: more ``opa run`` arguments (e.g. ``--set`` options).
+        as_bundle: load the folder as a bundle (default). ``False`` loads plain files, so
+            policy data can be pushed live through the Data API (a bundle owns its roots),
+            at the price of no revision in decisions.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class LocalOpa:
         log_path: str | os.PathLike[str] | None = None,
         supervise: bool = True,
         extra_args: list[str] | None = None,
+        as_bundle: bool = True,
     ) -> None:
         self.policy_dir = Path(policy_dir) if policy_dir else default_policy_dir()
         if not self.policy_dir.exists():
@@ -96,6 +100,7 @@ class LocalOpa:
         self.log_path = Path(log_path) if log_path else None
         self.supervise = supervise
         self.extra_args = list(extra_args or [])
+        self.as_bundle = as_bundle
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -115,7 +120,8 @@ class LocalOpa:
         """The exact ``opa run`` command line."""
         return [
             str(self.opa_bin), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
-            "--log-level", "error", "--bundle", str(self.policy_dir), *self.extra_args,
+            "--log-level", "error", *(["--bundle"] if self.as_bundle else []),
+            str(self.policy_dir), *self.extra_args,
         ]  # fmt: skip
 
     def _spawn(self) -> None:

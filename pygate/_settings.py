@@ -6,13 +6,15 @@ The config file is TOML, ``./pygate.toml`` or the path in ``PYGATE_CONFIG``, wit
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pygate._audit._base import DEFAULT_REDACT_KEYS
 from pygate._errors import ConfigError
 
 
@@ -24,9 +26,18 @@ class Settings(BaseModel):
             the embedded default, a local OPA process pygate starts itself.
         opa_bin: the ``opa`` binary for the embedded default.
         policy_dir: the policies and data the embedded OPA loads.
-        audit_db: the SQLite audit database.
+        audit_db: the audit database: a SQLite path or ``sqlite:///`` URL, or a
+            ``postgresql://`` URL for several services sharing one log and one quota.
         timeout: seconds to wait for one decision before refusing (fail closed).
         service: the service name sent as ``context.service``.
+        redact_keys: keys (any depth, case-insensitive) whose values are masked before an
+            audit record is written; ``rego/pygate/log/mask.rego`` masks the same in OPA's
+            decision logs (``pygate audit mask-policy`` regenerates it). A comma-separated
+            string (or a JSON array) in ``PYGATE_REDACT_KEYS``.
+        redact_patterns: regexes masked inside every string of the output (free text, e.g.
+            account or card numbers). Same rule in the OPA mask policy. A JSON array in
+            ``PYGATE_REDACT_PATTERNS``.
+        approval_ttl: seconds a review request may wait, and an approval stays usable.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +48,22 @@ class Settings(BaseModel):
     audit_db: str = ".pygate/audit.db"
     timeout: float = Field(default=0.5, gt=0, le=60)
     service: str | None = None
+    redact_keys: list[str] = Field(default_factory=lambda: sorted(DEFAULT_REDACT_KEYS))
+    redact_patterns: list[str] = Field(default_factory=list)
+    approval_ttl: float = Field(default=86400.0, gt=0)
+
+    @field_validator("redact_keys", "redact_patterns", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """Env vars carry lists as a JSON array, or comma-separated text."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    return value  # pydantic then names the field
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> Settings:

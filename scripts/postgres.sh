@@ -6,18 +6,28 @@
 #   scripts/postgres.sh url       print the URL if the server is running (exit 1 if not)
 #   scripts/postgres.sh status    exit 0 if running
 #   scripts/postgres.sh stop      stop the server (data is kept)
-# Environment: PYGATE_PG_DIR (default .tools/pg), PYGATE_PG_PORT (default: a free port,
+# Environment: PYGATE_PG_DIR (default .tools/pg, or /var/tmp/pygate-pg-* when the postgres
+# user cannot reach the checkout), PYGATE_PG_PORT (default: a free port,
 # remembered in $PYGATE_PG_DIR/port). The database password is a fixed demo value and the
 # server only listens on 127.0.0.1; do not reuse this cluster for anything else.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cmd="${1:-start}"
-dir="${PYGATE_PG_DIR:-$root/.tools/pg}"
-mkdir -p "$dir"
-dir="$(cd "$dir" && pwd)"
-data="$dir/data" run="$dir/run" log="$dir/server.log"
 user=pygate password=pygate db=pygate
+
+# The cluster lives in .tools/pg. As root it belongs to the postgres user, who must be able to
+# reach it: when the checkout is not searchable by others (e.g. under /root), use /var/tmp.
+resolve_dir() {
+  dir="${PYGATE_PG_DIR:-$root/.tools/pg}"
+  if [ -z "${PYGATE_PG_DIR:-}" ] && [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 \
+     && ! runuser -u postgres -- test -x "$root"; then
+    dir="/var/tmp/pygate-pg-$(echo "$root" | sha256sum | cut -c1-12)"
+  fi
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  data="$dir/data" run="$dir/run" log="$dir/server.log"
+}
 
 say() { echo "postgres.sh: $*" >&2; }
 
@@ -32,11 +42,16 @@ install_pg() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq postgresql >&2
+  # Only the binaries are wanted: stop the default cluster the package may have started on
+  # the fixed port 5432 (ours runs on a port of its own).
+  pg_lsclusters -h 2>/dev/null | awk '$4 == "online" {print $1, $2}' | while read -r v c; do
+    pg_ctlcluster "$v" "$c" stop || true
+  done
 }
 
 # PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
 as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 running() { [ -n "$(pgbin)" ] && [ -d "$data" ] && as_owner "$(pgbin)/pg_ctl" -D "$data" status >/dev/null 2>&1; }
@@ -49,6 +64,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 start() {
   install_pg
+  resolve_dir
   local bin; bin="$(pgbin)"
   if running; then url; return 0; fi
   mkdir -p "$run"
@@ -80,9 +96,10 @@ start() {
 
 case "$cmd" in
   start) start ;;
-  url) running && url ;;
-  status) running ;;
+  url) resolve_dir; running && url ;;
+  status) resolve_dir; running ;;
   stop)
+    resolve_dir
     if running; then as_owner "$(pgbin)/pg_ctl" -D "$data" -m fast -w stop >/dev/null; say "stopped"
     else say "not running"; fi ;;
   *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;

@@ -14,7 +14,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from pygate import AuditError, AuditLog, Decision, PostgresAuditLog, SqliteAuditLog, open_audit
+from pygate import (
+    AuditError,
+    AuditLog,
+    Decision,
+    Gate,
+    LocalOpa,
+    PostgresAuditLog,
+    SqliteAuditLog,
+    open_audit,
+)
 
 
 class Store:
@@ -215,3 +224,27 @@ def test_unreachable_postgres_is_an_audit_error_without_the_password(dead_url: s
         PostgresAuditLog(f"postgresql://pygate:s3cret@127.0.0.1:{port}/pygate")
     assert "s3cret" not in str(info.value)
     assert "pygate:***@127.0.0.1" in str(info.value)
+
+
+def test_a_dropped_postgres_connection_fails_once_then_reconnects(pg_schema_url: str) -> None:
+    log = PostgresAuditLog(pg_schema_url)
+    log.append(Decision(allowed=True, user_id="u"), {})
+    assert log._conn is not None
+    pid = log._conn.info.backend_pid
+    with psycopg.connect(pg_schema_url, autocommit=True) as admin:
+        # what a database restart or a network cut does to the gate's connection
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(AuditError, match="cannot write audit records"):
+        log.append(Decision(allowed=True, user_id="u"), {})
+    log.append(Decision(allowed=True, user_id="u"), {})  # a fresh connection
+    assert log.count() == 2
+    assert log.verify().ok
+    log.close()
+
+
+def test_a_gate_on_an_unreachable_postgres_fails_to_start_clearly(
+    opa: LocalOpa, dead_url: str
+) -> None:
+    port = dead_url.rsplit(":", 1)[1]
+    with pytest.raises(AuditError, match=r"cannot open the audit log in postgresql://u:\*\*\*@"):
+        Gate("finance", opa_url=opa.url, audit=f"postgresql://u:p@127.0.0.1:{port}/db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -57,3 +58,18 @@ def test_quota_is_exact_across_processes_and_services(opa: LocalOpa, pg_schema_u
     assert log.usage_today("shared-user") == 100
     assert log.verify().ok
     log.close()
+
+
+def test_audit_commands_read_the_postgres_log(opa: LocalOpa, pg_schema_url: str) -> None:
+    from tests.test_cli import pygate
+
+    with Gate("assistant", opa_url=opa.url, audit=pg_schema_url) as gate:
+        gate.evaluate(ASK, {"id": "cli", "role": "analyst"})
+        gate.evaluate({"type": "code", "text": "def f(): pass"}, {"id": "cli", "role": "analyst"})
+    summary = pygate("--audit-db", pg_schema_url, "audit", "summary", "--json")
+    assert summary.returncode == 0, summary.stderr
+    assert json.loads(summary.stdout)["total"] == 2
+    verify = pygate("--audit-db", pg_schema_url, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert "2 records, hash chain intact" in verify.stdout
+    assert "pygate:pygate" not in verify.stdout + verify.stderr

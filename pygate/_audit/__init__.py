@@ -7,6 +7,7 @@ services sharing one audit log and one daily quota.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pygate._audit._base import (
@@ -32,8 +33,17 @@ __all__ = [
 ]
 
 
-def open_audit(target: str | Path) -> AuditLog:
+def open_audit(
+    target: str | Path,
+    redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+    redact_patterns: Iterable[str] = (),
+) -> AuditLog:
     """Open the audit log named by a path or URL.
+
+    Args:
+        target: ``sqlite:///path`` or a plain path.
+        redact_keys: keys whose values are masked before a record is written.
+        redact_patterns: regexes masked inside any string of the output.
 
     Raises:
         ConfigError: an unsupported URL scheme.
@@ -41,16 +51,16 @@ def open_audit(target: str | Path) -> AuditLog:
     """
     text = str(target)
     if text.startswith("sqlite:///"):
-        return SqliteAuditLog(text[len("sqlite:///") :])
+        return SqliteAuditLog(text[len("sqlite:///") :], redact_keys, redact_patterns)
     if text.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite users never load the PostgreSQL driver.
         from pygate._audit._postgres import PostgresAuditLog
 
-        return PostgresAuditLog(text)
+        return PostgresAuditLog(text, redact_keys, redact_patterns)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigError(
             f"audit_db: unsupported scheme {scheme!r} "
             "(use sqlite:///path, a path, or postgresql://user:password@host:port/db)"
         )
-    return SqliteAuditLog(text)
+    return SqliteAuditLog(text, redact_keys, redact_patterns)

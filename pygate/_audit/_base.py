@@ -7,8 +7,10 @@ A backend only stores rows, hands them back in order, and keeps the daily-quota 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
 
 GENESIS = "0" * 64
@@ -31,20 +34,115 @@ COLUMNS = (
     "policy_ids", "action", "decision_id", "bundle_revision", "fallback", "latency_ms",
 )  # fmt: skip
 
+#: Hashed columns added later, appended after COLUMNS. They enter the hash only when one of
+#: them is set, so every record written before they existed still verifies unchanged.
+EXTRA_COLUMNS = ("approval_id", "approved_by")
 
-def redact(value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS) -> Any:
-    """Return a copy of ``value`` with the values of secret-looking keys masked."""
+#: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
+#: when it opens, then sets ``extensions = True``; they are not hash-chained, except
+#: ``chain_anchor``, whose rows chain to each other (see ``anchor_hash``).
+EXTENSION_SCHEMA = (
+    # A refusal whose action is require_review waits here for a person; approved rows reach OPA
+    # in input.context.approvals until they expire or are used once.
+    """CREATE TABLE IF NOT EXISTS approvals (
+        approval_id TEXT PRIMARY KEY,
+        audit_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        service TEXT,
+        user_id TEXT NOT NULL,
+        output TEXT NOT NULL,
+        output_hash TEXT NOT NULL,
+        policy_ids TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        note TEXT,
+        used_audit_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
+    # What the host application says the user did after a refusal (retry / escalate / leave).
+    """CREATE TABLE IF NOT EXISTS followups (
+        followup_id TEXT PRIMARY KEY,
+        audit_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        note TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS followups_audit ON followups (audit_id)",
+    # One checkpoint per retention prune: the hash of the last pruned record becomes the
+    # genesis of what is left.
+    """CREATE TABLE IF NOT EXISTS chain_anchor (
+        anchor_no INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        through_seq INTEGER NOT NULL,
+        through_hash TEXT NOT NULL,
+        pruned INTEGER NOT NULL,
+        cutoff TEXT NOT NULL,
+        prev_anchor_hash TEXT NOT NULL,
+        anchor_hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
+)
+
+#: Every column a backend stores from a row, in insert order (then ``prev_hash``, ``hash``).
+STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS
+
+
+#: What a masked value becomes, here and in the generated OPA decision-log mask policy.
+MASK = "***"
+
+
+def redact(
+    value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS, pattern: re.Pattern[str] | None = None
+) -> Any:
+    """Return a copy of ``value`` with secret-looking values masked.
+
+    The value of every key in ``keys`` (compared lower-cased) becomes ``"***"``, whatever it
+    is; when ``pattern`` is given, each match of it inside any other string becomes ``"***"``
+    too (free text: account numbers, card numbers). ``rego/pygate/log/mask.rego`` applies
+    the same rule to OPA's own decision logs.
+    """
     if isinstance(value, dict):
-        return {k: "***" if k.lower() in keys else redact(v, keys) for k, v in value.items()}
+        return {
+            k: MASK if k.lower() in keys else redact(v, keys, pattern) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [redact(v, keys) for v in value]
+        return [redact(v, keys, pattern) for v in value]
+    if pattern is not None and isinstance(value, str):
+        return pattern.sub(MASK, value)
     return value
+
+
+def canonical(row: dict[str, Any]) -> str:
+    """The canonical JSON of a record's hashed columns (computable before the chain is known).
+
+    EXTRA_COLUMNS join the hash only when set, so logs written before they existed verify.
+    """
+    values = [row[c] for c in COLUMNS]
+    extra = [row.get(c) for c in EXTRA_COLUMNS]
+    if any(v is not None for v in extra):
+        values += extra
+    return json.dumps(values, separators=(",", ":"), sort_keys=True)
+
+
+def link(prev_hash: str, body: str) -> str:
+    """The hash of one record from the previous record's hash and its ``canonical`` body."""
+    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+
+
+def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
+    items = [p for p in patterns if p]
+    if not items:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in items))
 
 
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """The hash of one record given the previous record's hash."""
-    body = json.dumps([row[c] for c in COLUMNS], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+    return link(prev_hash, canonical(row))
 
 
 def today(now: datetime | None = None) -> str:
@@ -84,10 +182,20 @@ class AuditLog(ABC):
 
     Args:
         redact_keys: keys whose values are masked in the stored output.
+        redact_patterns: regexes whose matches are masked inside any string of the output.
     """
 
-    def __init__(self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
+    #: Which SQL dialect analytics speak to this backend (``sqlite`` or ``postgres``).
+    dialect = "sqlite"
+
+    def __init__(
+        self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS, redact_patterns: Iterable[str] = ()
+    ) -> None:
         self._redact_keys = frozenset(k.lower() for k in redact_keys)
+        try:
+            self._redact_pattern = redact_pattern(redact_patterns)
+        except re.error as exc:
+            raise ConfigError(f"setting 'redact_patterns': invalid regex: {exc}") from exc
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
@@ -114,6 +222,39 @@ class AuditLog(ABC):
         distinct value, so no more than the quota can ever be allowed.
         """
 
+    def reserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        """``reserve`` for each ``(user_id, day)`` in order, atomically where the backend can.
+
+        A user named twice gets consecutive values, as if reserved one after the other.
+        """
+        return [self.reserve(user_id, day) for user_id, day in keys]
+
+    async def areserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        """``reserve_many`` for asyncio callers (a backend may avoid the worker thread)."""
+        return await asyncio.to_thread(self.reserve_many, keys)
+
+    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+        """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
+        await asyncio.to_thread(self._insert, rows, releases)
+
+    def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run write statements on the extension tables in one transaction (``?`` placeholders).
+
+        Used for approvals, follow-ups and retention; never for ``decisions``. A backend that
+        does not support them keeps this default.
+
+        Raises:
+            AuditError: always, here.
+        """
+        raise AuditError(f"{type(self).__name__} does not support approvals/follow-ups/retention")
+
+    def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
+        """Delete records ``seq <= through_seq`` and store ``anchor``, in one transaction.
+
+        The only deletion the store allows; returns how many records were deleted.
+        """
+        raise AuditError(f"{type(self).__name__} does not support retention")
+
     def release(self, user_id: str, day: str) -> None:
         """Give back a unit taken by ``reserve`` without writing a record."""
         self._insert([], [(user_id, day)])
@@ -123,6 +264,11 @@ class AuditLog(ABC):
         """Release the connection."""
 
     # --- shared behaviour -----------------------------------------------------------------
+    def redacted_json(self, output: Any) -> str:
+        """``output`` as stored: configured fields masked, then canonical JSON."""
+        masked = redact(output, self._redact_keys, self._redact_pattern)
+        return json.dumps(masked, sort_keys=True, default=repr)
+
     def _row(self, decision: Decision, output: Any) -> dict[str, Any]:
         when = decision.decided_at or datetime.now(UTC)
         return {
@@ -131,7 +277,7 @@ class AuditLog(ABC):
             "day": when.date().isoformat(),
             "service": decision.service,
             "user_id": decision.user_id,
-            "output": json.dumps(redact(output, self._redact_keys), sort_keys=True, default=repr),
+            "output": self.redacted_json(output),
             "allowed": int(decision.allowed),
             "reason": decision.reason,
             "policy_id": decision.policy_id,
@@ -141,6 +287,8 @@ class AuditLog(ABC):
             "bundle_revision": decision.bundle_revision,
             "fallback": int(decision.fallback),
             "latency_ms": round(decision.latency_ms, 3),
+            "approval_id": decision.approval_id,
+            "approved_by": decision.approved_by,
         }
 
     def append(
@@ -161,15 +309,26 @@ class AuditLog(ABC):
     def append_many(
         self, items: list[tuple[Decision, Any]], releases: list[tuple[str, str]] | None = None
     ) -> list[Decision]:
-        """Write several records in one durable transaction, in order."""
+        """Write several records in one durable transaction, in order.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
         rows = [self._row(d, o) for d, o in items]
         self._insert(rows, releases or [])
-        return [
-            d.model_copy(
-                update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}
-            )
-            for (d, _), r in zip(items, rows, strict=True)
-        ]
+        return _stamped(items, rows)
+
+    async def aappend_many(
+        self, items: list[tuple[Decision, Any]], releases: list[tuple[str, str]] | None = None
+    ) -> list[Decision]:
+        """``append_many`` for asyncio callers; durable when the awaitable completes.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
+        rows = [self._row(d, o) for d, o in items]
+        await self._ainsert(rows, releases or [])
+        return _stamped(items, rows)
 
     def usage_today(self, user_id: str, now: datetime | None = None) -> int:
         """How many allowed decisions this user had today (UTC), counted from the records."""
@@ -216,11 +375,41 @@ class AuditLog(ABC):
     def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Any SELECT as dicts (``?`` placeholders)."""
 
+    #: True once the backend has created the extension tables (``EXTENSION_SCHEMA``).
+    extensions = False
+
+    def anchors(self) -> list[dict[str, Any]]:
+        """The retention checkpoints in ``chain_anchor``, oldest first (empty when none)."""
+        if not self.extensions:
+            return []
+        return self._select_raw("SELECT * FROM chain_anchor ORDER BY anchor_no")
+
+    def _chain_start(self) -> tuple[str, int, str]:
+        """Where the chain starts: ``(hash, seq, problem)`` after the latest retention anchor.
+
+        A pruned log starts from the hash of the last pruned record, kept in a checkpoint that
+        is itself hash-chained; ``problem`` is non-empty when the checkpoints were tampered with.
+        """
+        prev_anchor, start, seq = GENESIS, GENESIS, 0
+        for anchor in self.anchors():
+            if anchor["prev_anchor_hash"] != prev_anchor:
+                return start, seq, f"retention anchor {anchor['anchor_no']}: chain broken"
+            if anchor_hash(prev_anchor, anchor) != anchor["anchor_hash"]:
+                return start, seq, f"retention anchor {anchor['anchor_no']}: content was edited"
+            prev_anchor = anchor["anchor_hash"]
+            start, seq = anchor["through_hash"], int(anchor["through_seq"])
+        return start, seq, ""
+
     def verify(self) -> VerifyResult:
-        """Walk the hash chain; report the first edited, deleted or reordered record."""
-        prev = GENESIS
+        """Walk the hash chain; report the first edited, deleted or reordered record.
+
+        After a retention prune the chain starts at the latest checkpoint in ``chain_anchor``
+        (the hash of the last pruned record), so a pruned log still verifies end to end.
+        """
+        prev, last_seq, problem = self._chain_start()
+        if problem:
+            return VerifyResult(False, 0, None, None, problem)
         checked = 0
-        last_seq = 0
         for row in self._select("ORDER BY seq"):
             checked += 1
             if row["prev_hash"] != prev:
@@ -235,6 +424,26 @@ class AuditLog(ABC):
             prev = row["hash"]
             last_seq = row["seq"]
         return VerifyResult(True, checked)
+
+
+def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
+    """The decisions carrying the audit id and time of their committed records."""
+    return [
+        d.model_copy(
+            update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}
+        )
+        for (d, _), r in zip(items, rows, strict=True)
+    ]
+
+
+#: Anchor fields covered by ``anchor_hash``, in hash order.
+ANCHOR_COLUMNS = ("anchor_no", "created_at", "through_seq", "through_hash", "pruned", "cutoff")
+
+
+def anchor_hash(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
+    """The hash of one retention checkpoint, chained to the previous checkpoint."""
+    body = json.dumps([anchor[c] for c in ANCHOR_COLUMNS], separators=(",", ":"))
+    return hashlib.sha256(f"{prev_anchor_hash}|{body}".encode()).hexdigest()
 
 
 def to_record(row: dict[str, Any]) -> AuditRecord:

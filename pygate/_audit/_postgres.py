@@ -111,10 +111,11 @@ class PostgresAuditLog(AuditLog):
         self,
         url: str,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
         *,
         connect_timeout: float = 5.0,
     ) -> None:
-        super().__init__(redact_keys)
+        super().__init__(redact_keys, redact_patterns)
         self.url = url
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -135,8 +136,7 @@ class PostgresAuditLog(AuditLog):
         try:
             yield
         except psycopg.Error as exc:
-            if self._conn is not None and self._conn.broken:
-                self._conn = None  # reconnect on the next call
+            # A connection the error broke is closed; _connection() opens a new one next time.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AuditError(f"cannot {what} in {safe_url(self.url)}: {detail}") from exc
 

@@ -1,18 +1,38 @@
 """The SQLite audit backend: the embedded default, one file, shareable by processes.
 
-Durability: WAL with ``synchronous=FULL``; a record is committed before ``append`` returns.
+Durability: WAL; every transaction that holds a record commits with ``synchronous=FULL``
+(the WAL is fsynced) before ``append`` returns. Concurrent writes share transactions
+(group commit, ``_group_commit``), so N decisions in flight cost one fsync, not N.
+Quota reservations alone commit with ``synchronous=NORMAL``: they are visible to every
+process at once (the quota stays exact) and become durable with the next record's fsync,
+which covers all earlier WAL frames. A crash can only lose a reservation whose record was
+never written, i.e. a decision that never returned.
 Append-only: triggers refuse UPDATE and DELETE on ``decisions``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pygate._audit._base import COLUMNS, DEFAULT_REDACT_KEYS, GENESIS, AuditLog, chain_hash
+from pygate._audit._base import (
+    DEFAULT_REDACT_KEYS,
+    EXTENSION_SCHEMA,
+    EXTRA_COLUMNS,
+    GENESIS,
+    STORED_COLUMNS,
+    AuditLog,
+    canonical,
+    link,
+)
+from pygate._audit._group_commit import GroupCommit
 from pygate._errors import AuditError
 
 _SCHEMA = """
@@ -50,16 +70,42 @@ CREATE TABLE IF NOT EXISTS quota_usage (
 """
 
 _INSERT = (
-    f"INSERT INTO decisions ({', '.join(COLUMNS)}, prev_hash, hash) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+    f"INSERT INTO decisions ({', '.join(STORED_COLUMNS)}, prev_hash, hash) "
+    f"VALUES ({', '.join('?' * (len(STORED_COLUMNS) + 2))})"
+)
+
+# Retention is the one sanctioned deletion: the trigger is dropped and re-created inside the
+# same transaction that writes the chain_anchor checkpoint, so nothing else can slip through.
+_NO_DELETE = (
+    "CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+)
+_ANCHOR_GUARDS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS chain_anchor_no_{op.lower()} BEFORE {op} ON chain_anchor "
+    "BEGIN SELECT RAISE(ABORT, 'retention anchors are append-only'); END"
+    for op in ("UPDATE", "DELETE")
 )
 
 
 # Run inside BEGIN IMMEDIATE: the increment and its result are atomic across processes.
+# Takes n units at once; the caller hands out used-n .. used-1 in order.
 _RESERVE = (
-    "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, 1) "
-    "ON CONFLICT (user_id, day) DO UPDATE SET used = used + 1 RETURNING used"
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id, day) DO UPDATE SET used = used + excluded.used RETURNING used"
 )
+
+
+@dataclass
+class _Reserve:
+    keys: list[tuple[str, str]]
+
+
+@dataclass
+class _Append:
+    rows: list[tuple[dict[str, Any], str]]  # (row, canonical body)
+    releases: list[tuple[str, str]] = field(default_factory=list)
+
+
 _RELEASE = "UPDATE quota_usage SET used = max(used - 1, 0) WHERE user_id = ? AND day = ?"
 
 
@@ -71,8 +117,13 @@ class SqliteAuditLog(AuditLog):
         redact_keys: keys whose values are masked in the stored output.
     """
 
-    def __init__(self, path: str | Path, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
-        super().__init__(redact_keys)
+    def __init__(
+        self,
+        path: str | Path,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
+    ) -> None:
+        super().__init__(redact_keys, redact_patterns)
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
@@ -80,16 +131,36 @@ class SqliteAuditLog(AuditLog):
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._setup()
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit log {self.path}: {exc}") from exc
+        self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(self._execute_batch)
+
+    def _setup(self) -> None:
+        # Several processes opening one log at once can get "database is locked" here
+        # without SQLite's busy wait (seen once under heavy load while another process
+        # was committing); the set-up is idempotent, so it is retried for a bounded time.
+        deadline = time.monotonic() + 30
+        pause = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._synchronous = "FULL"
+                self._db.executescript(_SCHEMA)
+                self._extend()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def __repr__(self) -> str:
         return f"SqliteAuditLog({str(self.path)!r})"
 
     def close(self) -> None:
+        self._commit.close()
         with self._lock:
             self._db.close()
 
@@ -102,35 +173,123 @@ class SqliteAuditLog(AuditLog):
             pass
 
     def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+        self._commit.run(_Append([(r, canonical(r)) for r in rows], releases))
+
+    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+        op = _Append([(r, canonical(r)) for r in rows], releases)
+        await asyncio.wrap_future(self._commit.submit(op))
+
+    def _extend(self) -> None:
+        """Add the extension tables and the appended hashed columns (idempotent)."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in EXTRA_COLUMNS:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
+            for statement in (*EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
+                self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            raise
+        self.extensions = True
+
+    def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                last = self._db.execute(
-                    "SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                prev = last[0] if last else GENESIS
-                params = []
-                for row in rows:
-                    digest = chain_hash(prev, row)
-                    params.append((*(row[c] for c in COLUMNS), prev, digest))
-                    prev = digest
-                self._db.executemany(_INSERT, params)
-                self._db.executemany(_RELEASE, releases)
+                for sql, params in statements:
+                    self._db.execute(sql, params)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._abort()
-                raise AuditError(f"cannot write audit records to {self.path}: {exc}") from exc
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise AuditError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
+        columns = ", ".join(anchor)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    f"INSERT INTO chain_anchor ({columns}) VALUES ({', '.join('?' * len(anchor))})",
+                    tuple(anchor.values()),
+                )
+                self._db.execute("DROP TRIGGER decisions_no_delete")
+                deleted = self._db.execute(
+                    "DELETE FROM decisions WHERE seq <= ?", (through_seq,)
+                ).rowcount
+                self._db.execute(_NO_DELETE)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise AuditError(f"cannot prune {self.path}: {exc}") from exc
+        return int(deleted)
 
     def reserve(self, user_id: str, day: str) -> int:
+        return self.reserve_many([(user_id, day)])[0]
+
+    def reserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        if not keys:
+            return []
+        result: list[int] = self._commit.run(_Reserve(keys))
+        return result
+
+    async def areserve_many(self, keys: list[tuple[str, str]]) -> list[int]:
+        if not keys:
+            return []
+        result: list[int] = await asyncio.wrap_future(self._commit.submit(_Reserve(keys)))
+        return result
+
+    def _set_synchronous(self, mode: str) -> None:
+        if self._synchronous != mode:
+            self._db.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
+
+    def _execute_batch(self, ops: Sequence[_Reserve | _Append]) -> list[Any]:
+        """Run queued reservations and appends in ONE transaction (see module docstring)."""
         with self._lock:
             try:
+                durable = any(isinstance(op, _Append) for op in ops)
+                self._set_synchronous("FULL" if durable else "NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
-                rows = self._db.execute(_RESERVE, (user_id, day)).fetchall()
+                prev: str | None = None
+                results: list[Any] = []
+                for op in ops:
+                    if isinstance(op, _Reserve):
+                        results.append(self._reserve_in_transaction(op.keys))
+                        continue
+                    if prev is None:
+                        last = self._db.execute(
+                            "SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1"
+                        ).fetchone()
+                        prev = last[0] if last else GENESIS
+                    params = []
+                    for row, body in op.rows:
+                        digest = link(prev, body)
+                        params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
+                        prev = digest
+                    self._db.executemany(_INSERT, params)
+                    self._db.executemany(_RELEASE, op.releases)
+                    results.append(None)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._abort()
-                raise AuditError(f"cannot reserve quota in {self.path}: {exc}") from exc
-        return int(rows[0][0]) - 1
+                raise AuditError(f"cannot write to audit log {self.path}: {exc}") from exc
+        return results
+
+    def _reserve_in_transaction(self, keys: list[tuple[str, str]]) -> list[int]:
+        taken: dict[tuple[str, str], int] = {}
+        for key, n in Counter(keys).items():
+            used = int(self._db.execute(_RESERVE, (*key, n)).fetchone()[0])
+            taken[key] = used - n
+        values = []
+        for key in keys:
+            values.append(taken[key])
+            taken[key] += 1
+        return values
 
     def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:

@@ -63,6 +63,22 @@ _spec_problems(obj, spec) := missing | wrong if {
 	}
 }
 
+# _spec_ok holds when _spec_problems(obj, spec) would be empty, without
+# building any message: the per-query fast path.
+_spec_ok(obj, spec) if {
+	every key, kind in spec.required {
+		_kind_ok(kind, obj[key])
+	}
+	every key in object.keys(obj) & object.keys(spec.optional) {
+		_kind_ok(spec.optional[key], obj[key])
+	}
+}
+
+_condition_valid(condition) if {
+	is_object(condition)
+	_spec_ok(condition, _condition_specs[condition.type])
+}
+
 # A `not` must never wrap a ref that can be undefined: OPA hoists the ref out
 # of the negation (opa#1877) and the whole expression fails instead of
 # holding. Hence object.get below and small helpers like this one.

@@ -54,16 +54,33 @@ _relevant(policy, _) if {
 
 # _evaluate is the invalid-policy refusal when policy fails validation,
 # else its refusal when all conditions hold, else undefined.
+#
+# Validation runs on every query, so the common case takes the cheap boolean
+# _valid; only a policy that fails it pays for the messages of
+# _policy_problems. Should the two ever disagree, the policy still refuses.
 _evaluate(policy, i, output, user) := r if {
-	problems := _policy_problems(policy)
-	count(problems) > 0
-	r := _invalid_refusal(_label(policy, i), _id_or_default(policy), _set_or_all(policy), problems)
+	not _valid(policy)
+	r := _invalid_refusal(_label(policy, i), _id_or_default(policy), _set_or_all(policy), _problems_or_unknown(policy))
 } else := r if {
 	every condition in policy.conditions {
 		_holds(condition, output, user)
 	}
 	r := _refusal(policy, output, user)
 }
+
+# _valid holds exactly when _policy_problems(policy) is empty.
+_valid(policy) if {
+	is_object(policy)
+	_spec_ok(policy, _policy_spec)
+	every condition in policy.conditions {
+		_condition_valid(condition)
+	}
+}
+
+_problems_or_unknown(policy) := problems if {
+	problems := _policy_problems(policy)
+	count(problems) > 0
+} else := {"failed validation"}
 
 _configured := lib.config("declarative_policies", [])
 

@@ -6,19 +6,29 @@
 #   refusal, never an undefined result and never an allow.
 package pygate.gate
 
+import data.pygate.approvals
 import data.pygate.declarative
 import data.pygate.lib
 
 # decision is the one document services read:
 # {"allowed", "service", "refusals" (sorted by priority, then policy_id),
 #  "primary" (the first refusal, or null when allowed)}.
-decision := {
-	"allowed": count(refusals) == 0,
-	"service": _service_or_null,
-	"refusals": refusals,
-	"primary": _first_or_null(refusals),
-} if {
-	refusals := _sorted(_refusals)
+#
+# A require_review refusal that a person approved (pygate.approvals) is lifted;
+# then the decision also carries "approvals_applied", and a decision that
+# still waits for review carries "review" (what to approve).
+decision := object.union(
+	{
+		"allowed": count(refusals) == 0,
+		"service": _service_or_null,
+		"refusals": refusals,
+		"primary": _first_or_null(refusals),
+	},
+	approvals.extras(lifted, remaining, _input_doc),
+) if {
+	lifted := approvals.lifted(_refusals, _input_doc)
+	remaining := _refusals - lifted
+	refusals := _sorted(remaining)
 }
 
 # The safety net: should anything above ever be undefined, the caller still
@@ -133,6 +143,12 @@ _first_or_null(refusals) := refusals[0] if {
 # `not is_object(input.output)` would be undefined, not true, when output is
 # missing, and the refusal would silently vanish.
 _input_is_object if is_object(input)
+
+# input when it is an object, else {}: a missing input must still reach the
+# GATE-001 refusal rather than make the decision undefined.
+_input_doc := input if {
+	_input_is_object
+} else := {}
 
 _output_ok if is_object(input.output)
 

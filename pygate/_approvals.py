@@ -1,0 +1,282 @@
+"""Human approval for refusals whose action is ``require_review``.
+
+The flow, end to end:
+
+1. OPA refuses an output with a ``require_review`` policy (e.g. AST-002) and says what a person
+   must approve: the output's canonical hash (computed in Rego) and the policy ids.
+2. The gate records a *pending* approval (who, what output, why, the audit id).
+3. ``pygate approvals approve ID --by NAME`` (or ``Approvals.approve``) approves it; it then stays
+   usable for ``approval_ttl`` seconds. ``reject`` closes it.
+4. When the same user submits the same output again, the gate puts the user's approved,
+   unexpired approvals into ``input.context.approvals`` (never the caller's own) and the Rego
+   package ``pygate.approvals`` decides whether one applies. An allow that used an approval is
+   audited with ``approval_id`` and ``approved_by``, and the approval is used up.
+
+Approvals live in the audit store's ``approvals`` table, beside the hash-chained decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pygate._audit import AuditLog
+from pygate._errors import ApprovalError
+from pygate._models import Decision, JSONObject
+
+REVIEW_ACTION = "require_review"
+
+Status = Literal["pending", "approved", "rejected", "used", "expired"]
+STATUSES: tuple[str, ...] = ("pending", "approved", "rejected", "used", "expired")
+
+#: The most approvals one decision carries to OPA (newest first); bounds the input size.
+MAX_IN_CONTEXT = 20
+
+
+class Approval(BaseModel):
+    """One request for human review and its outcome.
+
+    ``status`` is ``expired`` when a pending or approved request is past ``expires_at``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    audit_id: str
+    created_at: datetime
+    expires_at: datetime
+    service: str | None
+    user_id: str
+    output: Any
+    output_hash: str
+    policy_ids: list[str]
+    reason: str
+    status: Status
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    used_audit_id: str | None = None
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _to_approval(row: dict[str, Any], now: datetime) -> Approval:
+    expires = datetime.fromisoformat(row["expires_at"])
+    status = row["status"]
+    if status in ("pending", "approved") and expires <= now:
+        status = "expired"
+    return Approval.model_validate(
+        {
+            **row,
+            "output": json.loads(row["output"]),
+            "policy_ids": json.loads(row["policy_ids"]),
+            "status": status,
+        }
+    )
+
+
+class Approvals:
+    """The approval queue of one audit store.
+
+    Args:
+        log: the audit store holding the ``approvals`` table.
+        ttl: seconds a pending request waits, and an approval stays usable once given.
+    """
+
+    def __init__(self, log: AuditLog, ttl: float = 86400.0) -> None:
+        if ttl <= 0:
+            raise ApprovalError("approval_ttl must be positive")
+        self.log = log
+        self.ttl = timedelta(seconds=ttl)
+
+    # --- what the gate calls --------------------------------------------------------------
+    def for_context(self, user_id: str, now: datetime | None = None) -> list[JSONObject]:
+        """The user's approved, unexpired, unused approvals, as OPA sees them.
+
+        ``expires_at_ns`` lets Rego check expiry itself (``time.now_ns()``).
+        """
+        at = _now(now)
+        rows = self.log._select_raw(
+            "SELECT approval_id, user_id, output_hash, policy_ids, decided_by, expires_at "
+            "FROM approvals WHERE user_id = ? AND status = 'approved' AND expires_at > ? "
+            "ORDER BY expires_at DESC LIMIT ?",
+            (user_id, at.isoformat(), MAX_IN_CONTEXT),
+        )
+        return [
+            {
+                "approval_id": r["approval_id"],
+                "status": "approved",
+                "user_id": r["user_id"],
+                "output_hash": r["output_hash"],
+                "policy_ids": json.loads(r["policy_ids"]),
+                "approved_by": r["decided_by"],
+                "expires_at_ns": int(datetime.fromisoformat(r["expires_at"]).timestamp() * 1e9),
+            }
+            for r in rows
+        ]
+
+    def after_decision(self, decision: Decision, output: Any) -> Approval | None:
+        """Book-keeping after an audited decision: open a request, or use up an approval.
+
+        Returns:
+            The pending approval a refusal created (or found already open), else ``None``.
+        """
+        if decision.allowed and decision.approval_id:
+            self._use(decision.approval_id.split(","), decision.audit_id or "")
+            return None
+        if decision.allowed or decision.fallback or not decision.output_hash:
+            return None
+        return self.request(decision, output)
+
+    def request(
+        self, decision: Decision, output: Any, now: datetime | None = None
+    ) -> Approval | None:
+        """Open a pending approval for a ``require_review`` refusal (one per user and output).
+
+        A request already pending for the same user and output is returned instead of a
+        second one, so a user who retries does not flood the approvers.
+        """
+        policy_ids = [r.policy_id for r in decision.refusals if r.action == REVIEW_ACTION]
+        if not policy_ids or not decision.output_hash or not decision.user_id:
+            return None
+        at = _now(now)
+        open_ = self.log._select_raw(
+            "SELECT * FROM approvals WHERE user_id = ? AND output_hash = ? "
+            "AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+            (decision.user_id, decision.output_hash, at.isoformat()),
+        )
+        if open_:
+            return _to_approval(open_[0], at)
+        approval_id = uuid.uuid4().hex[:12]
+        stored = self.log.redacted_json(output)
+        self.log._execute(
+            [
+                (
+                    "INSERT INTO approvals (approval_id, audit_id, created_at, expires_at, "
+                    "service, user_id, output, output_hash, policy_ids, reason, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    (
+                        approval_id,
+                        decision.audit_id or "",
+                        at.isoformat(),
+                        (at + self.ttl).isoformat(),
+                        decision.service,
+                        decision.user_id,
+                        stored,
+                        decision.output_hash,
+                        json.dumps(sorted(policy_ids)),
+                        decision.reason,
+                    ),
+                )
+            ]
+        )
+        return self.get(approval_id, at)
+
+    # --- what people call -----------------------------------------------------------------
+    def get(self, approval_id: str, now: datetime | None = None) -> Approval:
+        """One approval by id.
+
+        Raises:
+            ApprovalError: no approval has this id.
+        """
+        rows = self.log._select_raw("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+        if not rows:
+            raise ApprovalError(f"no approval with id {approval_id!r}")
+        return _to_approval(rows[0], _now(now))
+
+    def find(
+        self, status: str | None = "pending", now: datetime | None = None, limit: int = 1000
+    ) -> list[Approval]:
+        """Approvals with ``status`` (``None``: all), newest first.
+
+        Raises:
+            ApprovalError: an unknown status.
+        """
+        if status is not None and status not in STATUSES:
+            raise ApprovalError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        at = _now(now)
+        rows = self.log._select_raw(
+            "SELECT * FROM approvals ORDER BY created_at DESC, approval_id LIMIT ?", (limit,)
+        )
+        found = [_to_approval(r, at) for r in rows]
+        return [a for a in found if status is None or a.status == status]
+
+    def approve(
+        self,
+        approval_id: str,
+        by: str,
+        note: str | None = None,
+        ttl: float | None = None,
+        now: datetime | None = None,
+    ) -> Approval:
+        """Approve a pending request; it stays usable for ``ttl`` (default: the queue's TTL).
+
+        Raises:
+            ApprovalError: unknown id, empty approver, or the request is not pending
+                (already decided, used, or expired).
+        """
+        at = _now(now)
+        life = self.ttl if ttl is None else timedelta(seconds=ttl)
+        if life.total_seconds() <= 0:
+            raise ApprovalError("ttl must be positive")
+        return self._decide(approval_id, by, "approved", note, at, at + life)
+
+    def reject(
+        self, approval_id: str, by: str, note: str | None = None, now: datetime | None = None
+    ) -> Approval:
+        """Reject a pending request.
+
+        Raises:
+            ApprovalError: unknown id, empty approver, or the request is not pending.
+        """
+        at = _now(now)
+        return self._decide(approval_id, by, "rejected", note, at, None)
+
+    def _decide(
+        self,
+        approval_id: str,
+        by: str,
+        status: str,
+        note: str | None,
+        at: datetime,
+        expires: datetime | None,
+    ) -> Approval:
+        if not by.strip():
+            raise ApprovalError("by: the approver's name is required")
+        current = self.get(approval_id, at)
+        if current.status != "pending":
+            raise ApprovalError(
+                f"approval {approval_id} is {current.status}, not pending; nothing to decide"
+            )
+        new_expiry = (expires or current.expires_at).isoformat()
+        self.log._execute(
+            [
+                (
+                    "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, note = ?, "
+                    "expires_at = ? WHERE approval_id = ? AND status = 'pending'",
+                    (status, by.strip(), at.isoformat(), note, new_expiry, approval_id),
+                )
+            ]
+        )
+        done = self.get(approval_id, at)
+        if done.decided_by != by.strip() or done.decided_at != at:
+            raise ApprovalError(f"approval {approval_id} was decided by someone else meanwhile")
+        return done
+
+    def _use(self, approval_ids: list[str], audit_id: str) -> None:
+        self.log._execute(
+            [
+                (
+                    "UPDATE approvals SET status = 'used', used_audit_id = ? "
+                    "WHERE approval_id = ? AND status = 'approved'",
+                    (audit_id, approval_id),
+                )
+                for approval_id in approval_ids
+            ]
+        )

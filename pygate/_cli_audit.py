@@ -1,0 +1,533 @@
+"""CLI commands over the refusal dataset: ``pygate audit …`` analytics, ``pygate approvals …``.
+
+Kept beside ``_cli.py`` (which registers them) so the main CLI module stays one idea; both call
+the library, never the other way round. Every command prints for people by default and JSON
+with ``--json``. Exit codes: 0 ok, 1 a check failed (e.g. the report's chain does not verify),
+2 bad input or configuration (the message names the field).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pygate._approvals import STATUSES, Approval, Approvals
+from pygate._audit import AuditLog, open_audit
+from pygate._audit import _analytics as analytics
+from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
+from pygate._audit._retention import export_csv, export_jsonl, prune
+from pygate._audit._synthetic import generate_history
+from pygate._errors import PygateError
+from pygate._opa_process import default_policy_dir, find_opa_binary
+from pygate._settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+_SINCE = click.option(
+    "--since", help="Only records from then on: a duration back from now (24h, 7d) or ISO time."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return Settings.load(dict(ctx.find_root().obj or {}))
+    except PygateError as exc:
+        _fail(str(exc))
+
+
+def _open(ctx: click.Context) -> AuditLog:
+    settings = _settings(ctx)
+    try:
+        return open_audit(settings.audit_db, settings.redact_keys, settings.redact_patterns)
+    except PygateError as exc:
+        _fail(str(exc))
+
+
+def _since(text: str | None) -> str | None:
+    try:
+        return analytics.parse_since(text)
+    except PygateError as exc:
+        _fail(str(exc))
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def register(audit: click.Group) -> None:
+    """Add the analytics, report, export, retention and generator commands to ``audit``."""
+    for command in (
+        refusals,
+        rates,
+        policies,
+        followups,
+        followup,
+        health,
+        report,
+        export,
+        prune_cmd,
+        generate,
+        mask_policy,
+    ):
+        audit.add_command(command)
+
+
+# --- questions ---------------------------------------------------------------------------
+@click.command("refusals")
+@_SINCE
+@click.option("--examples", type=click.IntRange(0, 20), default=3, show_default=True)
+@_JSON
+@click.pass_context
+def refusals(ctx: click.Context, since: str | None, examples: int, as_json: bool) -> None:
+    """Which outputs get refused, and what they look like: by action and by output type.
+
+    Each group lists its policies and the latest refused outputs (as stored: redacted).
+    """
+    data = analytics.refused_outputs(_open(ctx), _since(since), examples)
+    if as_json:
+        _emit(data)
+        return
+    click.echo(f"{data['refused']:,} refusals")
+    for key in ("action", "type"):
+        click.secho(f"\nby {key}:", bold=True)
+        for g in data[f"by_{key}"]:
+            click.echo(
+                f"  {g[key] or '-':20} {g['refusals']:8,}  {_pct(g['share']):>6}  "
+                f"{', '.join(g['policies'][:5])}"
+            )
+            for ex in g["examples"]:
+                click.echo(f"      e.g. {json.dumps(ex['output'])[:90]}  -> {ex['reason'][:60]}")
+
+
+@click.command("rates")
+@click.option(
+    "--by", type=click.Choice(analytics.RATE_DIMENSIONS), default="day", show_default=True
+)
+@_SINCE
+@click.option(
+    "--top",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="How many users with --by user.",
+)
+@_JSON
+@click.pass_context
+def rates(ctx: click.Context, by: str, since: str | None, top: int, as_json: bool) -> None:
+    """How often refusals happen: per hour or day, per service, per user, per policy."""
+    data = analytics.refusal_rates(_open(ctx), by, _since(since), top)
+    if as_json:
+        _emit(data)
+        return
+    click.echo(f"{data['total']:,} decisions")
+    for b in data["buckets"]:
+        if by == "policy":
+            click.echo(
+                f"  {b['policy']:16} {b['refusals']:8,} refusals  (primary "
+                f"{b['primary']:,})  {_pct(b['rate'])} of all decisions"
+            )
+        else:
+            click.echo(
+                f"  {b[by] or '-':20} {b['decisions']:8,} decisions  {b['refused']:8,} "
+                f"refused  {_pct(b['rate']):>6}  fallback {b['fallback']}"
+            )
+
+
+@click.command("policies")
+@_SINCE
+@_JSON
+@click.pass_context
+def policies(ctx: click.Context, since: str | None, as_json: bool) -> None:
+    """Which policies trigger most, and which never do.
+
+    Known policies come from OPA itself (`opa inspect -a` on the policy folder: every refusal
+    rule's METADATA id) plus the rules-as-data policies in the folder's data.json files.
+    """
+    settings = _settings(ctx)
+    try:
+        opa = find_opa_binary(settings.opa_bin)
+        known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
+    except PygateError as exc:
+        _fail(str(exc))
+    data = analytics.policy_triggers(_open(ctx), known, _since(since))
+    if as_json:
+        _emit(data)
+        return
+    click.secho(f"triggered ({len(data['triggered'])}):", bold=True)
+    for p in data["triggered"]:
+        click.echo(f"  {p['policy_id']:16} {p['refusals']:8,}  {p['source']:8} {p['title']}")
+    click.secho(f"never triggered ({len(data['never'])} of {data['known']} known):", bold=True)
+    for p in data["never"]:
+        click.echo(f"  {p['policy_id']:16} {p['source']:8} {p['title']}")
+
+
+@click.command("followups")
+@click.option(
+    "--window",
+    default="30m",
+    show_default=True,
+    help="How long after a refusal to look for the user's next step (90s, 30m, 2h).",
+)
+@_SINCE
+@_JSON
+@click.pass_context
+def followups(ctx: click.Context, window: str, since: str | None, as_json: bool) -> None:
+    """What users do after a refusal: retry, escalate, leave (or something else).
+
+    \b
+    Per refusal, first match wins:
+      recorded  what the host app recorded (`pygate audit followup`, Gate.record_followup)
+      escalate  an approval was requested for it
+      retry     the user's next output of the same kind (type and action) within the window
+      other     the user did something else within the window
+      leave     nothing from the user within the window
+    """
+    try:
+        span = analytics.parse_duration(window)
+    except PygateError as exc:
+        _fail(str(exc))
+    data = analytics.followups(_open(ctx), span, _since(since))
+    if as_json:
+        _emit(data)
+        return
+    n = data["refusals"] or 1
+    click.echo(
+        f"{data['refusals']:,} refusals, window {window} "
+        f"({data['recorded']:,} follow-ups recorded by the host app)"
+    )
+    for kind, count in data["counts"].items():
+        click.echo(f"  {kind:9} {count:8,}  {_pct(count / n)}")
+    click.echo(f"  retries allowed: {data['retry_allowed']:,}")
+    if data["escalations"]:
+        click.echo(
+            "  approval requests: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(data["escalations"].items()))
+        )
+
+
+@click.command("followup")
+@click.argument("audit_id")
+@click.argument("kind", type=click.Choice(analytics.FOLLOWUP_KINDS))
+@click.option("--note", help="Free text kept with the follow-up.")
+@_JSON
+@click.pass_context
+def followup(ctx: click.Context, audit_id: str, kind: str, note: str | None, as_json: bool) -> None:
+    """Record what the user did after the refusal AUDIT_ID: retry, escalate or leave."""
+    try:
+        fid = analytics.record_followup(_open(ctx), audit_id, kind, note)
+    except PygateError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit({"followup_id": fid, "audit_id": audit_id, "kind": kind})
+    else:
+        click.echo(f"recorded {kind} for {audit_id} ({fid})")
+
+
+@click.command("health")
+@_SINCE
+@click.option(
+    "--gap",
+    default="5m",
+    show_default=True,
+    help="Fallback refusals further apart than this are separate incidents.",
+)
+@_JSON
+@click.pass_context
+def health(ctx: click.Context, since: str | None, gap: str, as_json: bool) -> None:
+    """Engine health: fallback refusals (OPA could not decide), per hour and as incidents."""
+    try:
+        span = analytics.parse_duration(gap, "gap")
+    except PygateError as exc:
+        _fail(str(exc))
+    data = analytics.engine_health(_open(ctx), _since(since), span)
+    if as_json:
+        _emit(data)
+        return
+    click.echo(
+        f"{data['fallback']:,} fallback refusals of {data['decisions']:,} decisions "
+        f"({_pct(data['rate'])}); first {data['first']}, last {data['last']}"
+    )
+    for i in data["incidents"]:
+        click.echo(
+            f"  {i['start'][:19]} .. {i['end'][11:19]}  {i['refusals']:5}  {', '.join(i['causes'])}"
+        )
+
+
+# --- report, export, retention -----------------------------------------------------------
+@click.command("report")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--window", default="30m", show_default=True, help="Follow-up window.")
+@_SINCE
+@_JSON
+@click.pass_context
+def report(ctx: click.Context, out: str, window: str, since: str | None, as_json: bool) -> None:
+    """Write one self-contained HTML report: charts (inline SVG) and the tables behind them.
+
+    Refusal rate over time, top policies (and those never triggered), refusals by action with
+    examples, the follow-up funnel, fallback incidents, and whether the hash chain verifies.
+    """
+    from pygate._report import build_report  # matplotlib loads only for this command
+
+    settings = _settings(ctx)
+    try:
+        span = analytics.parse_duration(window)
+        opa = find_opa_binary(settings.opa_bin)
+        known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
+        started = time.perf_counter()
+        page = build_report(_open(ctx), known, span, _since(since))
+    except PygateError as exc:
+        _fail(str(exc))
+    Path(out).write_text(page, encoding="utf-8")
+    seconds = round(time.perf_counter() - started, 2)
+    if as_json:
+        _emit({"out": out, "bytes": len(page.encode()), "seconds": seconds})
+    else:
+        click.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB, {seconds} s)")
+
+
+@click.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.File("w"),
+    default="-",
+    show_default=True,
+    help="File to write, - for stdout.",
+)
+@_SINCE
+@click.pass_context
+def export(ctx: click.Context, fmt: str, out: Any, since: str | None) -> None:
+    """Export records as JSONL or CSV, with OPA decision ids to join OPA's decision logs.
+
+    Columns: seq, audit_id, decision_id, ts, service, user_id, allowed, policy_id,
+    policy_ids, action, reason, fallback, latency_ms, bundle_revision, approval_id,
+    approved_by, output (redacted, JSON), prev_hash, hash.
+    """
+    log = _open(ctx)
+    n = (export_jsonl if fmt == "jsonl" else export_csv)(log, out, _since(since))
+    click.echo(f"exported {n:,} records", err=True)
+
+
+@click.command("prune")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Delete records older than this many days.",
+)
+@click.option("--yes", is_flag=True, help="Do it (without it, only say what would go).")
+@_JSON
+@click.pass_context
+def prune_cmd(ctx: click.Context, days: float, yes: bool, as_json: bool) -> None:
+    """Retention: delete records older than N days and keep the chain verifiable.
+
+    The chain is verified first (a tampered log is never pruned). The pruned prefix is replaced
+    by a checkpoint in chain_anchor (hash of the last pruned record, count, cutoff), chained
+    to earlier checkpoints; `pygate audit verify` then starts from it. Exit 1 if the chain
+    does not verify.
+    """
+    log = _open(ctx)
+    if not yes:
+        cutoff = analytics.parse_since(f"{max(int(days * 86400), 1)}s")
+        n = int(log._scalar("SELECT count(*) FROM decisions WHERE ts < ?", (cutoff,)))
+        msg = {"would_prune_at_most": n, "cutoff": cutoff, "dry_run": True}
+        _emit(msg) if as_json else click.echo(
+            f"{n:,} records are older than {cutoff}; run again with --yes to prune them"
+        )
+        return
+    try:
+        result = prune(log, days)
+    except PygateError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        _emit(result)
+    else:
+        click.echo(
+            f"pruned {result['pruned']:,} records through seq {result['through_seq']} "
+            f"(anchor {result['anchor_no']}); kept {result['kept_older']:,} older "
+            "records that follow newer ones"
+        )
+
+
+@click.command("generate")
+@click.option("--records", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--append", is_flag=True, help="Allow writing into a log that has records.")
+@_JSON
+@click.pass_context
+def generate(
+    ctx: click.Context, records: int, days: int, seed: int, append: bool, as_json: bool
+) -> None:
+    """Write a synthetic decision history (for measuring and demonstrating the analytics).
+
+    Records carry bundle_revision "synthetic". Refuses a log that already has records
+    unless --append: point --audit-db at a scratch file.
+    """
+    log = _open(ctx)
+    if log.count() and not append:
+        _fail(
+            f"the audit log {_settings(ctx).audit_db} has records; use a scratch --audit-db "
+            "or pass --append"
+        )
+    started = time.perf_counter()
+    result = generate_history(log, records, days, seed)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    if as_json:
+        _emit(result)
+    else:
+        click.echo(
+            f"wrote {result['records']:,} synthetic decisions over {days} days "
+            f"({result['refused']:,} refused, {result['fallback']} fallback, "
+            f"{result['approvals']:,} approval requests) in {result['seconds']} s"
+        )
+
+
+@click.command("mask-policy")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help=f"Write here (e.g. {MASK_POLICY_PATH})."
+)
+def mask_policy(out: str | None) -> None:
+    """Print (or write) OPA's decision-log mask policy for the redact settings.
+
+    OPA sidecars that log decisions then mask the same fields the audit log masks.
+    """
+    ctx = click.get_current_context()
+    settings = _settings(ctx)
+    try:
+        text = render_mask_policy(settings.redact_keys, settings.redact_patterns)
+    except re.error as exc:
+        _fail(f"setting 'redact_patterns': {exc}")
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+# --- approvals ---------------------------------------------------------------------------
+@click.group("approvals")
+def approvals() -> None:
+    """Human approval for refusals whose action is require_review.
+
+    \b
+    A require_review refusal (e.g. AST-002) opens a pending approval. Once approved, the same
+    user re-submitting the same output is allowed by policy (pygate.approvals in Rego), once,
+    until the approval expires (setting approval_ttl, default 24 h).
+    Exit codes: 0 ok, 2 unknown id / not pending / bad input.
+    """
+
+
+def _queue(ctx: click.Context) -> Approvals:
+    settings = _settings(ctx)
+    log = _open(ctx)
+    return Approvals(log, settings.approval_ttl)
+
+
+def _show(a: Approval) -> None:
+    click.echo(
+        f"{a.approval_id}  {a.status:8}  user {a.user_id}  {', '.join(a.policy_ids)}  "
+        f"audit {a.audit_id}"
+    )
+    click.echo(f"    why:     {a.reason}")
+    click.echo(f"    output:  {json.dumps(a.output)[:120]}")
+    when = f"    created {a.created_at:%Y-%m-%d %H:%M:%S}, expires {a.expires_at:%Y-%m-%d %H:%M:%S}"
+    click.echo(when + (f", {a.status} by {a.decided_by}" if a.decided_by else ""))
+
+
+@approvals.command("list")
+@click.option(
+    "--status", type=click.Choice([*STATUSES, "all"]), default="pending", show_default=True
+)
+@_JSON
+@click.pass_context
+def approvals_list(ctx: click.Context, status: str, as_json: bool) -> None:
+    """List approval requests (newest first): who, what output, why, the audit id."""
+    found = _queue(ctx).find(None if status == "all" else status)
+    if as_json:
+        _emit([a.model_dump(mode="json") for a in found])
+        return
+    if not found:
+        click.echo(f"no {'' if status == 'all' else status + ' '}approvals")
+    for a in found:
+        _show(a)
+
+
+def _decide(
+    ctx: click.Context,
+    approval_id: str,
+    by: str,
+    note: str | None,
+    ttl: float | None,
+    as_json: bool,
+    verb: str,
+) -> None:
+    queue = _queue(ctx)
+    try:
+        if verb == "approve":
+            done = queue.approve(approval_id, by, note, ttl)
+        else:
+            done = queue.reject(approval_id, by, note)
+    except PygateError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit(done.model_dump(mode="json"))
+    else:
+        _show(done)
+
+
+@approvals.command("approve")
+@click.argument("approval_id")
+@click.option("--by", required=True, help="Who approves (recorded, and audited on use).")
+@click.option("--note", help="Why.")
+@click.option("--ttl", type=click.FloatRange(min=1), help="Seconds it stays usable.")
+@_JSON
+@click.pass_context
+def approvals_approve(
+    ctx: click.Context,
+    approval_id: str,
+    by: str,
+    note: str | None,
+    ttl: float | None,
+    as_json: bool,
+) -> None:
+    """Approve a pending request: the same output for the same user passes, once."""
+    _decide(ctx, approval_id, by, note, ttl, as_json, "approve")
+
+
+@approvals.command("reject")
+@click.argument("approval_id")
+@click.option("--by", required=True, help="Who rejects.")
+@click.option("--note", help="Why.")
+@_JSON
+@click.pass_context
+def approvals_reject(
+    ctx: click.Context, approval_id: str, by: str, note: str | None, as_json: bool
+) -> None:
+    """Reject a pending request; the output stays refused."""
+    _decide(ctx, approval_id, by, note, None, as_json, "reject")

@@ -1,0 +1,337 @@
+"""Trust: retention keeps the chain verifiable, exports join OPA's decision logs, redaction
+masks the same fields in pygate's audit log and in OPA's own decision logs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pygate import AuditError, Decision, Gate, LocalOpa, Settings, SqliteAuditLog
+from pygate._audit import DEFAULT_REDACT_KEYS
+from pygate._audit._base import COLUMNS, chain_hash
+from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
+from pygate._audit._retention import export_csv, export_jsonl, prune
+from pygate._cli import main
+from pygate._opa_process import PROJECT_ROOT
+
+NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
+
+
+def _fill(log: SqliteAuditLog, days: list[int], now: datetime = NOW) -> list[str]:
+    """One record per entry, ``days`` before ``now`` (in order)."""
+    ids = []
+    for i, back in enumerate(days):
+        d = log.append(
+            Decision(
+                allowed=i % 3 != 0,
+                reason="r",
+                user_id=f"u{i}",
+                decided_at=now - timedelta(days=back),
+            ),
+            {"i": i},
+        )
+        assert d.audit_id
+        ids.append(d.audit_id)
+    return ids
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    for name in (
+        "decisions_no_update",
+        "decisions_no_delete",
+        "chain_anchor_no_update",
+        "chain_anchor_no_delete",
+    ):
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    return db
+
+
+# --- retention ---------------------------------------------------------------------------
+def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    ids = _fill(log, [90, 80, 70, 40, 35, 5, 1])
+    result = prune(log, 30, now=NOW)
+    assert result["pruned"] == 5
+    assert result["through_seq"] == 5
+    assert result["anchor_no"] == 1
+    assert [r.audit_id for r in log.records()] == ids[5:]
+    checked = log.verify()
+    assert checked.ok, checked
+    assert checked.checked == 2
+    _fill(log, [0])  # the chain goes on from the remaining records
+    again = prune(log, 3, now=NOW)  # a second checkpoint chains to the first
+    assert again["anchor_no"] == 2
+    assert log.verify().ok
+    assert [a["anchor_no"] for a in log.anchors()] == [1, 2]
+
+
+def test_prune_only_removes_a_prefix(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [90, 10, 90, 90])  # an old record after a newer one must stay
+    result = prune(log, 30, now=NOW)
+    assert (result["pruned"], result["kept_older"]) == (1, 2)
+    assert log.count() == 3
+    assert log.verify().ok
+
+
+def test_library_still_cannot_delete_after_a_prune(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [90, 1])
+    prune(log, 30, now=NOW)
+    db = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM decisions")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE chain_anchor SET pruned = 0")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM chain_anchor")
+
+
+def test_deletion_after_prune_is_detected(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    ids = _fill(log, [90, 80, 5, 4, 3])
+    prune(log, 30, now=NOW)
+    _raw(log.path).execute("DELETE FROM decisions WHERE seq = 3")
+    result = log.verify()
+    assert not result.ok
+    assert result.audit_id == ids[3]
+    assert "3..3 are missing" in result.problem
+
+
+def test_edited_or_removed_anchor_is_detected(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [90, 80, 5])
+    prune(log, 30, now=NOW)
+    db = _raw(log.path)
+    db.execute("UPDATE chain_anchor SET pruned = 1")
+    result = log.verify()
+    assert not result.ok
+    assert "anchor 1: content was edited" in result.problem
+    db.execute("DELETE FROM chain_anchor")  # without its checkpoint the rest cannot verify
+    assert not log.verify().ok
+
+
+def test_a_tampered_log_is_never_pruned(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [90, 80, 5])
+    _raw(log.path).execute("UPDATE decisions SET allowed = 1 WHERE seq = 1")
+    with pytest.raises(AuditError, match="does not verify at record 1"):
+        prune(log, 30, now=NOW)
+    assert log.count() == 3
+
+
+def test_prune_cli_dry_run_then_yes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [4000, 3000, 1], now=datetime.now(UTC))
+    monkeypatch.setenv("PYGATE_AUDIT_DB", str(log.path))
+    runner = CliRunner()
+    dry = runner.invoke(main, ["audit", "prune", "--older-than", "365", "--json"])
+    assert json.loads(dry.output)["would_prune_at_most"] == 2
+    assert log.count() == 3
+    done = runner.invoke(main, ["audit", "prune", "--older-than", "365", "--yes", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["pruned"] == 2
+    assert runner.invoke(main, ["audit", "verify"]).exit_code == 0
+
+
+# --- the hashed columns added later ----------------------------------------------------------
+def test_records_without_approval_hash_as_before(tmp_path: Path) -> None:
+    """Old logs keep verifying: the appended columns enter the hash only when set."""
+    row = {c: None for c in COLUMNS} | {"audit_id": "a", "output": "{}"}
+    old_body = json.dumps([row[c] for c in COLUMNS], separators=(",", ":"), sort_keys=True)
+    expected = hashlib.sha256(f"{'0' * 64}|{old_body}".encode()).hexdigest()
+    assert chain_hash("0" * 64, {**row, "approval_id": None, "approved_by": None}) == expected
+    assert chain_hash("0" * 64, {**row, "approval_id": "x", "approved_by": "rita"}) != expected
+
+
+def test_editing_the_approver_is_detected(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    log.append(Decision(allowed=True, user_id="u", approval_id="ap", approved_by="rita"), {})
+    assert log.verify().ok
+    _raw(log.path).execute("UPDATE decisions SET approved_by = 'mallory'")
+    assert log.verify().problem == "record content was edited"
+
+
+def test_a_log_from_before_the_new_columns_opens_and_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = SqliteAuditLog(path)
+    _fill(old, [3, 2, 1])
+    old.close()
+    db = sqlite3.connect(path, isolation_level=None)  # make it look like the old schema
+    db.execute("DROP INDEX IF EXISTS decisions_ts")
+    db.execute("DROP TABLE approvals")
+    db.execute("ALTER TABLE decisions DROP COLUMN approval_id")
+    db.execute("ALTER TABLE decisions DROP COLUMN approved_by")
+    db.close()
+    reopened = SqliteAuditLog(path)
+    assert reopened.verify().ok
+    reopened.append(Decision(allowed=True, user_id="u", approval_id="a", approved_by="b"), {})
+    assert reopened.verify().ok
+
+
+# --- export ------------------------------------------------------------------------------
+@pytest.fixture
+def logging_opa(tmp_path: Path) -> Iterator[tuple[LocalOpa, Path]]:
+    """A real OPA that logs decisions to the console (so it returns decision ids)."""
+    log_path = tmp_path / "opa.log"
+    local = LocalOpa(
+        PROJECT_ROOT / "rego",
+        supervise=False,
+        log_path=log_path,
+        extra_args=[
+            "--set",
+            "decision_logs.console=true",
+            "--set",
+            "decision_logs.mask_decision=/pygate/log/mask",
+        ],
+    ).start()
+    yield local, log_path
+    local.stop()
+
+
+def _opa_events(log_path: Path) -> list[dict[str, object]]:
+    for _ in range(50):  # console decision logs are written asynchronously
+        events = [
+            json.loads(line)
+            for line in log_path.read_text().splitlines()
+            if '"Decision Log"' in line
+        ]
+        if events:
+            return events
+        time.sleep(0.1)
+    return []
+
+
+def test_export_carries_opa_decision_ids(
+    logging_opa: tuple[LocalOpa, Path], tmp_path: Path
+) -> None:
+    opa, opa_log = logging_opa
+    audit = SqliteAuditLog(tmp_path / "a.db")
+    with Gate("finance", opa_url=opa.url, audit=audit) as gate:
+        refused = gate.evaluate({"type": "transfer", "amount": 5000}, {"id": "u1"})
+    assert refused.decision_id
+    lines = io.StringIO()
+    assert export_jsonl(audit, lines) == 1
+    [doc] = [json.loads(x) for x in lines.getvalue().splitlines()]
+    assert doc["decision_id"] == refused.decision_id
+    assert doc["output"] == {"type": "transfer", "amount": 5000}
+    assert doc["allowed"] is False
+    assert doc["policy_ids"] == ["FIN-002"]
+    opa_ids = {e["decision_id"] for e in _opa_events(opa_log)}
+    assert refused.decision_id in opa_ids  # the join key works
+    table = io.StringIO()
+    export_csv(audit, table)
+    rows = list(csv.DictReader(io.StringIO(table.getvalue())))
+    assert rows[0]["decision_id"] == refused.decision_id
+    assert rows[0]["allowed"] == "false"
+    assert json.loads(rows[0]["output"])["amount"] == 5000
+
+
+def test_export_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SqliteAuditLog(tmp_path / "a.db")
+    _fill(log, [3, 2, 1])
+    monkeypatch.setenv("PYGATE_AUDIT_DB", str(log.path))
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["audit", "export", "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["seq"]) for r in rows] == [1, 2, 3]
+    since = CliRunner().invoke(main, ["audit", "export", "--since", "2025-06-28"])
+    assert len(since.stdout.splitlines()) == 2
+
+
+# --- redaction, here and in OPA's decision logs --------------------------------------------
+def test_committed_mask_policy_matches_the_default_settings() -> None:
+    committed = (PROJECT_ROOT / MASK_POLICY_PATH).read_text()
+    assert committed == render_mask_policy(DEFAULT_REDACT_KEYS), (
+        "regenerate with: pygate audit mask-policy --out " + MASK_POLICY_PATH
+    )
+    assert sorted(Settings().redact_keys) == sorted(DEFAULT_REDACT_KEYS)
+
+
+def test_redact_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYGATE_REDACT_KEYS", "iban, Notes")
+    monkeypatch.setenv("PYGATE_REDACT_PATTERNS", '["\\\\d{4}-\\\\d{4}"]')
+    settings = Settings.load()
+    assert settings.redact_keys == ["iban", "Notes"]
+    assert settings.redact_patterns == ["\\d{4}-\\d{4}"]
+
+
+def test_audit_log_and_opa_mask_the_same_fields(tmp_path: Path, policy_copy: Path) -> None:
+    keys = ["iban", "password", "notes"]
+    patterns = [r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"]
+    (policy_copy / "pygate" / "log" / "mask.rego").write_text(render_mask_policy(keys, patterns))
+    opa_log = tmp_path / "opa.log"
+    opa = LocalOpa(
+        policy_copy,
+        supervise=False,
+        log_path=opa_log,
+        extra_args=[
+            "--set",
+            "decision_logs.console=true",
+            "--set",
+            "decision_logs.mask_decision=/pygate/log/mask",
+        ],
+    ).start()
+    output = {
+        "type": "tool_call",
+        "action": "explain",
+        "IBAN": "DE89 3704 0044 0532 0130 00",
+        "details": [{"password": {"nested": "x"}}, "card 4111-1111-1111-1111 on file"],
+        "notes": "free text the user typed",
+        "text": "pay 5500-0000-0000-0004 now",
+    }
+    try:
+        settings = Settings(
+            opa_url=opa.url,
+            audit_db=str(tmp_path / "a.db"),
+            service="assistant",
+            redact_keys=keys,
+            redact_patterns=patterns,
+        )
+        with Gate(settings=settings) as gate:
+            decision = gate.evaluate(output, {"id": "u1", "role": "analyst"})
+            assert gate.audit is not None
+            stored = gate.audit.tail(1)[0].output
+    finally:
+        opa.stop()
+    expected = {
+        "type": "tool_call",
+        "action": "explain",
+        "IBAN": "***",
+        "details": [{"password": "***"}, "card *** on file"],
+        "notes": "***",
+        "text": "pay *** now",
+    }
+    assert stored == expected
+    [event] = [e for e in _opa_events(opa_log) if e.get("decision_id") == decision.decision_id]
+    assert event["input"]["output"] == expected  # type: ignore[index]
+    assert "4111" not in opa_log.read_text()
+    assert "free text the user typed" not in opa_log.read_text()
+
+
+def test_mask_policy_cli_writes_a_policy_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYGATE_REDACT_KEYS", "iban")
+    out = tmp_path / "mask.rego"
+    result = CliRunner().invoke(main, ["audit", "mask-policy", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert '"iban",' in out.read_text()
+    assert '"password"' not in out.read_text()
+    monkeypatch.setenv("PYGATE_REDACT_PATTERNS", '["(unclosed"]')
+    bad = CliRunner().invoke(main, ["audit", "mask-policy"])
+    assert bad.exit_code == 2
+    assert "redact_patterns" in bad.output
