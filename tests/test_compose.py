@@ -2,9 +2,10 @@
 
 Brought up from the repo's files (scripts/compose-local.sh) with the local images that
 scripts/docker-images.sh builds; every container on host networking, on 127.0.0.1 ports
-picked free for this run. The signed bundle, its keys and the bundle folder the nginx
-container serves live in a temporary directory, so the repo's bundles/ and keys/ are not
-touched. The steps run in file order against one deployment (module-scoped fixture).
+picked free for this run. The scenario is the one in scripts/deployment-drill.py (the same
+steps the plain-process deployment runs): this module only says how to do each step with
+compose. The signed bundle, its keys and the bundle folder the nginx container serves live
+in a temporary directory, so the repo's bundles/ and keys/ are not touched.
 
 Skipped, with the reason, where no engine answers; PYGATE_REQUIRE_DOCKER=1 (set by .ci/run)
 turns that skip into a failure, so CI cannot pass without running it.
@@ -12,24 +13,23 @@ turns that skip into a failure, so CI cannot pass without running it.
 
 from __future__ import annotations
 
-import io
-import json
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import httpx
 import pytest
 
-from pygate import build_bundle, generate_keys, open_audit
+from pygate import build_bundle, generate_keys
 from pygate._opa_process import PROJECT_ROOT, free_port
-from tests import deployment_scenario as sc
 
 pytestmark = pytest.mark.docker
 
@@ -41,6 +41,18 @@ LOCAL_IMAGES = (
     "pygate-local/service:latest",
 )
 SIDECARS = {"finance": "opa-finance", "assistant": "opa-assistant"}
+
+
+def _drill() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -62,8 +74,25 @@ def _why_no_docker() -> str | None:
     return None
 
 
+def _wait(what: str, probe: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if probe():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 class ComposeDeployment:
-    """The compose project, driven through scripts/compose-local.sh and the docker CLI."""
+    """The compose project as a drill ``Deployment`` (scripts/deployment-drill.py).
+
+    Driven through scripts/compose-local.sh and the docker CLI. A crashed sidecar comes back
+    by Docker's restart policy (``unless-stopped``), not by the drill: ``start_sidecar`` only
+    waits for it, and starts it only if Docker did not.
+    """
 
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -71,7 +100,11 @@ class ComposeDeployment:
         self.bundles = work / "bundles"
         self.bundles.mkdir()
         self.bundle = self.bundles / "pygate.tar.gz"
-        self.keys = generate_keys(work / "keys")
+        keys = generate_keys(work / "keys")
+        self.signing_key = keys.private
+        self.verify_key = keys.public
+        self.untrusted_key = generate_keys(work / "untrusted-keys").private
+        self.policy_dir = PROJECT_ROOT / "rego"
         self.ports = {
             name: free_port()
             for name in ("BUNDLE_PORT", "OPA_FINANCE_PORT", "OPA_ASSISTANT_PORT",
@@ -81,14 +114,17 @@ class ComposeDeployment:
             "finance": f"http://127.0.0.1:{self.ports['FINANCE_PORT']}",
             "assistant": f"http://127.0.0.1:{self.ports['ASSISTANT_PORT']}",
         }
+        # The compose file's demo password; the database only listens on 127.0.0.1.
+        self.audit_db = (
+            f"postgresql://pygate:pygate-demo@127.0.0.1:{self.ports['POSTGRES_PORT']}/pygate"
+        )
         self.env = {
             **os.environ,
             **{k: str(v) for k, v in self.ports.items()},
             "COMPOSE_PROJECT_NAME": self.project,
             "PYGATE_BUNDLE_DIR": str(self.bundles),
-            "PYGATE_KEYS_DIR": str(self.keys.public.parent),
+            "PYGATE_KEYS_DIR": str(self.verify_key.parent),
         }
-        self.revisions: list[str] = []
 
     # -- compose ---------------------------------------------------------------------------
     def compose(self, *args: str) -> str:
@@ -108,74 +144,54 @@ class ComposeDeployment:
         assert len(ids) == 1, f"expected one {service} container, found {ids}"
         return ids[0]
 
-    def health(self, service: str) -> str:
-        return _docker(
-            "inspect", "-f", "{{.State.Health.Status}}", self.container(service)
-        ).stdout.strip()
+    def inspect(self, service: str, template: str) -> str:
+        return _docker("inspect", "-f", template, self.container(service)).stdout.strip()
 
-    # -- the Deployment protocol -----------------------------------------------------------
-    def publish(self, data_overrides: dict[str, Any] | None = None) -> str:
-        data_files = []
-        if data_overrides:
-            path = self.work / f"change-{len(self.revisions)}.json"
-            path.write_text(json.dumps(data_overrides))
-            data_files.append(path)
-        built = build_bundle(self.bundle, signing_key=self.keys.private, data_files=data_files)
-        self.revisions.append(built.revision)
-        return built.revision
+    def up(self) -> None:
+        self.publish(build_bundle(self.work / "b0.tar.gz", signing_key=self.signing_key).path)
+        self.compose("up", "-d")
+        for name, url in self.services.items():
+            _wait(f"the {name} service to answer",
+                  lambda u=url: httpx.get(f"{u}/health", timeout=2).status_code == 200)  # fmt: skip
 
-    def publish_bytes(self, content: bytes) -> None:
+    # -- the drill's Deployment protocol ---------------------------------------------------
+    def publish(self, bundle: Path) -> None:
         partial = self.bundles / ".pygate.tar.gz.tmp"
-        partial.write_bytes(content)
-        partial.chmod(0o644)
+        shutil.copyfile(bundle, partial)
+        partial.chmod(0o644)  # nginx runs as nobody
         partial.replace(self.bundle)
 
-    def published_bytes(self) -> bytes:
-        return self.bundle.read_bytes()
+    def wait_for_polls(self, since: float, polls: int = 2) -> None:
+        # nginx keeps no access log here, so wait the worst case: polls x the longest delay.
+        time.sleep(max(0.0, since + polls * DRILL.MAX_POLL_DELAY + 0.5 - time.monotonic()))
 
     def stop_bundle_server(self) -> None:
         self.compose("stop", "bundle-server")
 
     def start_bundle_server(self) -> None:
         self.compose("start", "bundle-server")
-        sc.wait_for(lambda: self.health("bundle-server") == "healthy", "bundle server healthy")
+        health = "{{.State.Health.Status}}"
+        _wait("the bundle server", lambda: self.inspect("bundle-server", health) == "healthy")
 
-    def restart_sidecar(self, service: str) -> None:
-        self.compose("restart", SIDECARS[service])
-        sc.wait_for(lambda: self.health(SIDECARS[service]) == "healthy", f"{service} sidecar")
-
-    def crash_sidecar(self, service: str) -> None:
+    def kill_sidecar(self, service: str) -> None:
         # SIGKILL to the container's process from outside, as a crash would end it: `docker
         # kill` or `stop` count as an operator's decision and the restart policy stays idle.
-        pid = int(_docker("inspect", "-f", "{{.State.Pid}}", self.container(SIDECARS[service]))
-                  .stdout)  # fmt: skip
-        os.kill(pid, signal.SIGKILL)
+        os.kill(int(self.inspect(SIDECARS[service], "{{.State.Pid}}")), signal.SIGKILL)
 
-    def sidecar_rejected_bundle(self, service: str) -> bool:
+    def start_sidecar(self, service: str) -> None:
+        name = SIDECARS[service]
+        _wait(f"Docker to restart the {service} sidecar",
+              lambda: self.inspect(name, "{{.RestartCount}}") != "0"
+              or self.inspect(name, "{{.State.Status}}") == "exited", 30)  # fmt: skip
+        if self.inspect(name, "{{.State.Status}}") == "exited":
+            self.compose("start", name)
+
+    def sidecar_log(self, service: str) -> str | None:
         logs = _docker("logs", self.container(SIDECARS[service]), check=False)
-        return "Bundle load failed" in logs.stdout + logs.stderr
+        return logs.stdout + logs.stderr
 
 
-def _tampered(bundle: bytes) -> bytes:
-    """The same signed bundle with the default transfer limit raised after signing."""
-    out = io.BytesIO()
-    changed = False
-    with (
-        tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as src,
-        tarfile.open(fileobj=out, mode="w:gz") as dst,
-    ):
-        for member in src.getmembers():
-            extracted = src.extractfile(member) if member.isfile() else None
-            data = extracted.read() if extracted is not None else None
-            if data is not None and member.name.lstrip("/") == "data.json":
-                doc = json.loads(data)
-                doc["pygate"]["config"]["default_transaction_limit"] = 1_000_000
-                data = json.dumps(doc).encode()
-                member.size = len(data)
-                changed = True
-            dst.addfile(member, io.BytesIO(data) if data is not None else None)
-    assert changed, "no data.json in the bundle to tamper with"
-    return out.getvalue()
+DRILL = _drill()
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +202,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeDepl
             pytest.fail(f"PYGATE_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
     dep = ComposeDeployment(tmp_path_factory.mktemp("compose"))
-    dep.publish()
     try:
-        dep.compose("up", "-d")
-        for service, url in dep.services.items():
-            sc.wait_for(lambda u=url: httpx.get(f"{u}/health", timeout=2).status_code == 200,
-                        f"the {service} service to answer")  # fmt: skip
+        dep.up()
         yield dep
     finally:
         logs = dep.compose("logs", "--no-color", "--tail", "30") if os.environ.get("CI") else ""
@@ -203,111 +215,22 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeDepl
 def test_no_bridge_network_is_created(deployment: ComposeDeployment) -> None:
     names = set(_docker("network", "ls", "--format", "{{.Name}}").stdout.split())
     assert names <= {"host", "none", "bridge"}
+    modes = {s: deployment.inspect(s, "{{.HostConfig.NetworkMode}}")
+             for s in ("bundle-server", "opa-finance", "opa-assistant", "postgres",
+                       "finance", "assistant")}  # fmt: skip
+    assert set(modes.values()) == {"host"}, modes
 
 
-def test_both_services_decide_with_the_published_bundle(deployment: ComposeDeployment) -> None:
-    first = deployment.revisions[0]
-    now = sc.decisions_now(deployment)
-    assert now["finance"]["allowed"] is True, now["finance"]
-    assert now["assistant"]["allowed"] is True, now["assistant"]
-    assert {d["bundle_revision"] for d in now.values()} == {first}
-    assert not any(d["fallback"] for d in now.values())
-
-
-def test_a_policy_change_reaches_both_services_without_a_restart(
-    deployment: ComposeDeployment,
+def test_the_deployment_drill_passes_on_compose(
+    deployment: ComposeDeployment, tmp_path: Path
 ) -> None:
-    started = {s: deployment.container(SIDECARS[s]) for s in SIDECARS}
-    data = json.loads((PROJECT_ROOT / "rego/pygate/config/data.json").read_text())
-    rollout = sc.roll_out(deployment, sc.policy_change(data))
-    finance, assistant = rollout.decisions["finance"], rollout.decisions["assistant"]
-    assert finance["allowed"] is False
-    assert finance["policy_id"] == "FIN-002"
-    assert str(sc.LOWER_LIMIT) in finance["reason"]
-    assert assistant["allowed"] is False
-    assert assistant["policy_id"] == sc.NEW_POLICY_ID
-    assert rollout.revision != deployment.revisions[0]
-    # Same containers, never restarted: the sidecars picked the bundle up by polling.
-    for service, container in started.items():
-        assert deployment.container(SIDECARS[service]) == container
-        restarts = _docker("inspect", "-f", "{{.RestartCount}}", container).stdout.strip()
-        assert restarts == "0"
-    print(f"\npublish -> deciding with {rollout.revision}: "
-          + ", ".join(f"{s} {t:.2f} s" for s, t in rollout.latency.items()))  # fmt: skip
-
-
-def test_a_tampered_bundle_is_refused_and_the_last_good_one_decides(
-    deployment: ComposeDeployment,
-) -> None:
-    good = deployment.revisions[-1]
-    deployment.publish_bytes(_tampered(deployment.published_bytes()))
-    for service in SIDECARS:
-        sc.wait_for(lambda s=service: deployment.sidecar_rejected_bundle(s),
-                    f"the {service} sidecar to refuse the tampered bundle")  # fmt: skip
-    now = sc.decisions_now(deployment)
-    for decision in now.values():
-        assert decision["bundle_revision"] == good
-        assert decision["allowed"] is False  # the raised limit in the tampered data is ignored
-        assert not decision["fallback"]
-    deployment.publish()  # a good bundle again (original policy data) for the next steps
-    sc.wait_for(lambda: all(d["bundle_revision"] == deployment.revisions[-1]
-                            for d in sc.decisions_now(deployment).values()),
-                "both services back on a good bundle")  # fmt: skip
-
-
-def test_decisions_continue_while_the_bundle_server_is_down(
-    deployment: ComposeDeployment,
-) -> None:
-    current = deployment.revisions[-1]
-    deployment.stop_bundle_server()
-    try:
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{deployment.ports['BUNDLE_PORT']}/health", timeout=2)
-        now = sc.decisions_now(deployment)
-        assert all(d["allowed"] and d["bundle_revision"] == current for d in now.values()), now
-        # persist: a sidecar restarted now loads the last good bundle from its volume.
-        deployment.restart_sidecar("finance")
-        after = sc.ask(deployment.services["finance"], "finance")
-        assert after["allowed"] is True
-        assert after["bundle_revision"] == current
-        assert not after["fallback"]
-    finally:
-        deployment.start_bundle_server()
-
-
-def test_a_killed_sidecar_fails_closed_then_recovers_alone(
-    deployment: ComposeDeployment,
-) -> None:
-    seen = sc.outage(deployment, "finance")
-    down, back = seen[:-1], seen[-1]
-    assert down, "the finance service never refused while its sidecar was down"
-    for decision in down:
-        assert decision["allowed"] is False
-        assert decision["fallback"] is True
-        assert decision["policy_id"] == "pygate.engine"
-    assert back["allowed"] is True
-    assert back["bundle_revision"] == deployment.revisions[-1]
-    # The other service never noticed.
-    assistant = sc.ask(deployment.services["assistant"], "assistant")
-    assert assistant["allowed"] is True
-    assert not assistant["fallback"]
-    restarts = _docker("inspect", "-f", "{{.RestartCount}}",
-                       deployment.container("opa-finance")).stdout.strip()  # fmt: skip
-    assert restarts == "1"
-
-
-def test_one_audit_log_records_both_services_with_revisions(
-    deployment: ComposeDeployment,
-) -> None:
-    url = (f"postgresql://pygate:pygate-demo@127.0.0.1:{deployment.ports['POSTGRES_PORT']}"
-           "/pygate")  # fmt: skip
-    log = open_audit(url)
-    try:
-        records = log.tail(10_000)
-        verify = log.verify()
-    finally:
-        log.close()
-    assert verify.ok, verify
-    assert {r.service for r in records} == {"finance", "assistant"}
-    decided = {r.bundle_revision for r in records if not r.fallback}
-    assert set(deployment.revisions) <= decided
+    result = DRILL.run_drill(deployment, tmp_path, rounds=2, say=print)
+    assert len(result.revisions) == 4
+    assert len(set(result.revisions)) == 4
+    assert [step[:2] for step in result.steps if step[0].isdigit()] == [
+        "1.", "2.", "3.", "3.", "3.", "4.", "5.", "6.",
+    ]  # fmt: skip
+    print(f"publish -> both services deciding: {result.both} s")
+    # Policy changes never restarted a sidecar; the one crash was healed by Docker alone.
+    assert deployment.inspect("opa-assistant", "{{.RestartCount}}") == "0"
+    assert deployment.inspect("opa-finance", "{{.RestartCount}}") == "1"
