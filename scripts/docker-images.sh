@@ -192,6 +192,8 @@ images() {
   import_image $PG_IMAGE "$PG_PKGS" --change "$PG_CHANGE"
   build_opa
   build_service
+  # Earlier builds of these images, now untagged, are only disk space.
+  docker image prune -f --filter label=org.pygate.inputs >/dev/null
 }
 
 case "${1:-build}" in
