@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from pygate._errors import ConfigError
 from pygate._opa_process import OPA_VERSION
@@ -193,9 +193,10 @@ def _wait_healthy(container: Any, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health?bundles", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"{url}/health?bundles", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):  # refused, not ready (HTTP 500), timeout
             pass
         container.reload()
         # OPA exits on a bad signature; the restart policy would loop, so stop at the first.
