@@ -6,33 +6,18 @@ import json
 import sys
 import time
 import uuid
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from pygate import _core
-from pygate._audit import AuditLog, open_audit
+from pygate._audit import open_audit
+from pygate._cli_common import EXIT_OK, EXIT_REFUSED, audit_from, fail, settings_from
 from pygate._demo import scenarios
-from pygate._errors import ConfigError, InputError, PolicyDataError, PygateError
+from pygate._errors import ConfigError, InputError, PygateError
 from pygate._gate import Gate
 from pygate._models import Decision
 from pygate._opa_process import LocalOpa
-from pygate._policy_data import load_policy_data
-from pygate._settings import Settings
-
-EXIT_ALLOWED, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    try:
-        return Settings.load({**ctx.obj, **overrides})
-    except ConfigError as exc:
-        _fail(str(exc))
 
 
 def _show(decision: Decision, title: str | None = None) -> None:
@@ -117,37 +102,37 @@ def check(ctx: click.Context, source: Any, service: str | None, as_json: bool) -
     try:
         doc = json.load(source)
     except ValueError as exc:
-        _fail(f"input is not valid JSON: {exc}")
+        fail(f"input is not valid JSON: {exc}")
     if not isinstance(doc, dict):
-        _fail("input: expected a JSON object with output, user and context")
+        fail("input: expected a JSON object with output, user and context")
     unknown = set(doc) - {"output", "user", "context"}
     if unknown:
-        _fail(f"input: unknown field(s) {', '.join(sorted(unknown))}")
+        fail(f"input: unknown field(s) {', '.join(sorted(unknown))}")
     for name in ("output", "user"):
         if name not in doc:
-            _fail(f"{name}: required")
+            fail(f"{name}: required")
     context = doc.get("context") or {}
     try:
         _core.normalize_output(doc["output"])
         _core.normalize_user(doc["user"])
         context = _core.normalize_context(context)
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if service:
         context["service"] = service
     if not isinstance(context.get("service"), str):
-        _fail("context.service: required (or pass --service)")
-    settings = _settings(ctx, service=context["service"])
+        fail("context.service: required (or pass --service)")
+    settings = settings_from(ctx, service=context["service"])
     try:
         with Gate(settings=settings) as gate:
             decision = gate.evaluate(doc["output"], doc["user"], context)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps(_dump(decision), indent=2))
     else:
         _show(decision)
-    sys.exit(EXIT_ALLOWED if decision.allowed else EXIT_REFUSED)
+    sys.exit(EXIT_OK if decision.allowed else EXIT_REFUSED)
 
 
 @main.command()
@@ -161,7 +146,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
     daily quota, stops OPA to show fail-closed refusals, restarts it, prints an audit
     summary and stops OPA on exit. Exit 1 if any decision differs from the seed's answer.
     """
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     run_id = uuid.uuid4().hex[:6]
     results: list[tuple[str, Decision, bool]] = []
 
@@ -188,7 +173,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
     except PygateError as exc:
         if local is not None:
             local.stop()
-        _fail(str(exc))
+        fail(str(exc))
     gates = {
         name: Gate(settings=settings.model_copy(update={"service": name, "opa_url": url}),
                    audit=audit)
@@ -257,94 +242,10 @@ def demo(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.group()
-def sidecar() -> None:
-    """Run a long-lived local OPA with the repo's policies."""
-
-
-@sidecar.command("up")
-@click.option("--port", type=int, default=8181, show_default=True, help="TCP port on 127.0.0.1.")
-@click.option(
-    "--writable",
-    is_flag=True,
-    help="Load the policy folder as plain files, not as a bundle, so `pygate policy push` "
-    "can change its data live (a bundle owns its paths; decisions then carry no revision).",
-)
-@click.option(
-    "--docker",
-    is_flag=True,
-    help="Run OPA as a Docker container (host networking) instead of a process.",
-)
-@click.option(
-    "--image",
-    envvar="PYGATE_OPA_IMAGE",
-    default=None,
-    help="With --docker: the OPA image. Default openpolicyagent/opa:"
-    "<pinned version>-static. Env: PYGATE_OPA_IMAGE.",
-)
-@click.option(
-    "--bundle",
-    "bundle_file",
-    default=None,
-    help="With --docker: serve this bundle file (default bundles/pygate.tar.gz "
-    "when it exists, else the policy folder).",
-)
-@click.option(
-    "--verification-key",
-    default=None,
-    help="With --docker: public key that must have signed the bundle "
-    "(default keys/bundle-verify.pem when it exists).",
-)
-@click.pass_context
-def sidecar_up(
-    ctx: click.Context,
-    port: int,
-    writable: bool,
-    docker: bool,
-    image: str | None,
-    bundle_file: str | None,
-    verification_key: str | None,
-) -> None:
-    """Start OPA on 127.0.0.1:PORT, print its URL, and keep it running until Ctrl-C.
-
-    Point services at it with PYGATE_OPA_URL=<the printed URL>. OPA is restarted if it dies.
-    With --docker, OPA runs as a container instead (see the --docker options) and this
-    command returns once it is healthy; `pygate sidecar down --docker` stops it.
-    """
-    if docker:
-        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key)
-        return
-    settings = _settings(ctx.find_root())
-    try:
-        local = LocalOpa(
-            settings.policy_dir, opa_bin=settings.opa_bin, port=port, as_bundle=not writable
-        ).start()
-    except PygateError as exc:
-        _fail(str(exc))
-    click.echo(local.url)
-    click.echo(f"OPA {local.opa_bin} serving {local.policy_dir}; Ctrl-C stops it", err=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        local.stop()
-
-
-@main.group()
 def audit() -> None:
     """Read the audit log: recent decisions, statistics, chain verification, and the refusal
     dataset's questions (refusals, rates, policies, followups, health), the HTML report,
     export, retention and a synthetic history for trying them."""
-
-
-def _open_audit(ctx: click.Context) -> AuditLog:
-    root = ctx.find_root()
-    settings = _settings(root)
-    try:
-        return open_audit(settings.audit_db)
-    except PygateError as exc:
-        _fail(str(exc))
 
 
 @audit.command("tail")
@@ -360,7 +261,7 @@ def _open_audit(ctx: click.Context) -> AuditLog:
 @click.pass_context
 def audit_tail(ctx: click.Context, count: int, as_json: bool) -> None:
     """Show the latest decisions, oldest first."""
-    log = _open_audit(ctx)
+    log = audit_from(ctx)
     for rec in log.tail(count):
         if as_json:
             click.echo(rec.model_dump_json())
@@ -378,7 +279,7 @@ def audit_tail(ctx: click.Context, count: int, as_json: bool) -> None:
 @click.pass_context
 def audit_summary(ctx: click.Context, top: int, as_json: bool) -> None:
     """Totals, refusal rate, fallback refusals and the policies that refuse most."""
-    s = _open_audit(ctx).summary(top)
+    s = audit_from(ctx).summary(top)
     if as_json:
         click.echo(json.dumps({"total": s.total, "allowed": s.allowed, "refused": s.refused,
                                "refusal_rate": round(s.refusal_rate, 4), "fallback": s.fallback,
@@ -396,7 +297,7 @@ def audit_summary(ctx: click.Context, top: int, as_json: bool) -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool) -> None:
     """Check the hash chain; exit 1 and name the first bad record if it was tampered with."""
-    result = _open_audit(ctx).verify()
+    result = audit_from(ctx).verify()
     if as_json:
         click.echo(json.dumps(result.__dict__))
     elif result.ok:
@@ -408,318 +309,12 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-@main.group()
-def policy() -> None:
-    """Work with rules-as-data policies."""
-
-
-@policy.command("validate")
-@click.argument(
-    "path", type=click.Path(exists=True, dir_okay=False), default="rego/pygate/config/data.json"
-)
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def policy_validate(path: str, as_json: bool) -> None:
-    """Check the declarative policies in a policy data file (exit 2 names policy and field)."""
-    try:
-        data = load_policy_data(path)
-    except PolicyDataError as exc:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "policy_id": exc.policy_id, "field": exc.field,
-                                   "problem": exc.problem}))  # fmt: skip
-            sys.exit(EXIT_BAD_INPUT)
-        _fail(str(exc))
-    count = len(data.get("declarative_policies", []))
-    if as_json:
-        click.echo(json.dumps({"ok": True, "policies": count}))
-    else:
-        click.echo(f"ok: {count} declarative policies in {path}")
-
-
-@main.group()
-def bundle() -> None:
-    """Build and sign the policy bundle that OPA sidecars poll.
-
-    \b
-    Publish a policy change to every service:
-      pygate bundle keys                      once: a demo RSA key pair in keys/
-      pygate bundle build                     validate, opa test, opa build, sign
-      cp bundles/pygate.tar.gz <bundle server>  sidecars pick it up within 2 s
-    Sidecars run with deploy/opa-config.yaml (see that file for the command line).
-    """
-
-
-@bundle.command("keys")
-@click.option(
-    "--dir",
-    "directory",
-    default="keys",
-    show_default=True,
-    help="Folder for bundle-signing.pem (private) and bundle-verify.pem (public).",
-)
-@click.option("--force", is_flag=True, help="Replace existing keys.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def bundle_keys(directory: str, force: bool, as_json: bool) -> None:
-    """Create an RSA key pair for signing bundles (kept if it exists, unless --force).
-
-    The keys are for the demo and tests and are never committed (keys/ is ignored by git).
-    Exit 2 when no key can be generated (needs openssl).
-    """
-    from pygate._bundle import generate_keys
-
-    try:
-        pair = generate_keys(directory, force=force)
-    except PygateError as exc:
-        _fail(str(exc))
-    if as_json:
-        click.echo(json.dumps({"private": str(pair.private), "public": str(pair.public),
-                               "created": pair.created}))  # fmt: skip
-    else:
-        verb = "created" if pair.created else "kept existing"
-        click.echo(f"{verb}: {pair.private} (private, signs) and {pair.public} (public, verifies)")
-
-
-@bundle.command("build")
-@click.option(
-    "--out",
-    default="bundles/pygate.tar.gz",
-    show_default=True,
-    help="The bundle file to write (replaced atomically).",
-)
-@click.option(
-    "--signing-key",
-    default="keys/bundle-signing.pem",
-    show_default=True,
-    help="PEM private key that signs the bundle (RS256).",
-)
-@click.option(
-    "--key-id",
-    default="pygate",
-    show_default=True,
-    help="Key id in the signature; sidecars look their public key up by it.",
-)
-@click.option(
-    "--data",
-    "data_files",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A JSON file whose top-level keys replace those of the policy data "
-    "(rego/pygate/config/data.json). Repeatable; later files win.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
-                 data_files: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
-    """Validate the policies, run opa test, build and sign the bundle; print its revision.
-
-    The policy folder is --policy-dir (default ./rego); *_test.rego files are left out.
-    The .manifest holds roots ["pygate"] and the revision <git commit>-<content hash>,
-    which OPA reports with every decision and pygate stores in every audit record.
-
-    \b
-    Exit codes:
-      0  built and signed
-      2  a rules-as-data policy is malformed (names policy and field), opa test failed,
-         or the key, policy folder or OPA binary is missing
-    """
-    from pygate._bundle import build_bundle
-
-    settings = _settings(ctx.find_root())
-    try:
-        built = build_bundle(out, signing_key=signing_key, key_id=key_id,
-                             policy_dir=settings.policy_dir, data_files=data_files,
-                             opa_bin=settings.opa_bin)  # fmt: skip
-    except PolicyDataError as exc:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "step": "validate", "policy_id": exc.policy_id,
-                                   "field": exc.field, "problem": exc.problem}))  # fmt: skip
-            sys.exit(EXIT_BAD_INPUT)
-        _fail(str(exc))
-    except PygateError as exc:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "step": getattr(exc, "step", "config"),
-                                   "problem": str(exc)}))  # fmt: skip
-            sys.exit(EXIT_BAD_INPUT)
-        _fail(str(exc))
-    if as_json:
-        click.echo(json.dumps({"ok": True, "path": str(built.path), "revision": built.revision,
-                               "commit": built.commit, "content_hash": built.content_hash,
-                               "key_id": built.key_id, "files": list(built.files)}))  # fmt: skip
-    else:
-        click.echo(built.revision)
-        click.echo(f"signed bundle {built.path} ({len(built.files)} files, key id "
-                   f"{built.key_id}); publish it where sidecars poll", err=True)  # fmt: skip
-
-
 # The refusal-dataset commands (analytics, report, export, retention, approvals) live in
 # _cli_audit so this module stays one idea; they attach to the same `audit` group.
 from pygate._cli_audit import approvals as _approvals_group  # noqa: E402
 from pygate._cli_audit import register as _register_audit  # noqa: E402
+from pygate._cli_deploy import register as _register_deploy  # noqa: E402
 
 _register_audit(audit)
 main.add_command(_approvals_group)
-
-
-def _management_url(ctx: click.Context, opa_url: str | None) -> str:
-    url = opa_url or _settings(ctx.find_root()).opa_url
-    if not url:
-        _fail("--opa-url: required (the OPA to manage; or set PYGATE_OPA_URL)")
-    return url
-
-
-@policy.command("push")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--opa-url", help="The OPA to update (http://host:port). Env: PYGATE_OPA_URL.")
-@click.option("--replace", is_flag=True,
-              help="Make PATH the whole policy data document instead of replacing only its "
-                   "top-level keys.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@click.pass_context
-def policy_push(
-    ctx: click.Context, path: str, opa_url: str | None, replace: bool, as_json: bool
-) -> None:
-    """Validate policy data in PATH and load it live into one OPA (no restart).
-
-    PATH has the shape of rego/pygate/config/data.json; its top-level keys replace those
-    OPA has now (--replace: the whole document). The result is validated first, exactly as
-    `pygate bundle build` does; the next decision uses it.
-
-    For one sidecar started without a bundle (pygate sidecar up --writable, or
-    opa run --server rego/). An OPA that loaded a bundle owns its paths and refuses the
-    write: publish a bundle instead (pygate bundle build).
-
-    \b
-    Exit codes:
-      0  pushed
-      2  invalid policy data (names policy and field), OPA owns the path through a
-         bundle or refused the write, or OPA could not be reached
-    """
-    from pygate._manage import push_policy_data
-
-    url = _management_url(ctx, opa_url)
-    try:
-        loaded = push_policy_data(path, url, replace=replace)
-    except PolicyDataError as exc:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "step": "validate", "policy_id": exc.policy_id,
-                                   "field": exc.field, "problem": exc.problem}))  # fmt: skip
-            sys.exit(EXIT_BAD_INPUT)
-        _fail(str(exc))
-    except PygateError as exc:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "step": getattr(exc, "step", "config"),
-                                   "problem": str(exc)}))  # fmt: skip
-            sys.exit(EXIT_BAD_INPUT)
-        _fail(str(exc))
-    count = len(loaded.get("declarative_policies", []))
-    if as_json:
-        click.echo(json.dumps({"ok": True, "opa_url": url, "data_keys": sorted(loaded),
-                               "declarative_policies": count}))  # fmt: skip
-    else:
-        click.echo(f"pushed {path} to {url}: {len(loaded)} data keys, "
-                   f"{count} declarative policies now loaded")  # fmt: skip
-
-
-@policy.command("list")
-@click.option("--opa-url", help="The OPA to ask (http://host:port). Env: PYGATE_OPA_URL.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@click.pass_context
-def policy_list(ctx: click.Context, opa_url: str | None, as_json: bool) -> None:
-    """List what one OPA has loaded: bundles and revisions, Rego modules, policy data.
-
-    Exit 2 when OPA cannot be reached.
-    """
-    from pygate._manage import list_loaded
-
-    url = _management_url(ctx, opa_url)
-    try:
-        loaded = list_loaded(url)
-    except PygateError as exc:
-        _fail(str(exc))
-    if as_json:
-        click.echo(json.dumps({
-            "opa_url": loaded.url, "modules": loaded.modules,
-            "bundles": {n: (b.get("manifest") or {}) for n, b in loaded.bundles.items()},
-            "data_keys": loaded.data_keys,
-            "declarative_policies": [
-                {k: p.get(k) for k in ("id", "set", "action", "priority")}
-                for p in loaded.declarative_policies
-            ],
-        }))  # fmt: skip
-        return
-    click.echo(f"OPA {loaded.url}")
-    if loaded.bundles:
-        for name, info in sorted(loaded.bundles.items()):
-            manifest = info.get("manifest") or {}
-            click.echo(f"  bundle {name}: revision {manifest.get('revision') or '-'}, "
-                       f"roots {manifest.get('roots')}")  # fmt: skip
-    else:
-        click.echo("  no bundle (policy data can be pushed)")
-    click.echo(f"  rego modules ({len(loaded.modules)}):")
-    for module in loaded.modules:
-        click.echo(f"    {module}")
-    click.echo(f"  policy data keys: {', '.join(loaded.data_keys) or '-'}")
-    click.echo(f"  declarative policies ({len(loaded.declarative_policies)}):")
-    for p in loaded.declarative_policies:
-        click.echo(f"    {p.get('id')}  set {p.get('set')}  action {p.get('action')}")
-
-
-# --- OPA sidecar as a Docker container (`sidecar up --docker`, `sidecar down --docker`) ---
-
-
-def _sidecar_up_docker(
-    ctx: click.Context,
-    port: int,
-    image: str | None,
-    bundle_file: str | None,
-    verification_key: str | None,
-) -> None:
-    from pathlib import Path
-
-    from pygate import _docker_sidecar
-    from pygate._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
-
-    settings = _settings(ctx.find_root())
-    if bundle_file is None and DEFAULT_BUNDLE.is_file():
-        bundle_file = str(DEFAULT_BUNDLE)
-    if bundle_file is not None and verification_key is None:
-        default_key = DEFAULT_KEY_DIR / PUBLIC_KEY_NAME
-        verification_key = str(default_key) if default_key.is_file() else None
-    policy_dir = settings.policy_dir or str(Path.cwd() / "rego")
-    try:
-        started = _docker_sidecar.start(
-            port,
-            image=image or _docker_sidecar.DEFAULT_IMAGE,
-            bundle=bundle_file,
-            verification_key=verification_key,
-            policy_dir=None if bundle_file else policy_dir,
-        )
-    except PygateError as exc:
-        _fail(str(exc))
-    click.echo(started.url)
-    click.echo(f"OPA container {started.name} ({started.image}) serving {started.source}; "
-               "`pygate sidecar down --docker` stops it", err=True)  # fmt: skip
-
-
-@sidecar.command("down")
-@click.option("--docker", is_flag=True, required=True,
-              help="Stop the OPA container(s) started by `sidecar up --docker`.")  # fmt: skip
-@click.option("--port", type=int, default=None, help="Only the one on this port.")
-@click.option("--json", "as_json", is_flag=True, help="Print the removed containers as JSON.")
-def sidecar_down(docker: bool, port: int | None, as_json: bool) -> None:
-    """Stop and remove the sidecar containers started with `pygate sidecar up --docker`.
-
-    (A process sidecar from `pygate sidecar up` stops with Ctrl-C.) Exit 2 when no Docker
-    engine answers.
-    """
-    from pygate import _docker_sidecar
-
-    try:
-        removed = _docker_sidecar.stop(port)
-    except PygateError as exc:
-        _fail(str(exc))
-    if as_json:
-        click.echo(json.dumps({"removed": removed}))
-    elif removed:
-        click.echo("stopped: " + ", ".join(removed))
-    else:
-        click.echo("no pygate sidecar container was running")
+_register_deploy(main)

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from pygate._approvals import STATUSES, Approval, Approvals
-from pygate._audit import AuditLog, open_audit
 from pygate._audit import _analytics as analytics
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._audit._synthetic import generate_history
+from pygate._cli_common import audit_from, fail, settings_from
 from pygate._errors import PygateError
 from pygate._opa_process import default_policy_dir, find_opa_binary
-from pygate._settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_FAILED = 1
 
 _SINCE = click.option(
     "--since", help="Only records from then on: a duration back from now (24h, 7d) or ISO time."
@@ -35,31 +33,11 @@ _SINCE = click.option(
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return Settings.load(dict(ctx.find_root().obj or {}))
-    except PygateError as exc:
-        _fail(str(exc))
-
-
-def _open(ctx: click.Context) -> AuditLog:
-    settings = _settings(ctx)
-    try:
-        return open_audit(settings.audit_db, settings.redact_keys, settings.redact_patterns)
-    except PygateError as exc:
-        _fail(str(exc))
-
-
 def _since(text: str | None) -> str | None:
     try:
         return analytics.parse_since(text)
     except PygateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _emit(data: Any) -> None:
@@ -99,7 +77,7 @@ def refusals(ctx: click.Context, since: str | None, examples: int, as_json: bool
 
     Each group lists its policies and the latest refused outputs (as stored: redacted).
     """
-    data = analytics.refused_outputs(_open(ctx), _since(since), examples)
+    data = analytics.refused_outputs(audit_from(ctx), _since(since), examples)
     if as_json:
         _emit(data)
         return
@@ -131,7 +109,7 @@ def refusals(ctx: click.Context, since: str | None, examples: int, as_json: bool
 @click.pass_context
 def rates(ctx: click.Context, by: str, since: str | None, top: int, as_json: bool) -> None:
     """How often refusals happen: per hour or day, per service, per user, per policy."""
-    data = analytics.refusal_rates(_open(ctx), by, _since(since), top)
+    data = analytics.refusal_rates(audit_from(ctx), by, _since(since), top)
     if as_json:
         _emit(data)
         return
@@ -159,13 +137,13 @@ def policies(ctx: click.Context, since: str | None, as_json: bool) -> None:
     Known policies come from OPA itself (`opa inspect -a` on the policy folder: every refusal
     rule's METADATA id) plus the rules-as-data policies in the folder's data.json files.
     """
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         opa = find_opa_binary(settings.opa_bin)
         known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
     except PygateError as exc:
-        _fail(str(exc))
-    data = analytics.policy_triggers(_open(ctx), known, _since(since))
+        fail(str(exc))
+    data = analytics.policy_triggers(audit_from(ctx), known, _since(since))
     if as_json:
         _emit(data)
         return
@@ -201,8 +179,8 @@ def followups(ctx: click.Context, window: str, since: str | None, as_json: bool)
     try:
         span = analytics.parse_duration(window)
     except PygateError as exc:
-        _fail(str(exc))
-    data = analytics.followups(_open(ctx), span, _since(since))
+        fail(str(exc))
+    data = analytics.followups(audit_from(ctx), span, _since(since))
     if as_json:
         _emit(data)
         return
@@ -230,9 +208,9 @@ def followups(ctx: click.Context, window: str, since: str | None, as_json: bool)
 def followup(ctx: click.Context, audit_id: str, kind: str, note: str | None, as_json: bool) -> None:
     """Record what the user did after the refusal AUDIT_ID: retry, escalate or leave."""
     try:
-        fid = analytics.record_followup(_open(ctx), audit_id, kind, note)
+        fid = analytics.record_followup(audit_from(ctx), audit_id, kind, note)
     except PygateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         _emit({"followup_id": fid, "audit_id": audit_id, "kind": kind})
     else:
@@ -254,8 +232,8 @@ def health(ctx: click.Context, since: str | None, gap: str, as_json: bool) -> No
     try:
         span = analytics.parse_duration(gap, "gap")
     except PygateError as exc:
-        _fail(str(exc))
-    data = analytics.engine_health(_open(ctx), _since(since), span)
+        fail(str(exc))
+    data = analytics.engine_health(audit_from(ctx), _since(since), span)
     if as_json:
         _emit(data)
         return
@@ -290,15 +268,15 @@ def report(ctx: click.Context, out: str, window: str, since: str | None, as_json
     """
     from pygate._report import build_report  # matplotlib loads only for this command
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         span = analytics.parse_duration(window)
         opa = find_opa_binary(settings.opa_bin)
         known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
         started = time.perf_counter()
-        page = build_report(_open(ctx), known, span, _since(since))
+        page = build_report(audit_from(ctx), known, span, _since(since))
     except PygateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     Path(out).write_text(page, encoding="utf-8")
     seconds = round(time.perf_counter() - started, 2)
     if as_json:
@@ -327,7 +305,7 @@ def export(ctx: click.Context, fmt: str, out: Any, since: str | None) -> None:
     policy_ids, action, reason, fallback, latency_ms, bundle_revision, approval_id,
     approved_by, output (redacted, JSON), prev_hash, hash.
     """
-    log = _open(ctx)
+    log = audit_from(ctx)
     n = (export_jsonl if fmt == "jsonl" else export_csv)(log, out, _since(since))
     click.echo(f"exported {n:,} records", err=True)
 
@@ -351,7 +329,7 @@ def prune_cmd(ctx: click.Context, days: float, yes: bool, as_json: bool) -> None
     to earlier checkpoints; `pygate audit verify` then starts from it. Exit 1 if the chain
     does not verify.
     """
-    log = _open(ctx)
+    log = audit_from(ctx)
     if not yes:
         cutoff = analytics.parse_since(f"{max(int(days * 86400), 1)}s")
         n = int(log._scalar("SELECT count(*) FROM decisions WHERE ts < ?", (cutoff,)))
@@ -363,7 +341,7 @@ def prune_cmd(ctx: click.Context, days: float, yes: bool, as_json: bool) -> None
     try:
         result = prune(log, days)
     except PygateError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     if as_json:
         _emit(result)
     else:
@@ -389,10 +367,10 @@ def generate(
     Records carry bundle_revision "synthetic". Refuses a log that already has records
     unless --append: point --audit-db at a scratch file.
     """
-    log = _open(ctx)
+    log = audit_from(ctx)
     if log.count() and not append:
-        _fail(
-            f"the audit log {_settings(ctx).audit_db} has records; use a scratch --audit-db "
+        fail(
+            f"the audit log {settings_from(ctx).audit_db} has records; use a scratch --audit-db "
             "or pass --append"
         )
     started = time.perf_counter()
@@ -418,11 +396,11 @@ def mask_policy(out: str | None) -> None:
     OPA sidecars that log decisions then mask the same fields the audit log masks.
     """
     ctx = click.get_current_context()
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         text = render_mask_policy(settings.redact_keys, settings.redact_patterns)
     except re.error as exc:
-        _fail(f"setting 'redact_patterns': {exc}")
+        fail(f"setting 'redact_patterns': {exc}")
     if out:
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)
@@ -444,8 +422,8 @@ def approvals() -> None:
 
 
 def _queue(ctx: click.Context) -> Approvals:
-    settings = _settings(ctx)
-    log = _open(ctx)
+    settings = settings_from(ctx)
+    log = audit_from(ctx)
     return Approvals(log, settings.approval_ttl)
 
 
@@ -494,7 +472,7 @@ def _decide(
         else:
             done = queue.reject(approval_id, by, note)
     except PygateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         _emit(done.model_dump(mode="json"))
     else:

@@ -143,6 +143,7 @@ def test_policy_validate(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert json.loads(result.stdout) == {
         "ok": False,
+        "step": "validate",
         "policy_id": "P",
         "field": "conditions[0].type",
         "problem": json.loads(result.stdout)["problem"],
