@@ -248,3 +248,38 @@ def test_a_gate_on_an_unreachable_postgres_fails_to_start_clearly(
     port = dead_url.rsplit(":", 1)[1]
     with pytest.raises(AuditError, match=r"cannot open the audit log in postgresql://u:\*\*\*@"):
         Gate("finance", opa_url=opa.url, audit=f"postgresql://u:p@127.0.0.1:{port}/db")
+
+
+_OPENER = """
+import sys, time
+from pygate import SqliteAuditLog
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+SqliteAuditLog(sys.argv[1]).close()
+"""
+
+
+def test_processes_opening_a_new_log_at_once_all_succeed(tmp_path: Path) -> None:
+    """Regression: the schema upgrade read the columns outside its transaction, so two
+    processes creating one log at once could both ALTER (duplicate column name).
+
+    A race, so the test makes it likely rather than certain: 6 rounds of 10 processes
+    released at the same instant failed on the old code (seen in CI and here)."""
+    import subprocess
+    import sys
+    import time
+
+    for round_no in range(6):
+        path = str(tmp_path / f"new-{round_no}.db")
+        start = str(time.time() + 1.0)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPENER, path, start],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(10)
+        ]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 10, [err for _, err in results]

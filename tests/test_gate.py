@@ -226,12 +226,16 @@ def test_quota_is_exact_under_concurrent_processes(opa: LocalOpa, tmp_path) -> N
     db = str(tmp_path / "shared.db")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, opa.url, db, "40"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WORKER, opa.url, db, "40"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
-    allowed = [int(p.communicate(timeout=120)[0]) for p in procs]
-    assert all(p.returncode == 0 for p in procs)
+    outputs = [p.communicate(timeout=120) for p in procs]  # reap every worker first
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    allowed = [int(out) for out, _ in outputs]
     assert sum(allowed) == 100  # 160 requests at the boundary of a quota of 100
     log = SqliteAuditLog(db)
     assert log.count() == 160

@@ -181,9 +181,11 @@ class SqliteAuditLog(AuditLog):
 
     def _extend(self) -> None:
         """Add the extension tables and the appended hashed columns (idempotent)."""
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
+        # Read the columns inside the write transaction: several processes may open a new
+        # log at once, and one that read them before another's ALTER would add a duplicate.
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
             for column in EXTRA_COLUMNS:
                 if column not in have:
                     self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
@@ -191,7 +193,7 @@ class SqliteAuditLog(AuditLog):
                 self._db.execute(statement)
             self._db.execute("COMMIT")
         except sqlite3.Error:
-            self._db.execute("ROLLBACK")
+            self._abort()
             raise
         self.extensions = True
 
