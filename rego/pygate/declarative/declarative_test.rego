@@ -13,8 +13,18 @@ _policy(conditions) := {
 }
 
 # _run evaluates refusals for set "s" with exactly the given policies.
-_run(policies, output, user) := refusals if {
-	refusals := declarative.refusals_for(["s"], output, user) with data.pygate.config.declarative_policies as policies
+_run(policies, output, user) := _both(["s"], policies, output, user)
+
+# _both is refusals_for with exactly the given policies, once scanned (no
+# index) and once through their index (index_test.rego); it is undefined,
+# failing the test, unless both ways give the same refusals.
+_both(sets, policies, output, user) := refusals if {
+	refusals := declarative.refusals_for(sets, output, user) with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as null
+	index := index_of(policies)
+	indexed := declarative.refusals_for(sets, output, user) with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as index
+	indexed == refusals
 }
 
 _ids(policies, output, user) := {r.policy_id | some r in _run(policies, output, user)}
@@ -76,7 +86,7 @@ test_policy_of_other_set_ignored if {
 
 test_refusals_for_accepts_a_set_of_names if {
 	policy := _policy([{"type": "field_in", "field": "type", "values": ["x"]}])
-	rs := declarative.refusals_for({"s", "t"}, {"type": "x"}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both({"s", "t"}, [policy], {"type": "x"}, _user)
 	count(rs) == 1
 }
 
@@ -199,26 +209,27 @@ test_invalid_policy_reports_every_problem if {
 test_invalid_policy_without_set_applies_to_every_set if {
 	policy := object.remove(_policy([{"type": "nope"}]), ["set"])
 	every sets in [["finance"], ["assistant"], ["anything"]] {
-		rs := declarative.refusals_for(sets, {}, _user) with data.pygate.config.declarative_policies as [policy]
+		rs := _both(sets, [policy], {}, _user)
 		{[r.policy_id, r.policy_set] | some r in rs} == {["T-1", "*"]}
 	}
 }
 
 test_invalid_policy_with_non_string_set_applies_to_every_set if {
 	policy := object.union(_policy([{"type": "field_in", "field": "type", "values": ["x"]}]), {"set": ["s"]})
-	rs := declarative.refusals_for(["other"], {}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both(["other"], [policy], {}, _user)
 	{r.policy_id | some r in rs} == {"T-1"}
 }
 
 test_invalid_policy_with_set_stays_in_its_set if {
 	policy := _policy([{"type": "nope"}])
 	_ids([policy], {}, _user) == {"T-1"}
-	rs := declarative.refusals_for(["other"], {}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both(["other"], [policy], {}, _user)
 	count(rs) == 0
 }
 
 test_policies_not_an_array_refuse_everywhere if {
 	rs := declarative.refusals_for(["anything"], {}, _user) with data.pygate.config.declarative_policies as {"id": "T-1"}
+		with data.pygate.config.declarative_index as null
 	rs == {{
 		"policy_id": "invalid-policy",
 		"title": "Invalid declarative policy",
