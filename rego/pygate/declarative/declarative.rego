@@ -20,27 +20,23 @@ import data.pygate.lib
 # policy whose set is unknown) is scanned. An index that is present but
 # broken refuses.
 refusals_for(sets, output, user) := _indexed_refusals(sets, output, user) if {
-	_has_index
+	_index_ok
 } else := _scanned_refusals(sets, output, user) if {
 	_no_index
-} else := {_index_refusal("declarative_index must be an object with a numeric count")}
+} else := {_index_refusal(_index_problem)}
 
 # defines_set holds when declarative policies mention set_name, so the gate
 # can tell a declarative-only set from a typo. With a broken index it holds
 # for every name: the index refusal then explains the decision.
 defines_set(set_name) if {
-	_has_index
+	_index_ok
 	_ := data.pygate.config.declarative_index.sets[set_name].all
-}
-
-defines_set(set_name) if {
-	not _has_index
+} else if {
+	not _index_ok
 	_no_index
 	set_name in sets
-}
-
-defines_set(_) if {
-	not _has_index
+} else if {
+	not _index_ok
 	not _no_index
 }
 

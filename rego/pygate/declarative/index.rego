@@ -17,12 +17,25 @@
 # the list before it publishes either.
 package pygate.declarative
 
-_has_index if {
-	_ := data.pygate.config.declarative_index.count
+# The index is usable when its count matches the policy list (checked by
+# reading the last position and the one past it, not the list) and its
+# unscoped bucket is an array.
+_index_ok if {
+	data.pygate.config.declarative_index.count == 0
+	not _policy_at(0)
+	is_array(data.pygate.config.declarative_index.unscoped)
+}
+
+_index_ok if {
+	n := data.pygate.config.declarative_index.count
+	n > 0
+	_policy_at(n - 1)
+	not _policy_at(n)
+	is_array(data.pygate.config.declarative_index.unscoped)
 }
 
 # No index (absent or null): policies are scanned. Only evaluated when
-# _has_index fails, so reading the whole index here costs nothing in the
+# _index_ok fails, so reading the whole index here costs nothing in the
 # common case.
 _no_index if not _index_given
 
@@ -31,44 +44,83 @@ _index_given if {
 	index != null
 }
 
-_indexed_refusals(sets, output, user) := ({r |
-	some entry in _entries(sets, output)
-	r := _entry_refusal(entry, output, user)
-} | {_index_refusal(problem) | some problem in _index_shape_problems}) | {_index_refusal(problem) |
+# What is wrong with an index that is present but not usable.
+_index_problem := "declarative_index must be an object with a numeric count" if {
+	not _has_count
+} else := "unscoped must be an array" if {
+	not _unscoped_ok
+} else := "count must be the number of declarative_policies"
+
+# Helper rules for `not`: OPA hoists refs out of a negated call (opa#1877).
+_has_count if is_number(data.pygate.config.declarative_index.count)
+
+_unscoped_ok if is_array(data.pygate.config.declarative_index.unscoped)
+
+_indexed_refusals(sets, output, user) := {r |
 	some set_name in sets
-	problem := _set_problem(set_name, output)
+	some r in _set_refusals(set_name, output, user)
+} | {r |
+	some i in data.pygate.config.declarative_index.unscoped
+	r := _entry_refusal(i, null, null, output, user)
 }
 
-# An entry is [position, set or null (unscoped), output type or null (all)].
-_entries(sets, output) := ({[i, set_name, null] |
-	some set_name in sets
-	some i in data.pygate.config.declarative_index.sets[set_name].all
-} | {[i, set_name, output.type] |
-	some set_name in sets
-	some i in data.pygate.config.declarative_index.sets[set_name].by_type[output.type]
-}) | {[i, null, null] | some i in data.pygate.config.declarative_index.unscoped}
+# The refusals of one set's policies that can apply to output: those filed
+# under "all" and those under the output's type. A set the index does not
+# name has no policies.
+_set_refusals(set_name, output, user) := {r |
+	some i in all
+	r := _entry_refusal(i, set_name, null, output, user)
+} | {r |
+	some i in _typed_positions(set_name, output)
+	r := _entry_refusal(i, set_name, output.type, output, user)
+} if {
+	all := data.pygate.config.declarative_index.sets[set_name].all
+	is_array(all)
+	_typed_positions(set_name, output)
+} else := set() if {
+	not _index_names(set_name)
+} else := {_index_refusal(sprintf("sets.%s must be an object with an 'all' array and 'by_type' arrays", [set_name]))}
 
-_entry_refusal(entry, output, user) := _index_refusal(sprintf("position %v names no policy", [entry[0]])) if {
-	not _policy_at(entry[0])
-} else := _index_refusal(sprintf("position %v is filed under %s, where it does not belong", [entry[0], _bucket_name(entry)])) if {
-	policy := data.pygate.config.declarative_policies[entry[0]]
-	not _placed(policy, entry[1], entry[2])
-} else := r if {
-	policy := data.pygate.config.declarative_policies[entry[0]]
-	r := _evaluate(policy, entry[0], output, user)
+_typed_positions(set_name, output) := positions if {
+	positions := data.pygate.config.declarative_index.sets[set_name].by_type[output.type]
+	is_array(positions)
+} else := [] if {
+	not _has_type_bucket(set_name, output)
 }
+
+_has_type_bucket(set_name, output) if {
+	_ := data.pygate.config.declarative_index.sets[set_name].by_type[output.type]
+}
+
+# (else, not a second rule: reading the whole set entry is what the first
+# branch of _set_refusals avoids.)
+_index_names(set_name) if {
+	_ := data.pygate.config.declarative_index.sets[set_name]
+}
+
+# An entry is the policy at position i, filed under set_name (null:
+# unscoped) and type_name (null: any type). It is evaluated when it is where
+# it was filed, and refuses as a broken index when it is not.
+_entry_refusal(i, set_name, type_name, output, user) := r if {
+	policy := data.pygate.config.declarative_policies[i]
+	_placed(policy, set_name, type_name)
+	r := _evaluate(policy, i, output, user)
+} else := _index_refusal(_entry_problem(i, set_name, type_name)) if {
+	not _placed_at(i, set_name, type_name)
+}
+
+_placed_at(i, set_name, type_name) if _placed(data.pygate.config.declarative_policies[i], set_name, type_name)
+
+_entry_problem(i, set_name, type_name) := sprintf("position %v names no policy", [i]) if {
+	not _policy_at(i)
+} else := sprintf("position %v is filed under unscoped, where it does not belong", [i]) if {
+	set_name == null
+} else := sprintf("position %v is filed under sets.%s.all, where it does not belong", [i, set_name]) if {
+	type_name == null
+} else := sprintf("position %v is filed under sets.%s.by_type.%v, where it does not belong", [i, set_name, type_name])
 
 _policy_at(i) if {
 	_ := data.pygate.config.declarative_policies[i]
-}
-
-_bucket_name([_, null, _]) := "unscoped"
-
-_bucket_name([_, set_name, null]) := sprintf("sets.%s.all", [set_name]) if set_name != null
-
-_bucket_name([_, set_name, type_name]) := sprintf("sets.%s.by_type.%v", [set_name, type_name]) if {
-	set_name != null
-	type_name != null
 }
 
 # Unscoped entries are policies without a usable set (they are invalid and
@@ -88,48 +140,6 @@ _placed(policy, set_name, type_name) if {
 }
 
 _scoped(policy) if _kind_ok("string", policy.set)
-
-_index_shape_problems contains "count must be the number of declarative_policies" if not _count_ok
-
-_index_shape_problems contains "unscoped must be an array" if not _unscoped_ok
-
-_count_ok if {
-	data.pygate.config.declarative_index.count == 0
-	not _policy_at(0)
-}
-
-_count_ok if {
-	n := data.pygate.config.declarative_index.count
-	is_number(n)
-	n > 0
-	_policy_at(n - 1)
-	not _policy_at(n)
-}
-
-_unscoped_ok if is_array(data.pygate.config.declarative_index.unscoped)
-
-# A set the index does not name has no policies; one it names needs an "all"
-# array, and the bucket for this output's type, when there is one, must be an
-# array.
-_set_problem(set_name, output) := sprintf("sets.%s must be an object with an 'all' array and 'by_type' arrays", [set_name]) if {
-	not _set_ok(set_name, output)
-}
-
-# (else, not a second rule: reading the whole set entry is what the first
-# branch avoids.)
-_set_ok(set_name, output) if {
-	is_array(data.pygate.config.declarative_index.sets[set_name].all)
-	not _bad_type_bucket(set_name, output)
-} else if not _index_names(set_name)
-
-_index_names(set_name) if {
-	_ := data.pygate.config.declarative_index.sets[set_name]
-}
-
-_bad_type_bucket(set_name, output) if {
-	bucket := data.pygate.config.declarative_index.sets[set_name].by_type[output.type]
-	not is_array(bucket)
-}
 
 _index_refusal(problem) := _invalid_refusal(
 	"declarative_index",

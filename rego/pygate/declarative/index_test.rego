@@ -84,7 +84,7 @@ test_count_must_match_the_policies if {
 	problem := _index_reason("count must be the number of declarative_policies")
 	problem in _reasons(_with_index(policies, short, {"type": "transfer"}))
 	problem in _reasons(_with_index(policies, long, {"type": "transfer"}))
-	problem in _reasons(_with_index(policies, object.union(index, {"count": "2"}), {"type": "transfer"}))
+	_index_reason("declarative_index must be an object with a numeric count") in _reasons(_with_index(policies, object.union(index, {"count": "2"}), {"type": "transfer"}))
 	problem in _reasons(_with_index([], object.union(index, {"count": 2}), {"type": "other"}))
 	count(_with_index([], {"count": 0, "sets": {}, "unscoped": []}, {"type": "other"})) == 0
 }
