@@ -258,3 +258,47 @@ test_invalid_lists_only_invalid_policies if {
 	ids := {r.policy_id | some r in declarative.invalid} with data.pygate.config.declarative_policies as [valid, invalid]
 	ids == {"T-2"}
 }
+
+# _valid and _condition_valid are the per-query checks; they must agree with
+# the checks that build the messages, on valid and invalid shapes alike.
+test_fast_validation_agrees_with_problems if {
+	base := _policy([{"type": "field_in", "field": "type", "values": ["x"]}])
+	policies := [
+		base, 5, "p", [], {}, object.remove(base, ["id"]), object.union(base, {"id": ""}),
+		object.union(base, {"set": 3}), object.remove(base, ["reason", "action"]),
+		object.union(base, {"priority": "high"}), object.union(base, {"priority": 2.5}),
+		object.union(base, {"title": ""}), object.union(base, {"title": null}), object.union(base, {"message": "m", "suggestion": ["s"]}),
+		object.union(base, {"description": "d", "extra": 1}), object.union(base, {"conditions": []}),
+		object.union(base, {"conditions": {"type": "field_in"}}), object.remove(base, ["conditions"]),
+		data.pygate.config.declarative_policies[0], data.pygate.config.declarative_policies[1],
+	]
+	every policy in policies {
+		_fast_agrees(policy)
+	}
+	conditions := [
+		{"type": "account_status", "in": []}, {"type": "account_status", "in": "x"}, {"type": "account_status"},
+		{"type": "amount_exceeds_limit"}, {"type": "amount_exceeds_limit", "field": ""}, {"type": "amount_exceeds_limit", "field": 1},
+		{"type": "asset_restricted", "field": "a"}, {"type": "asset_restricted", "field": null},
+		{"type": "role_not_in", "roles": ["a"]}, {"type": "role_not_in", "roles": "a"},
+		{"type": "field_compare", "field": "a", "op": "gt", "value": 1}, {"type": "field_compare", "field": "a", "op": "over", "value": 1},
+		{"type": "field_compare", "field": "", "op": "gt", "value": 1}, {"type": "field_compare", "field": "a", "op": "gt", "value": "1"},
+		{"type": "field_in", "field": "a", "values": []}, {"type": "field_in", "field": "a"}, {"type": "field_not_in", "field": "a", "values": [1]},
+		{"type": "field_not_in", "field": 2, "values": [1]}, {"type": "user_attribute_in", "attribute": "r", "values": ["a"]},
+		{"type": "user_attribute_in", "attribute": "", "values": ["a"]}, {"type": "text_matches", "field": "t", "pattern": "a+"},
+		{"type": "text_matches", "field": "t", "pattern": "("}, {"type": "text_matches", "field": "t", "pattern": 5},
+		{"type": "moon"}, {"type": 3}, {"field": "x"}, "field_in", 7, null,
+	]
+	every condition in conditions {
+		_fast_agrees(_policy([condition]))
+	}
+}
+
+_fast_agrees(policy) if {
+	declarative._valid(policy)
+	count(declarative._policy_problems(policy)) == 0
+}
+
+_fast_agrees(policy) if {
+	not declarative._valid(policy)
+	count(declarative._policy_problems(policy)) > 0
+}

@@ -89,9 +89,14 @@ _items_is_array if is_array(input.items)
 
 # Input checks refuse instead of running policies: a policy that reads
 # input.output.amount cannot be trusted to fail closed on garbage.
-_refusals := _input_refusals if {
-	count(_input_refusals) > 0
-} else := _policy_refusals
+# (Not `_policy_refusals if _input_ok else := _input_refusals`: should the
+# policy refusals ever be undefined, the else would answer with no refusal.)
+_refusals := refusals if {
+	_input_ok
+	refusals := _policy_refusals
+} else := _input_refusals if {
+	not _input_ok
+}
 
 _policy_refusals := _rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)
 

@@ -333,3 +333,39 @@ test_batch_without_items_array if {
 	}
 	gate.batch == expected
 }
+
+# _input_ok is the fast path for "no input refusal": it must hold exactly
+# when _input_refusals is empty.
+test_input_ok_exactly_when_no_input_refusal if {
+	docs := [
+		_finance(_transfer(1)), _assistant({"type": "text", "text": "hi"}, 1),
+		"finance", 42, null, [], {}, object.remove(_finance({}), ["output"]), _finance("transfer"),
+		_with(_finance(_transfer(1)), "user", {"id": ""}), _with(_finance(_transfer(1)), "user", {"id": 7}),
+		_with(_finance(_transfer(1)), "user", "u1"), _with(_finance(_transfer(1)), "context", {}),
+		_with(_finance(_transfer(1)), "context", {"service": ""}), _with(_finance(_transfer(1)), "context", {"service": 7}),
+		_with(_finance(_transfer(1)), "context", {"service": "payroll"}), _with(_finance(_transfer(1)), "context", "finance"),
+	]
+	every doc in docs {
+		_ok_matches(doc)
+	}
+	every services in [
+		null, [], "finance", {"finance": {}}, {"finance": true}, {"finance": ["finance"]},
+		{"finance": {"policy_sets": []}}, {"finance": {"policy_sets": "finance"}},
+		{"finance": {"policy_sets": ["finance", 3]}}, {"finance": {"policy_sets": [""]}},
+		{"finance": {"policy_sets": ["nope"]}}, {"finance": {"policy_sets": ["finance", "assistant"]}},
+		{"": {"policy_sets": ["finance"]}},
+	] {
+		_ok_matches(_finance(_transfer(1))) with data.pygate.config.services as services
+		_ok_matches(_with(_finance(_transfer(1)), "context", {"service": ""})) with data.pygate.config.services as services
+	}
+}
+
+_ok_matches(doc) if {
+	gate._input_ok with input as doc
+	count(gate._input_refusals) == 0 with input as doc
+}
+
+_ok_matches(doc) if {
+	not gate._input_ok with input as doc
+	count(gate._input_refusals) > 0 with input as doc
+}
