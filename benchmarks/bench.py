@@ -42,6 +42,7 @@ from opa_client import AsyncOpaClient, OpaClient  # noqa: E402
 from pygate import AsyncGate, Gate, LocalOpa, SqliteAuditLog  # noqa: E402
 from pygate._audit._base import COLUMNS, GENESIS, canonical, link  # noqa: E402
 from pygate._core import DECISION_PATH, build_input, request_body  # noqa: E402
+from pygate._policy_index import with_index  # noqa: E402
 from pygate._transport import data_url  # noqa: E402
 
 REGO = ROOT / "rego"
@@ -550,7 +551,7 @@ def policies(b: Budget) -> list[Row]:
             data_file = rego / "pygate" / "config" / "data.json"
             data = json.loads(data_file.read_text())
             data["declarative_policies"] = _declarative(n)
-            data_file.write_text(json.dumps(data))
+            data_file.write_text(json.dumps(with_index(data)))  # as bundle build/push do
             with LocalOpa(rego, supervise=False) as local:
                 SAMPLER.opa_pid = local.pid
                 with Gate("finance", opa_url=local.url, audit=None, timeout=60) as gate:

@@ -25,6 +25,7 @@ from typing import Any
 from pygate._errors import ConfigError, PublishError
 from pygate._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
 from pygate._policy_data import load_policy_data, validate_policies
+from pygate._policy_index import check_index, with_index
 
 #: The bundle's only root: a sidecar loading it owns ``data.pygate`` and nothing else.
 ROOTS = ("pygate",)
@@ -113,17 +114,20 @@ def merge_policy_data(policy_dir: Path, data_files: Sequence[str | os.PathLike[s
     """The policy data a bundle carries: the folder's data, then each file's top-level keys.
 
     A later file replaces whole top-level keys (``default_transaction_limit``,
-    ``declarative_policies``, ...) of the data before it. The result is validated.
+    ``declarative_policies``, ...) of the data before it. The result is validated and
+    carries a fresh ``declarative_index`` (pygate/_policy_index.py).
 
     Raises:
-        PolicyDataError: a file is unreadable or not an object, or a policy is malformed.
+        PolicyDataError: a file is unreadable or not an object, a policy is malformed, or
+            the folder's own index does not match its policies.
     """
     base = policy_dir / DATA_PATH
     merged: dict[str, Any] = load_policy_data(base) if base.is_file() else {}
+    check_index(merged, str(base))
     for name in data_files:
         merged.update(load_policy_data(Path(name)))
     validate_policies(merged.get("declarative_policies", []))
-    return merged
+    return with_index(merged)
 
 
 def git_commit(path: Path) -> str:

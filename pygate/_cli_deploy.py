@@ -16,6 +16,7 @@ from pygate._cli_common import fail, fail_with, settings_from
 from pygate._errors import PolicyDataError, PygateError
 from pygate._opa_process import LocalOpa
 from pygate._policy_data import load_policy_data
+from pygate._policy_index import check_index
 
 
 def register(main: click.Group) -> None:
@@ -110,9 +111,13 @@ def policy() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policy_validate(path: str, as_json: bool) -> None:
-    """Check the declarative policies in a policy data file (exit 2 names policy and field)."""
+    """Check the declarative policies in a policy data file (exit 2 names policy and field).
+
+    A ``declarative_index`` in the file must match its policies (`pygate policy index`).
+    """
     try:
         data = load_policy_data(path)
+        check_index(data, path)
     except PolicyDataError as exc:
         fail_with(exc, as_json)
     count = len(data.get("declarative_policies", []))
@@ -120,6 +125,47 @@ def policy_validate(path: str, as_json: bool) -> None:
         click.echo(json.dumps({"ok": True, "policies": count}))
     else:
         click.echo(f"ok: {count} declarative policies in {path}")
+
+
+@policy.command("index")
+@click.argument(
+    "path", type=click.Path(exists=True, dir_okay=False), default="rego/pygate/config/data.json"
+)
+@click.option("--check", is_flag=True, help="Only check that the index is current (exit 2 if not).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def policy_index(path: str, check: bool, as_json: bool) -> None:
+    """Write the declarative_index of the policies in PATH into PATH.
+
+    OPA reaches rules-as-data policies through this index (by set and output type), so a
+    decision only checks the policies that can apply to it. `bundle build` and `policy
+    push` compute it themselves; run this after editing PATH by hand (the local OPA loads
+    rego/pygate/config/data.json as it is). The policies are validated first.
+
+    Exit codes: 0 written (or current, with --check), 2 invalid policies, or a stale
+    index with --check.
+    """
+    from pathlib import Path
+
+    from pygate._policy_index import INDEX_KEY, with_index
+
+    try:
+        data = load_policy_data(path)
+        if check:
+            check_index(data, path)
+    except PolicyDataError as exc:
+        fail_with(exc, as_json)
+    fresh = with_index(data)
+    written = not check and fresh != data
+    if written:
+        Path(path).write_text(json.dumps(fresh, indent=2) + "\n")
+    index = fresh.get(INDEX_KEY) or {"count": 0, "sets": {}}
+    if as_json:
+        click.echo(json.dumps({"ok": True, "path": path, "policies": index["count"],
+                               "sets": sorted(index["sets"]), "written": written}))  # fmt: skip
+    else:
+        verb = "written" if written else "current"
+        click.echo(f"{verb}: index of {index['count']} declarative policies "
+                   f"({len(index['sets'])} sets) in {path}")  # fmt: skip
 
 
 @click.group()

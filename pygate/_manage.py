@@ -25,6 +25,7 @@ from opa_client.errors import ConnectionsError, PolicyNotFoundError, RegoParseEr
 
 from pygate._errors import ConfigError, PublishError
 from pygate._policy_data import load_policy_data, validate_policies
+from pygate._policy_index import with_index
 
 #: Where policy data lives in OPA (``data.pygate.config``), as a Data API path.
 CONFIG_PATH = "pygate/config"
@@ -101,7 +102,8 @@ def push_policy_data(
 
     By default the file's top-level keys replace those of the data OPA has now (as with
     ``pygate bundle build --data``); ``replace=True`` makes the file the whole document.
-    The result is validated before it is sent; the next decision uses it.
+    The result is validated before it is sent, with a fresh ``declarative_index``; the
+    next decision uses it.
 
     Args:
         path: JSON policy data (``rego/pygate/config/data.json`` shape).
@@ -132,6 +134,7 @@ def push_policy_data(
             )
         document = new if replace else {**_current_config(client), **new}
         validate_policies(document.get("declarative_policies", []))
+        document = with_index(document)  # OPA reaches policies through it
         try:
             client.update_or_create_data(document, CONFIG_PATH)
         except RegoParseError as exc:

@@ -11,6 +11,7 @@ import pytest
 from pygate import AuditLog, Gate, LocalOpa, PolicyDataError, validate_policies, validate_policy
 from pygate._opa_process import PROJECT_ROOT
 from pygate._policy_data import load_policy_data
+from pygate._policy_index import with_index
 from tests.conftest import ANALYST
 
 GOOD: dict[str, Any] = {
@@ -81,7 +82,7 @@ def _with_policies(policy_dir: Path, policies: list[Any]) -> None:
     path = policy_dir / "pygate/config/data.json"
     data = json.loads(path.read_text())
     data["declarative_policies"] = policies
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(with_index(data)))  # as `pygate policy index` would
 
 
 def test_declarative_policy_decides_in_opa(policy_copy: Path, audit: AuditLog) -> None:

@@ -74,9 +74,55 @@ _spec_ok(obj, spec) if {
 	}
 }
 
-_condition_valid(condition) if {
-	is_object(condition)
-	_spec_ok(condition, _condition_specs[condition.type])
+# _condition_valid holds exactly when _spec_ok(condition,
+# _condition_specs[condition.type]) does (a test runs both over every shape
+# in conditions_test); spelled out per type because it runs on every query.
+# A non-object has no .type, so it is not valid either.
+_condition_valid(condition) if _condition_ok(condition.type, condition)
+
+_condition_ok("account_status", c) if is_array(c["in"])
+
+_condition_ok("amount_exceeds_limit", c) if _optional_field_ok(c)
+
+_condition_ok("asset_restricted", c) if _optional_field_ok(c)
+
+_condition_ok("role_not_in", c) if is_array(c.roles)
+
+_condition_ok("field_compare", c) if {
+	is_string(c.field)
+	c.field != ""
+	c.op in _ops
+	is_number(c.value)
+}
+
+_condition_ok("field_in", c) if {
+	is_string(c.field)
+	c.field != ""
+	is_array(c.values)
+}
+
+_condition_ok("field_not_in", c) if {
+	is_string(c.field)
+	c.field != ""
+	is_array(c.values)
+}
+
+_condition_ok("user_attribute_in", c) if {
+	is_string(c.attribute)
+	c.attribute != ""
+	is_array(c.values)
+}
+
+_condition_ok("text_matches", c) if {
+	is_string(c.field)
+	c.field != ""
+	lib.valid_regex(c.pattern)
+}
+
+_optional_field_ok(c) if {
+	field := object.get(c, "field", "field")
+	is_string(field)
+	field != ""
 }
 
 # A `not` must never wrap a ref that can be undefined: OPA hoists the ref out

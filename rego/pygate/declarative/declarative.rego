@@ -13,9 +13,34 @@ import data.pygate.lib
 # (an array or set of policy-set names) for one output and user, plus every
 # invalid policy that applies to those sets.
 #
-# Only policies that can apply to sets are validated per query: those in one
-# of sets, and those whose set is unknown (which apply everywhere).
-refusals_for(sets, output, user) := {r |
+# Only policies that can apply are validated and evaluated per query. With
+# the declarative_index that pygate writes next to the policies (see
+# index.rego) that is the set's policies for this output type plus those
+# without a type; without an index, every policy of the sets (and every
+# policy whose set is unknown) is scanned. An index that is present but
+# broken refuses.
+refusals_for(sets, output, user) := _indexed_refusals(sets, output, user) if {
+	_index_ok
+} else := _scanned_refusals(sets, output, user) if {
+	_no_index
+} else := {_index_refusal(_index_problem)}
+
+# defines_set holds when declarative policies mention set_name, so the gate
+# can tell a declarative-only set from a typo. With a broken index it holds
+# for every name: the index refusal then explains the decision.
+defines_set(set_name) if {
+	_index_ok
+	_ := data.pygate.config.declarative_index.sets[set_name].all
+} else if {
+	not _index_ok
+	_no_index
+	set_name in sets
+} else if {
+	not _index_ok
+	not _no_index
+}
+
+_scanned_refusals(sets, output, user) := {r |
 	some i, policy in _policies
 	_relevant(policy, sets)
 	r := _evaluate(policy, i, output, user)
@@ -31,8 +56,8 @@ invalid contains r if {
 
 invalid contains r if some r in _list_invalid
 
-# sets names every policy set that declarative policies mention, so the gate
-# can tell a declarative-only set from a typo.
+# sets names every policy set that declarative policies mention (a full
+# scan: for tooling, and for defines_set when there is no index).
 sets contains policy.set if {
 	some policy in _policies
 	is_string(policy.set)
@@ -68,14 +93,31 @@ _evaluate(policy, i, output, user) := r if {
 	r := _refusal(policy, output, user)
 }
 
-# _valid holds exactly when _policy_problems(policy) is empty.
+# _valid holds exactly when _policy_problems(policy) is empty. It is the
+# per-query check, so it spells the spec out rather than walking
+# _policy_spec (which costs several times more); a test keeps the two in step.
 _valid(policy) if {
-	is_object(policy)
-	_spec_ok(policy, _policy_spec)
+	is_string(policy.id)
+	policy.id != ""
+	is_string(policy.set)
+	policy.set != ""
+	is_string(policy.reason)
+	policy.reason != ""
+	is_string(policy.action)
+	policy.action != ""
+	is_array(policy.conditions)
+	count(policy.conditions) > 0
+	every value in object.filter(policy, _optional_strings) {
+		is_string(value)
+		value != ""
+	}
+	is_number(object.get(policy, "priority", 0))
 	every condition in policy.conditions {
 		_condition_valid(condition)
 	}
 }
+
+_optional_strings := {"title", "description", "suggestion", "message"}
 
 _problems_or_unknown(policy) := problems if {
 	problems := _policy_problems(policy)

@@ -13,8 +13,18 @@ _policy(conditions) := {
 }
 
 # _run evaluates refusals for set "s" with exactly the given policies.
-_run(policies, output, user) := refusals if {
-	refusals := declarative.refusals_for(["s"], output, user) with data.pygate.config.declarative_policies as policies
+_run(policies, output, user) := _both(["s"], policies, output, user)
+
+# _both is refusals_for with exactly the given policies, once scanned (no
+# index) and once through their index (index_test.rego); it is undefined,
+# failing the test, unless both ways give the same refusals.
+_both(sets, policies, output, user) := refusals if {
+	refusals := declarative.refusals_for(sets, output, user) with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as null
+	index := index_of(policies)
+	indexed := declarative.refusals_for(sets, output, user) with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as index
+	indexed == refusals
 }
 
 _ids(policies, output, user) := {r.policy_id | some r in _run(policies, output, user)}
@@ -76,7 +86,7 @@ test_policy_of_other_set_ignored if {
 
 test_refusals_for_accepts_a_set_of_names if {
 	policy := _policy([{"type": "field_in", "field": "type", "values": ["x"]}])
-	rs := declarative.refusals_for({"s", "t"}, {"type": "x"}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both({"s", "t"}, [policy], {"type": "x"}, _user)
 	count(rs) == 1
 }
 
@@ -199,26 +209,27 @@ test_invalid_policy_reports_every_problem if {
 test_invalid_policy_without_set_applies_to_every_set if {
 	policy := object.remove(_policy([{"type": "nope"}]), ["set"])
 	every sets in [["finance"], ["assistant"], ["anything"]] {
-		rs := declarative.refusals_for(sets, {}, _user) with data.pygate.config.declarative_policies as [policy]
+		rs := _both(sets, [policy], {}, _user)
 		{[r.policy_id, r.policy_set] | some r in rs} == {["T-1", "*"]}
 	}
 }
 
 test_invalid_policy_with_non_string_set_applies_to_every_set if {
 	policy := object.union(_policy([{"type": "field_in", "field": "type", "values": ["x"]}]), {"set": ["s"]})
-	rs := declarative.refusals_for(["other"], {}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both(["other"], [policy], {}, _user)
 	{r.policy_id | some r in rs} == {"T-1"}
 }
 
 test_invalid_policy_with_set_stays_in_its_set if {
 	policy := _policy([{"type": "nope"}])
 	_ids([policy], {}, _user) == {"T-1"}
-	rs := declarative.refusals_for(["other"], {}, _user) with data.pygate.config.declarative_policies as [policy]
+	rs := _both(["other"], [policy], {}, _user)
 	count(rs) == 0
 }
 
 test_policies_not_an_array_refuse_everywhere if {
 	rs := declarative.refusals_for(["anything"], {}, _user) with data.pygate.config.declarative_policies as {"id": "T-1"}
+		with data.pygate.config.declarative_index as null
 	rs == {{
 		"policy_id": "invalid-policy",
 		"title": "Invalid declarative policy",
@@ -246,4 +257,48 @@ test_invalid_lists_only_invalid_policies if {
 	invalid := object.union(valid, {"id": "T-2", "conditions": [{"type": "nope"}]})
 	ids := {r.policy_id | some r in declarative.invalid} with data.pygate.config.declarative_policies as [valid, invalid]
 	ids == {"T-2"}
+}
+
+# _valid and _condition_valid are the per-query checks; they must agree with
+# the checks that build the messages, on valid and invalid shapes alike.
+test_fast_validation_agrees_with_problems if {
+	base := _policy([{"type": "field_in", "field": "type", "values": ["x"]}])
+	policies := [
+		base, 5, "p", [], {}, object.remove(base, ["id"]), object.union(base, {"id": ""}),
+		object.union(base, {"set": 3}), object.remove(base, ["reason", "action"]),
+		object.union(base, {"priority": "high"}), object.union(base, {"priority": 2.5}),
+		object.union(base, {"title": ""}), object.union(base, {"title": null}), object.union(base, {"message": "m", "suggestion": ["s"]}),
+		object.union(base, {"description": "d", "extra": 1}), object.union(base, {"conditions": []}),
+		object.union(base, {"conditions": {"type": "field_in"}}), object.remove(base, ["conditions"]),
+		data.pygate.config.declarative_policies[0], data.pygate.config.declarative_policies[1],
+	]
+	every policy in policies {
+		_fast_agrees(policy)
+	}
+	conditions := [
+		{"type": "account_status", "in": []}, {"type": "account_status", "in": "x"}, {"type": "account_status"},
+		{"type": "amount_exceeds_limit"}, {"type": "amount_exceeds_limit", "field": ""}, {"type": "amount_exceeds_limit", "field": 1},
+		{"type": "asset_restricted", "field": "a"}, {"type": "asset_restricted", "field": null},
+		{"type": "role_not_in", "roles": ["a"]}, {"type": "role_not_in", "roles": "a"},
+		{"type": "field_compare", "field": "a", "op": "gt", "value": 1}, {"type": "field_compare", "field": "a", "op": "over", "value": 1},
+		{"type": "field_compare", "field": "", "op": "gt", "value": 1}, {"type": "field_compare", "field": "a", "op": "gt", "value": "1"},
+		{"type": "field_in", "field": "a", "values": []}, {"type": "field_in", "field": "a"}, {"type": "field_not_in", "field": "a", "values": [1]},
+		{"type": "field_not_in", "field": 2, "values": [1]}, {"type": "user_attribute_in", "attribute": "r", "values": ["a"]},
+		{"type": "user_attribute_in", "attribute": "", "values": ["a"]}, {"type": "text_matches", "field": "t", "pattern": "a+"},
+		{"type": "text_matches", "field": "t", "pattern": "("}, {"type": "text_matches", "field": "t", "pattern": 5},
+		{"type": "moon"}, {"type": 3}, {"field": "x"}, "field_in", 7, null,
+	]
+	every condition in conditions {
+		_fast_agrees(_policy([condition]))
+	}
+}
+
+_fast_agrees(policy) if {
+	declarative._valid(policy)
+	count(declarative._policy_problems(policy)) == 0
+}
+
+_fast_agrees(policy) if {
+	not declarative._valid(policy)
+	count(declarative._policy_problems(policy)) > 0
 }

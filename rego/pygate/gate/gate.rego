@@ -17,7 +17,21 @@ import data.pygate.lib
 # A require_review refusal that a person approved (pygate.approvals) is lifted;
 # then the decision also carries "approvals_applied", and a decision that
 # still waits for review carries "review" (what to approve).
-decision := object.union(
+#
+# The first body is the common case, a well-formed input with no refusal a
+# person could approve: then approvals cannot change anything and the input
+# refusals are known to be empty, so neither is computed. The else body is
+# the general case and gives the same answer for those inputs too.
+decision := {
+	"allowed": count(refusals) == 0,
+	"service": input.context.service,
+	"refusals": refusals,
+	"primary": _first_or_null(refusals),
+} if {
+	_input_ok
+	not _review_pending
+	refusals := _sorted(_policy_refusals)
+} else := object.union(
 	{
 		"allowed": count(refusals) == 0,
 		"service": _service_or_null,
@@ -75,11 +89,46 @@ _items_is_array if is_array(input.items)
 
 # Input checks refuse instead of running policies: a policy that reads
 # input.output.amount cannot be trusted to fail closed on garbage.
-_refusals := _input_refusals if {
-	count(_input_refusals) > 0
-} else := _policy_refusals
+# (Not `_policy_refusals if _input_ok else := _input_refusals`: should the
+# policy refusals ever be undefined, the else would answer with no refusal.)
+_refusals := refusals if {
+	_input_ok
+	refusals := _policy_refusals
+} else := _input_refusals if {
+	not _input_ok
+}
 
 _policy_refusals := _rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)
+
+_review_pending if {
+	some r in _policy_refusals
+	r.action == "require_review"
+}
+
+# _input_ok holds exactly when _input_refusals is empty (a test checks both
+# ways on every malformed input of gate_test): the input, user id and service
+# are well formed, the service is configured and each of its sets exists. It
+# is the per-query check, so it reads as little as it can: a successful
+# lookup of the service already proves that services is an object and the
+# name a string.
+_input_ok if {
+	is_object(input.output)
+	is_string(input.user.id)
+	input.user.id != ""
+	input.context.service != ""
+	sets := _services[input.context.service].policy_sets
+	is_array(sets)
+	count(sets) > 0
+	every set_name in sets {
+		is_string(set_name)
+		set_name != ""
+		_set_defined(set_name)
+	}
+}
+
+_set_defined(set_name) if _rego_set(set_name)
+
+_set_defined(set_name) if declarative.defines_set(set_name)
 
 # A set with no Rego package contributes nothing here (it has declarative
 # policies, or GATE-008 refused already). A package whose refusals
@@ -132,7 +181,9 @@ _service_or_null := input.context.service if {
 
 # Sort on (priority, policy_id) first, then the whole refusal so that two
 # refusals from one rule still come out in a fixed order.
-_sorted(refusals) := [r | some entry in sort([[r.priority, r.policy_id, r] | some r in refusals]); r := entry[2]]
+_sorted(refusals) := [] if {
+	count(refusals) == 0
+} else := [r | some entry in sort([[r.priority, r.policy_id, r] | some r in refusals]); r := entry[2]]
 
 _first_or_null(refusals) := refusals[0] if {
 	count(refusals) > 0
@@ -195,7 +246,7 @@ _unknown_sets contains set_name if {
 	_service_ok
 	some set_name in _policy_sets
 	not _rego_set(set_name)
-	not set_name in declarative.sets
+	not declarative.defines_set(set_name)
 }
 
 _rego_set(set_name) if {

@@ -1,5 +1,6 @@
 package pygate.gate_test
 
+import data.pygate.declarative_test
 import data.pygate.gate
 
 _analyst := {"id": "u1", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
@@ -104,7 +105,8 @@ test_priority_first_then_policy_id if {
 		{"id": "A-1", "set": "finance", "priority": 20, "reason": "a", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
 		{"id": "A-0", "set": "finance", "priority": 90, "reason": "z", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["transfer"]}]},
 	]
-	d := _decide(_finance(_transfer(5000))) with data.pygate.config.declarative_policies as policies
+	index := declarative_test.index_of(policies)
+	d := _decide(_finance(_transfer(5000))) with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
 	_ids(d) == ["A-1", "B-1", "FIN-002", "A-0"]
 	d.primary.policy_id == "A-1"
 }
@@ -152,21 +154,24 @@ test_policy_set_without_rego_package_contributes_nothing if {
 	services := {"notes": {"policy_sets": ["notes"]}}
 	policies := [{"id": "N-1", "set": "notes", "reason": "r", "action": "a", "conditions": [{"type": "field_in", "field": "type", "values": ["code"]}]}]
 	doc := {"output": {"type": "text"}, "user": _analyst, "context": {"service": "notes"}}
-	_decide(doc).allowed == true with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies
+	index := declarative_test.index_of(policies)
+	_decide(doc).allowed == true with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
 }
 
 test_declarative_only_policy_set if {
 	services := {"notes": {"policy_sets": ["notes"]}}
 	policies := [{"id": "N-1", "set": "notes", "reason": "no shouting", "action": "log_refusal", "conditions": [{"type": "text_matches", "field": "text", "pattern": "^[A-Z !]+$"}]}]
 	doc := {"output": {"type": "text", "text": "HELLO!"}, "user": _analyst, "context": {"service": "notes"}}
-	d := _decide(doc) with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies
+	index := declarative_test.index_of(policies)
+	d := _decide(doc) with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
 	_ids(d) == ["N-1"]
 }
 
 test_invalid_declarative_policy_without_set_refuses_every_service if {
 	policies := [{"id": "BROKEN", "reason": "r", "action": "a", "conditions": [{"type": "nope"}]}]
-	d1 := _decide(_finance(_transfer(1))) with data.pygate.config.declarative_policies as policies
-	d2 := _decide(_assistant({"type": "text", "text": "hi"}, 1)) with data.pygate.config.declarative_policies as policies
+	index := declarative_test.index_of(policies)
+	d1 := _decide(_finance(_transfer(1))) with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
+	d2 := _decide(_assistant({"type": "text", "text": "hi"}, 1)) with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
 	_ids(d1) == ["BROKEN"]
 	_ids(d2) == ["BROKEN"]
 	d1.primary.invalid == true
@@ -327,4 +332,40 @@ test_batch_without_items_array if {
 		b == expected
 	}
 	gate.batch == expected
+}
+
+# _input_ok is the fast path for "no input refusal": it must hold exactly
+# when _input_refusals is empty.
+test_input_ok_exactly_when_no_input_refusal if {
+	docs := [
+		_finance(_transfer(1)), _assistant({"type": "text", "text": "hi"}, 1),
+		"finance", 42, null, [], {}, object.remove(_finance({}), ["output"]), _finance("transfer"),
+		_with(_finance(_transfer(1)), "user", {"id": ""}), _with(_finance(_transfer(1)), "user", {"id": 7}),
+		_with(_finance(_transfer(1)), "user", "u1"), _with(_finance(_transfer(1)), "context", {}),
+		_with(_finance(_transfer(1)), "context", {"service": ""}), _with(_finance(_transfer(1)), "context", {"service": 7}),
+		_with(_finance(_transfer(1)), "context", {"service": "payroll"}), _with(_finance(_transfer(1)), "context", "finance"),
+	]
+	every doc in docs {
+		_ok_matches(doc)
+	}
+	every services in [
+		null, [], "finance", {"finance": {}}, {"finance": true}, {"finance": ["finance"]},
+		{"finance": {"policy_sets": []}}, {"finance": {"policy_sets": "finance"}},
+		{"finance": {"policy_sets": ["finance", 3]}}, {"finance": {"policy_sets": [""]}},
+		{"finance": {"policy_sets": ["nope"]}}, {"finance": {"policy_sets": ["finance", "assistant"]}},
+		{"": {"policy_sets": ["finance"]}},
+	] {
+		_ok_matches(_finance(_transfer(1))) with data.pygate.config.services as services
+		_ok_matches(_with(_finance(_transfer(1)), "context", {"service": ""})) with data.pygate.config.services as services
+	}
+}
+
+_ok_matches(doc) if {
+	gate._input_ok with input as doc
+	count(gate._input_refusals) == 0 with input as doc
+}
+
+_ok_matches(doc) if {
+	not gate._input_ok with input as doc
+	count(gate._input_refusals) > 0 with input as doc
 }

@@ -141,3 +141,25 @@ test_valid_regex if {
 	not lib.valid_regex(`\p{Nope}`)
 	not lib.valid_regex(5)
 }
+
+test_render_gives_the_text_of_render_template if {
+	cases := [
+		["Transfer of {{.amount}} exceeds your limit of {{.limit}}", {"amount": 5000, "limit": 1000}],
+		["{{.a}} and {{.b}}", {"a": 1.5, "b": 1e21}],
+		["{{.a}}{{.a}}", {"a": "x"}],
+		["value {{.a}}", {"a": "has {{.b}} inside", "b": "no"}],
+		["flag {{.a}}", {"a": true}],
+		["list {{.a}}", {"a": [1, "x"]}],
+		["{{ .a }} spaced", {"a": "x"}],
+		["{{.a | printf \"%05d\"}}", {"a": 7}],
+		["no placeholders", {"a": 1}],
+		["{{.missing}}", {"a": 1}],
+	]
+	every c in cases {
+		lib.render(c[0], c[1]) == _render_template_or_template(c[0], c[1])
+	}
+}
+
+_render_template_or_template(template, vars) := strings.render_template(template, vars) if {
+	strings.render_template(template, vars)
+} else := template

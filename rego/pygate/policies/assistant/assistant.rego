@@ -49,7 +49,7 @@ refusals contains r if {
 #   priority: 10
 #   message: I can help explain this, but code generation needs a developer role
 refusals contains r if {
-	_contains_code(input.output, _code_patterns)
+	_contains_code
 	not _has_code_role
 	r := lib.refusal(rego.metadata.chain(), {"roles": _display(lib.config("code_roles", []))})
 }
@@ -81,6 +81,7 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 0
 refusals contains r if {
+	not _data_ok
 	some problem in _data_problems
 	r := lib.refusal(rego.metadata.chain(), {"problem": problem})
 }
@@ -97,12 +98,31 @@ _has_code_role if input.user.role in lib.config("code_roles", [])
 # Without data the built-in list still catches the obvious cases.
 _code_patterns := lib.config("code_patterns", ["```", `\bdef\s+\w+\s*\(`, `(?m)^\s*import\s+\w`])
 
-_contains_code(output, _) if output.type == "code"
+_contains_code if input.output.type == "code"
 
-_contains_code(output, patterns) if {
-	is_string(output.text)
-	some pattern in patterns
-	regex.match(pattern, output.text)
+_contains_code if {
+	is_string(input.output.text)
+	true in _pattern_matches
+}
+
+# Every pattern is matched once per query, against the output's text (or ""
+# when there is none): the results answer both "does the text contain code"
+# and "is every pattern a valid regex" (an invalid or non-string pattern makes
+# regex.match undefined, so its result is missing).
+_pattern_matches := [regex.match(pattern, _text) | some pattern in _code_patterns]
+
+_text := input.output.text if {
+	is_string(input.output.text)
+} else := ""
+
+# _data_ok holds exactly when _data_problems is empty; the messages are only
+# built when it does not.
+_data_ok if {
+	is_number(_quota)
+	_string_array(lib.config("code_roles", []))
+	_string_array(lib.config("action_allowlist", []))
+	is_array(_code_patterns)
+	count(_pattern_matches) == count(_code_patterns)
 }
 
 # _display turns a value into text for a reason without ever failing, so the
