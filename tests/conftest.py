@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -15,6 +18,19 @@ from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog
 from pygate._opa_process import PROJECT_ROOT
 
 REGO = PROJECT_ROOT / "rego"
+
+
+def load_drill() -> ModuleType:
+    """``scripts/deployment-drill.py`` as a module (a script, so not importable by name)."""
+    spec = importlib.util.spec_from_file_location(
+        "deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

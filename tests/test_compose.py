@@ -13,40 +13,26 @@ turns that skip into a failure, so CI cannot pass without running it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
 from pygate import build_bundle, generate_keys
 from pygate._opa_process import PROJECT_ROOT, free_port
+from tests.conftest import load_drill
 
 pytestmark = pytest.mark.docker
 
 COMPOSE = PROJECT_ROOT / "scripts" / "compose-local.sh"
 SIDECARS = {"finance": "opa-finance", "assistant": "opa-assistant"}
-
-
-def _drill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -187,7 +173,7 @@ class ComposeDeployment:
         return logs.stdout + logs.stderr
 
 
-DRILL = _drill()
+DRILL = load_drill()
 
 
 @pytest.fixture(scope="module")

@@ -8,27 +8,13 @@ very same steps; here it must pass end to end.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from pygate._opa_process import PROJECT_ROOT
-
-
-def _drill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_drill
 
 
 @pytest.fixture
@@ -41,7 +27,7 @@ def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_two_services_one_signed_bundle_hot_updates_and_failures(
     tmp_path: Path, audit_db: str
 ) -> None:
-    drill = _drill()
+    drill = load_drill()
     with drill.process_deployment(tmp_path, audit_db) as deployment:
         result = drill.run_drill(deployment, tmp_path)
     assert len(result.revisions) == 2
@@ -59,7 +45,7 @@ def test_the_drill_notices_a_sidecar_that_accepts_a_tampered_bundle(
     # A drill that cannot fail proves nothing. Without `signing:` a sidecar still checks a
     # bundle that carries a signature (OPA verifies any .signatures.json it finds), but it
     # accepts one without: the unsigned-bundle step must catch that.
-    drill = _drill()
+    drill = load_drill()
     config = tmp_path / "no-signing.yaml"
     text = (PROJECT_ROOT / "deploy" / "opa-config.yaml").read_text()
     config.write_text(text.replace("    signing:\n      keyid: pygate\n", ""))
