@@ -13,7 +13,7 @@ import click
 from pygate import _core
 from pygate._audit import open_audit
 from pygate._cli_common import EXIT_OK, EXIT_REFUSED, audit_from, fail, settings_from
-from pygate._demo import scenarios
+from pygate._demo import Scenario, scenarios
 from pygate._errors import ConfigError, InputError, PygateError
 from pygate._gate import Gate
 from pygate._models import Decision
@@ -35,6 +35,8 @@ def _show(decision: Decision, title: str | None = None) -> None:
             click.echo(f"    also:    {', '.join(decision.policy_ids[1:])}")
         if decision.fallback:
             click.echo("    fallback: the policy engine could not decide")
+    if decision.approved_by:
+        click.echo(f"    approved by {decision.approved_by} (approval {decision.approval_id})")
     click.echo(f"    audit:   {decision.audit_id}   ({decision.latency_ms:.2f} ms)")
 
 
@@ -139,12 +141,13 @@ def check(ctx: click.Context, source: Any, service: str | None, as_json: bool) -
 @click.option("--json", "as_json", is_flag=True, help="Print every decision as JSON lines.")
 @click.pass_context
 def demo(ctx: click.Context, as_json: bool) -> None:
-    """Gate the seed scenarios on a local OPA, with a quota run and an OPA-down drill.
+    """Gate the seed scenarios on a local OPA, with approval, quota and OPA-down drills.
 
     Starts OPA with ./rego (unless --opa-url is given), gates each scenario for two
-    services (finance, assistant) sharing one OPA and one audit log, uses up one user's
-    daily quota, stops OPA to show fail-closed refusals, restarts it, prints an audit
-    summary and stops OPA on exit. Exit 1 if any decision differs from the seed's answer.
+    services (finance, assistant) sharing one OPA and one audit log, approves the refusal
+    that asks for review and re-submits it, uses up one user's daily quota, stops OPA to
+    show fail-closed refusals, restarts it, prints an audit summary and stops OPA on exit.
+    Exit 1 if any decision differs from the seed's answer.
     """
     settings = settings_from(ctx)
     run_id = uuid.uuid4().hex[:6]
@@ -174,6 +177,7 @@ def demo(ctx: click.Context, as_json: bool) -> None:
         if local is not None:
             local.stop()
         fail(str(exc))
+    review: tuple[Scenario, Decision] | None = None
     gates = {
         name: Gate(settings=settings.model_copy(update={"service": name, "opa_url": url}),
                    audit=audit)
@@ -188,6 +192,20 @@ def demo(ctx: click.Context, as_json: bool) -> None:
                 sc.expect_policy is None or decision.policy_id == sc.expect_policy
             )
             emit(f"[{sc.service}] {sc.name}", decision, ok)
+            if decision.action == "require_review":
+                review = (sc, decision)
+
+        assistant = gates["assistant"]
+        if review is not None and assistant.approvals is not None:
+            sc, refused = review
+            pending = [a for a in assistant.approvals.find() if a.audit_id == refused.audit_id]
+            if pending:
+                note(f"\napproval: rita approves request {pending[0].approval_id[:8]}… "
+                     "(pygate approvals approve ID --by rita) ...")  # fmt: skip
+                assistant.approvals.approve(pending[0].approval_id, by="rita")
+            again = gates[sc.service].evaluate(sc.output, sc.user, sc.context)
+            emit(f"[{sc.service}] {sc.name}, approved and re-submitted", again,
+                 again.allowed and again.approved_by == "rita")  # fmt: skip
 
         busy = {"id": f"busy-{run_id}", "role": "analyst"}
         ask = {"type": "tool_call", "action": "explain"}

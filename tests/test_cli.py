@@ -101,10 +101,16 @@ def test_demo_runs_every_scenario_as_the_seed_says(tmp_path: Path) -> None:
     summary = lines[-1]["summary"]
     assert summary["as_expected"] == summary["scenarios"] == len(lines) - 1
     assert summary["chain_ok"] is True
-    assert summary["audit_records"] == 10 + 100 + 1 + 2
+    assert summary["audit_records"] == 10 + 1 + 100 + 1 + 2
     assert summary["fallback"] == 1
     titles = {line["scenario"] for line in lines[:-1]}
     assert "[finance] transfer within limit, OPA down" in titles
+    approved = [
+        line for line in lines[:-1] if line["scenario"].endswith("approved and re-submitted")
+    ]
+    assert len(approved) == 1
+    assert approved[0]["allowed"] is True
+    assert approved[0]["approved_by"] == "rita"
 
 
 def test_audit_commands(opa: LocalOpa, db: str) -> None:
