@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog
+from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog, open_audit
 from pygate._opa_process import PROJECT_ROOT
 
 REGO = PROJECT_ROOT / "rego"
@@ -177,3 +177,57 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
     yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# --- one test, both audit backends ------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where an audit log lives, on each backend: a SQLite file, or PostgreSQL on a fresh schema.
+
+    What ``PYGATE_AUDIT_DB`` and ``open_audit`` take; the PostgreSQL case skips (with the
+    reason) only when no PostgreSQL can be started here.
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.db")
+    url: str = request.getfixturevalue("pg_schema_url")
+    return url
+
+
+@pytest.fixture
+def audit_any(audit_db: str) -> Iterator[AuditLog]:
+    """An audit log on each backend (a module overrides ``audit`` with it to run on both)."""
+    log = open_audit(audit_db)
+    yield log
+    log.close()
+
+
+def raw_sql(target: str, sql: str, guards: bool = True) -> None:
+    """Run ``sql`` on an audit database behind the library's back (tests of tampering).
+
+    With ``guards`` off, the append-only triggers are bypassed for this statement.
+    """
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as conn, conn.transaction():
+            if not guards:
+                conn.execute("ALTER TABLE decisions DISABLE TRIGGER USER")
+                conn.execute("ALTER TABLE chain_anchor DISABLE TRIGGER USER")
+            conn.execute(sql)
+            if not guards:
+                conn.execute("ALTER TABLE decisions ENABLE TRIGGER USER")
+                conn.execute("ALTER TABLE chain_anchor ENABLE TRIGGER USER")
+        return
+    import sqlite3
+
+    db = sqlite3.connect(target, isolation_level=None)
+    try:
+        if not guards:
+            for name in ("decisions_no_update", "decisions_no_delete", "chain_anchor_no_update",
+                         "chain_anchor_no_delete"):  # fmt: skip
+                db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(sql)
+    finally:
+        db.close()

@@ -1,21 +1,29 @@
-"""The questions the audit data answers, on a log whose answers are known."""
+"""The questions the audit data answers, on a log whose answers are known.
+
+Every test runs on both audit backends, SQLite and PostgreSQL (``audit`` below).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from pygate import AuditError, AuditLog, Decision, Gate, InputError, Refusal, SqliteAuditLog
+from pygate import AuditError, AuditLog, Decision, Gate, InputError, Refusal, open_audit
 from pygate._audit import _analytics as analytics
 from pygate._cli import main
 from pygate._opa_process import PROJECT_ROOT, find_opa_binary
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def audit(audit_any: AuditLog) -> AuditLog:
+    """This module's audit log, on each backend (``make_gate`` shares it)."""
+    return audit_any
 
 
 def _put(
@@ -202,8 +210,8 @@ def test_gate_record_followup(make_gate: Callable[..., Gate], audit: AuditLog) -
     assert analytics.followups(audit, timedelta(minutes=30))["counts"]["leave"] == 1
 
 
-def test_every_question_has_a_json_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYGATE_AUDIT_DB", str(tmp_path / "h.db"))
+def test_every_question_has_a_json_command(audit_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYGATE_AUDIT_DB", audit_db)
     runner = CliRunner()
     made = runner.invoke(main, ["audit", "generate", "--records", "3000", "--days", "14", "--json"])
     assert made.exit_code == 0, made.output
@@ -233,4 +241,6 @@ def test_every_question_has_a_json_command(tmp_path: Path, monkeypatch: pytest.M
     audit_id = json.loads(record.output)["audit_id"]
     kind = runner.invoke(main, ["audit", "followup", audit_id, "escalate", "--json"])
     assert kind.exit_code in (0, 2)  # 2 when the last record happens to be an allow
-    assert SqliteAuditLog(tmp_path / "h.db").verify().ok
+    log = open_audit(audit_db)
+    assert log.verify().ok
+    log.close()

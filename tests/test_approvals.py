@@ -1,13 +1,14 @@
-"""Human approval: a require_review refusal waits for a person; OPA, not Python, lifts it."""
+"""Human approval: a require_review refusal waits for a person; OPA, not Python, lifts it.
+
+Every test runs on both audit backends, SQLite and PostgreSQL (``audit`` below), with the real OPA.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +16,16 @@ from click.testing import CliRunner
 
 from pygate import ApprovalError, AsyncGate, AuditLog, Gate, LocalOpa
 from pygate._cli import main
+from tests.conftest import raw_sql
 
 TOOL = {"type": "tool_call", "action": "delete_records", "table": "users"}
 ANA = {"id": "ana", "role": "analyst"}
+
+
+@pytest.fixture
+def audit(audit_any: AuditLog) -> AuditLog:
+    """This module's audit log, on each backend (``make_gate`` shares it)."""
+    return audit_any
 
 
 @pytest.fixture
@@ -146,10 +154,9 @@ def test_deciding_twice_or_unknown_ids_fail(assistant: Gate) -> None:
 
 
 def test_cli_list_approve_reject(
-    opa: LocalOpa, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    opa: LocalOpa, audit_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "cli.db"
-    monkeypatch.setenv("PYGATE_AUDIT_DB", str(db))
+    monkeypatch.setenv("PYGATE_AUDIT_DB", audit_db)
     with Gate("assistant", opa_url=opa.url) as gate:
         gate.evaluate(TOOL, ANA)
         gate.evaluate({**TOOL, "action": "send_email"}, ANA)
@@ -177,14 +184,12 @@ def test_cli_list_approve_reject(
 
 
 def test_an_unreadable_approval_store_leaves_the_refusal_standing(
-    assistant: Gate, audit: AuditLog
+    assistant: Gate, audit: AuditLog, audit_db: str
 ) -> None:
     assistant.evaluate(TOOL, ANA)
     assert assistant.approvals is not None
     assistant.approvals.approve(_pending(assistant), by="rita")
-    db = sqlite3.connect(audit.path, isolation_level=None)  # type: ignore[attr-defined]
-    db.execute("DROP TABLE approvals")
-    db.close()
+    raw_sql(audit_db, "DROP TABLE approvals")
     decision = assistant.evaluate(TOOL, ANA)  # no exception: fail closed
     assert not decision.allowed
     assert decision.policy_id == "AST-002"

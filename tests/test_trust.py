@@ -13,21 +13,33 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pygate import AuditError, Decision, Gate, LocalOpa, Settings, SqliteAuditLog
+from pygate import (
+    AuditError,
+    AuditLog,
+    Decision,
+    Gate,
+    LocalOpa,
+    PostgresAuditLog,
+    Settings,
+    SqliteAuditLog,
+    open_audit,
+)
 from pygate._audit import DEFAULT_REDACT_KEYS
 from pygate._audit._base import COLUMNS, chain_hash
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._cli import main
 from pygate._opa_process import PROJECT_ROOT
+from tests.conftest import raw_sql
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 
 
-def _fill(log: SqliteAuditLog, days: list[int], now: datetime = NOW) -> list[str]:
+def _fill(log: AuditLog, days: list[int], now: datetime = NOW) -> list[str]:
     """One record per entry, ``days`` before ``now`` (in order)."""
     ids = []
     for i, back in enumerate(days):
@@ -57,9 +69,12 @@ def _raw(path: Path) -> sqlite3.Connection:
     return db
 
 
-# --- retention ---------------------------------------------------------------------------
-def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
+# --- retention (both backends: ``audit_db`` is a SQLite file or a PostgreSQL schema) ----------
+_GUARDED = (sqlite3.Error, psycopg.Error)
+
+
+def test_prune_keeps_the_chain_verifiable(audit_any: AuditLog) -> None:
+    log = audit_any
     ids = _fill(log, [90, 80, 70, 40, 35, 5, 1])
     result = prune(log, 30, now=NOW)
     assert result["pruned"] == 5
@@ -76,8 +91,19 @@ def test_prune_keeps_the_chain_verifiable(tmp_path: Path) -> None:
     assert [a["anchor_no"] for a in log.anchors()] == [1, 2]
 
 
-def test_prune_only_removes_a_prefix(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
+def test_the_chain_goes_on_after_every_record_was_pruned(audit_any: AuditLog) -> None:
+    """Regression: the next record chained to genesis, not to the checkpoint, and broke verify."""
+    _fill(audit_any, [90, 80])
+    assert prune(audit_any, 30, now=NOW)["pruned"] == 2
+    assert audit_any.count() == 0
+    _fill(audit_any, [1, 0])
+    checked = audit_any.verify()
+    assert checked.ok, checked
+    assert checked.checked == 2
+
+
+def test_prune_only_removes_a_prefix(audit_any: AuditLog) -> None:
+    log = audit_any
     _fill(log, [90, 10, 90, 90])  # an old record after a newer one must stay
     result = prune(log, 30, now=NOW)
     assert (result["pruned"], result["kept_older"]) == (1, 2)
@@ -85,56 +111,76 @@ def test_prune_only_removes_a_prefix(tmp_path: Path) -> None:
     assert log.verify().ok
 
 
-def test_library_still_cannot_delete_after_a_prune(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
-    _fill(log, [90, 1])
-    prune(log, 30, now=NOW)
-    db = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("DELETE FROM decisions")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("UPDATE chain_anchor SET pruned = 0")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("DELETE FROM chain_anchor")
+def test_library_still_cannot_delete_after_a_prune(audit_db: str, audit_any: AuditLog) -> None:
+    _fill(audit_any, [90, 1])
+    prune(audit_any, 30, now=NOW)
+    for sql in ("DELETE FROM decisions", "UPDATE decisions SET reason = 'x'",
+                "UPDATE chain_anchor SET pruned = 0", "DELETE FROM chain_anchor"):  # fmt: skip
+        with pytest.raises(_GUARDED, match="append-only"):
+            raw_sql(audit_db, sql)
+    assert audit_any.count() == 1
+    assert audit_any.verify().ok
 
 
-def test_deletion_after_prune_is_detected(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
-    ids = _fill(log, [90, 80, 5, 4, 3])
-    prune(log, 30, now=NOW)
-    _raw(log.path).execute("DELETE FROM decisions WHERE seq = 3")
-    result = log.verify()
+def _delete_as_if_pruning(url: str, through: int, where: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT set_config('pygate.prune_through', %s, true)", (str(through),))
+        conn.execute(f"DELETE FROM decisions WHERE {where}")
+
+
+def test_postgres_prune_bypass_is_scoped_to_a_covering_checkpoint(pg_schema_url: str) -> None:
+    """The trigger lets a DELETE through only for rows a checkpoint covers, and only when the
+    transaction says it is pruning: setting the flag alone deletes nothing."""
+    log = PostgresAuditLog(pg_schema_url)
+    _fill(log, [90, 80, 1])
+    with pytest.raises(psycopg.Error, match="append-only"):
+        _delete_as_if_pruning(pg_schema_url, 3, "seq <= 3")
+    prune(log, 30, now=NOW)  # checkpoint through seq 2
+    with pytest.raises(psycopg.Error, match="append-only"):
+        _delete_as_if_pruning(pg_schema_url, 3, "seq = 3")
+    with pytest.raises(psycopg.Error, match="append-only"):
+        raw_sql(pg_schema_url, "TRUNCATE chain_anchor")
+    assert log.count() == 1
+    assert log.verify().ok
+    log.close()
+
+
+def test_deletion_after_prune_is_detected(audit_db: str, audit_any: AuditLog) -> None:
+    ids = _fill(audit_any, [90, 80, 5, 4, 3])
+    prune(audit_any, 30, now=NOW)
+    raw_sql(audit_db, "DELETE FROM decisions WHERE seq = 3", guards=False)
+    result = audit_any.verify()
     assert not result.ok
     assert result.audit_id == ids[3]
     assert "3..3 are missing" in result.problem
 
 
-def test_edited_or_removed_anchor_is_detected(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
-    _fill(log, [90, 80, 5])
-    prune(log, 30, now=NOW)
-    db = _raw(log.path)
-    db.execute("UPDATE chain_anchor SET pruned = 1")
-    result = log.verify()
+def test_edited_or_removed_anchor_is_detected(audit_db: str, audit_any: AuditLog) -> None:
+    _fill(audit_any, [90, 80, 5])
+    prune(audit_any, 30, now=NOW)
+    raw_sql(audit_db, "UPDATE chain_anchor SET pruned = 1", guards=False)
+    result = audit_any.verify()
     assert not result.ok
     assert "anchor 1: content was edited" in result.problem
-    db.execute("DELETE FROM chain_anchor")  # without its checkpoint the rest cannot verify
-    assert not log.verify().ok
+    # without its checkpoint the rest cannot verify
+    raw_sql(audit_db, "DELETE FROM chain_anchor", guards=False)
+    assert not audit_any.verify().ok
 
 
-def test_a_tampered_log_is_never_pruned(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
-    _fill(log, [90, 80, 5])
-    _raw(log.path).execute("UPDATE decisions SET allowed = 1 WHERE seq = 1")
+def test_a_tampered_log_is_never_pruned(audit_db: str, audit_any: AuditLog) -> None:
+    _fill(audit_any, [90, 80, 5])
+    raw_sql(audit_db, "UPDATE decisions SET allowed = 1 WHERE seq = 1", guards=False)
     with pytest.raises(AuditError, match="does not verify at record 1"):
-        prune(log, 30, now=NOW)
-    assert log.count() == 3
+        prune(audit_any, 30, now=NOW)
+    assert audit_any.count() == 3
 
 
-def test_prune_cli_dry_run_then_yes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
+def test_prune_cli_dry_run_then_yes(
+    audit_db: str, audit_any: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = audit_any
     _fill(log, [4000, 3000, 1], now=datetime.now(UTC))
-    monkeypatch.setenv("PYGATE_AUDIT_DB", str(log.path))
+    monkeypatch.setenv("PYGATE_AUDIT_DB", audit_db)
     runner = CliRunner()
     dry = runner.invoke(main, ["audit", "prune", "--older-than", "365", "--json"])
     assert json.loads(dry.output)["would_prune_at_most"] == 2
@@ -155,29 +201,39 @@ def test_records_without_approval_hash_as_before(tmp_path: Path) -> None:
     assert chain_hash("0" * 64, {**row, "approval_id": "x", "approved_by": "rita"}) != expected
 
 
-def test_editing_the_approver_is_detected(tmp_path: Path) -> None:
-    log = SqliteAuditLog(tmp_path / "a.db")
+def test_editing_the_approver_is_detected(audit_db: str, audit_any: AuditLog) -> None:
+    log = audit_any
     log.append(Decision(allowed=True, user_id="u", approval_id="ap", approved_by="rita"), {})
     assert log.verify().ok
-    _raw(log.path).execute("UPDATE decisions SET approved_by = 'mallory'")
+    [record] = log.records()
+    assert (record.approval_id, record.approved_by) == ("ap", "rita")
+    raw_sql(audit_db, "UPDATE decisions SET approved_by = 'mallory'", guards=False)
     assert log.verify().problem == "record content was edited"
 
 
-def test_a_log_from_before_the_new_columns_opens_and_verifies(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    old = SqliteAuditLog(path)
+def test_a_log_from_before_the_new_columns_opens_and_verifies(audit_db: str) -> None:
+    old = open_audit(audit_db)
     _fill(old, [3, 2, 1])
     old.close()
-    db = sqlite3.connect(path, isolation_level=None)  # make it look like the old schema
-    db.execute("DROP INDEX IF EXISTS decisions_ts")
-    db.execute("DROP TABLE approvals")
-    db.execute("ALTER TABLE decisions DROP COLUMN approval_id")
-    db.execute("ALTER TABLE decisions DROP COLUMN approved_by")
-    db.close()
-    reopened = SqliteAuditLog(path)
+    for sql in (  # make it look like the old schema
+        "DROP INDEX IF EXISTS decisions_ts",
+        "DROP TABLE approvals",
+        "DROP TABLE followups",
+        "DROP TABLE chain_anchor",
+        "ALTER TABLE decisions DROP COLUMN approval_id",
+        "ALTER TABLE decisions DROP COLUMN approved_by",
+    ):
+        raw_sql(audit_db, sql)
+    reopened = open_audit(audit_db)
     assert reopened.verify().ok
     reopened.append(Decision(allowed=True, user_id="u", approval_id="a", approved_by="b"), {})
     assert reopened.verify().ok
+    assert prune(reopened, 0, now=datetime.now(UTC))["pruned"] == 4
+    assert reopened.verify().ok
+    reopen_again = open_audit(audit_db)  # opening an up-to-date log changes nothing
+    assert reopen_again.verify().ok
+    reopen_again.close()
+    reopened.close()
 
 
 # --- export ------------------------------------------------------------------------------

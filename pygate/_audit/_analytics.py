@@ -37,7 +37,9 @@ INTERNAL_POLICIES = {
 # never from a user, so it is safe to splice into the SQL.
 _JSON_FIELD = {
     "sqlite": "json_extract(output, '$.{key}')",
-    "postgres": "(CAST(output AS jsonb) ->> '{key}')",
+    # PostgreSQL cannot turn the JSON escape \u0000 into text, and one such output would fail
+    # the whole query: it becomes \ufffd first (same JSON shape; a field it sits in changes).
+    "postgres": "(CAST(replace(output, '\\u0000', '\\ufffd') AS json) ->> '{key}')",
 }
 _FIELDS = ("type", "action")
 

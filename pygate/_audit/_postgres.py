@@ -8,7 +8,14 @@ how writers that live in different processes and on different hosts are kept in 
 - the daily-quota counter is one ``INSERT … ON CONFLICT … DO UPDATE … RETURNING``, atomic
   in the database, so usage on service A counts on service B and concurrent requests at the
   boundary never approve more than the quota;
-- triggers refuse UPDATE, DELETE and TRUNCATE on ``decisions`` (append-only).
+- triggers refuse UPDATE, DELETE and TRUNCATE on ``decisions`` (append-only). The one
+  sanctioned deletion is a retention prune (``_prune``): in the transaction that writes the
+  ``chain_anchor`` checkpoint, under the chain lock, it sets the transaction-local
+  ``pygate.prune_through`` to the checkpoint's seq, and the trigger lets a DELETE through only
+  for rows at or below it that a checkpoint covers; every other UPDATE, DELETE or TRUNCATE is
+  still refused.
+- the refusal-dataset extension tables (approvals, follow-ups, retention checkpoints) are
+  ``EXTENSION_SCHEMA``, created at open under the same lock; checkpoints are append-only too.
 
 Tables live in the connection's current schema (set ``options=-csearch_path=NAME`` in the URL
 to keep several deployments in one database). Driver errors become ``AuditError`` in exactly
@@ -25,7 +32,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from pygate._audit._base import COLUMNS, DEFAULT_REDACT_KEYS, GENESIS, AuditLog, chain_hash
+from pygate._audit._base import (
+    DEFAULT_REDACT_KEYS,
+    EXTENSION_SCHEMA,
+    EXTRA_COLUMNS,
+    GENESIS,
+    STORED_COLUMNS,
+    AuditLog,
+    chain_hash,
+)
 from pygate._errors import AuditError
 
 #: First key of every pygate advisory lock ("pyga"); the second is the schema's hash.
@@ -54,7 +69,17 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
 CREATE OR REPLACE FUNCTION pygate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+BEGIN
+    -- A retention prune (and nothing else) sets pygate.prune_through for its own transaction.
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.seq <= COALESCE(NULLIF(current_setting('pygate.prune_through', true), ''),
+                               '0')::bigint
+           AND EXISTS (SELECT 1 FROM chain_anchor WHERE through_seq >= OLD.seq) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only';
+END $$;
 CREATE OR REPLACE TRIGGER decisions_no_update BEFORE UPDATE OR DELETE ON decisions
     FOR EACH ROW EXECUTE FUNCTION pygate_append_only();
 CREATE OR REPLACE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
@@ -67,11 +92,27 @@ CREATE TABLE IF NOT EXISTS quota_usage (
 );
 """
 
+# The portable extension schema, with counters that can exceed 2**31 widened.
+_EXTENSION_SCHEMA = tuple(
+    s.replace("through_seq INTEGER", "through_seq BIGINT").replace(
+        "pruned INTEGER", "pruned BIGINT"
+    )
+    for s in EXTENSION_SCHEMA
+)
+_ANCHOR_GUARDS = (
+    """CREATE OR REPLACE FUNCTION pygate_anchor_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'retention anchors are append-only'; END $$""",
+    """CREATE OR REPLACE TRIGGER chain_anchor_no_change BEFORE UPDATE OR DELETE ON chain_anchor
+    FOR EACH ROW EXECUTE FUNCTION pygate_anchor_append_only()""",
+    """CREATE OR REPLACE TRIGGER chain_anchor_no_truncate BEFORE TRUNCATE ON chain_anchor
+    FOR EACH STATEMENT EXECUTE FUNCTION pygate_anchor_append_only()""",
+)
+
 _LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))"
 
 _INSERT = (
-    f"INSERT INTO decisions ({', '.join(COLUMNS)}, prev_hash, hash) "
-    f"VALUES ({', '.join(['%s'] * (len(COLUMNS) + 2))})"
+    f"INSERT INTO decisions ({', '.join(STORED_COLUMNS)}, prev_hash, hash) "
+    f"VALUES ({', '.join(['%s'] * (len(STORED_COLUMNS) + 2))})"
 )
 
 _RESERVE = (
@@ -107,6 +148,8 @@ class PostgresAuditLog(AuditLog):
         AuditError: the database cannot be reached or the schema cannot be created.
     """
 
+    dialect = "postgres"
+
     def __init__(
         self,
         url: str,
@@ -126,6 +169,8 @@ class PostgresAuditLog(AuditLog):
                 # Serialise schema creation: services starting together race on it.
                 conn.execute(_LOCK, (_LOCK_NAMESPACE,))
                 conn.execute(_SCHEMA)
+                self._extend(conn)
+        self.extensions = True
 
     def __repr__(self) -> str:
         return f"PostgresAuditLog({safe_url(self.url)!r})"
@@ -139,6 +184,26 @@ class PostgresAuditLog(AuditLog):
             # A connection the error broke is closed; _connection() opens a new one next time.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AuditError(f"cannot {what} in {safe_url(self.url)}: {detail}") from exc
+
+    @staticmethod
+    def _extend(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Add the appended hashed columns and the extension tables (idempotent; under the lock).
+
+        The columns are looked up first so that an up-to-date database is not ALTERed (which
+        would take an exclusive lock on ``decisions`` at every open).
+        """
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'decisions'"
+            ).fetchall()
+        }
+        for column in EXTRA_COLUMNS:
+            if column not in have:
+                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
+        for statement in (*_EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
+            conn.execute(statement)
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
@@ -158,18 +223,44 @@ class PostgresAuditLog(AuditLog):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(_LOCK, (_LOCK_NAMESPACE,))
-                cur.execute("SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1")
-                last = cur.fetchone()
-                prev = last[0] if last else GENESIS
+                prev = _last_hash(cur)
                 params = []
                 for row in rows:
                     digest = chain_hash(prev, row)
-                    params.append((*(row[c] for c in COLUMNS), prev, digest))
+                    params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                     prev = digest
                 if params:
                     cur.executemany(_INSERT, params)
                 if releases:
                     cur.executemany(_RELEASE, releases)
+
+    def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock, self._translate("write the extension tables"):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql.replace("?", "%s"), params)
+
+    def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
+        columns = ", ".join(anchor)
+        with self._lock, self._translate("prune the audit log"):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                # Under the chain lock: no append reads the last hash while the prefix goes.
+                cur.execute(_LOCK, (_LOCK_NAMESPACE,))
+                cur.execute(
+                    f"INSERT INTO chain_anchor ({columns}) "
+                    f"VALUES ({', '.join(['%s'] * len(anchor))})",
+                    tuple(anchor.values()),
+                )
+                # Transaction-local (is_local = true): gone at COMMIT or ROLLBACK.
+                cur.execute(
+                    "SELECT set_config('pygate.prune_through', %s, true)", (str(through_seq),)
+                )
+                cur.execute("DELETE FROM decisions WHERE seq <= %s", (through_seq,))
+                deleted = cur.rowcount
+                cur.execute("SELECT set_config('pygate.prune_through', '', true)")
+        return int(deleted)
 
     def reserve(self, user_id: str, day: str) -> int:
         with self._lock, self._translate("reserve quota"):
@@ -191,3 +282,17 @@ class PostgresAuditLog(AuditLog):
         with self._lock, self._translate("read the audit log"):
             row = self._connection().execute(sql.replace("?", "%s"), params).fetchone()
         return row[0] if row else None
+
+
+def _last_hash(cur: psycopg.Cursor[tuple[Any, ...]]) -> str:
+    """The hash the next record chains to: the last record's, else the latest checkpoint's.
+
+    A prune may have removed every record; the chain then continues from its checkpoint.
+    """
+    cur.execute("SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1")
+    last = cur.fetchone()
+    if last:
+        return str(last[0])
+    cur.execute("SELECT through_hash FROM chain_anchor ORDER BY anchor_no DESC LIMIT 1")
+    anchor = cur.fetchone()
+    return str(anchor[0]) if anchor else GENESIS

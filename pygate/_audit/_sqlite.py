@@ -267,7 +267,7 @@ class SqliteAuditLog(AuditLog):
                         last = self._db.execute(
                             "SELECT hash FROM decisions ORDER BY seq DESC LIMIT 1"
                         ).fetchone()
-                        prev = last[0] if last else GENESIS
+                        prev = last[0] if last else self._anchor_hash()
                     params = []
                     for row, body in op.rows:
                         digest = link(prev, body)
@@ -281,6 +281,16 @@ class SqliteAuditLog(AuditLog):
                 self._abort()
                 raise AuditError(f"cannot write to audit log {self.path}: {exc}") from exc
         return results
+
+    def _anchor_hash(self) -> str:
+        """Where an empty log's chain starts: the latest prune checkpoint, else genesis.
+
+        A prune may have removed every record; the next record chains to its checkpoint.
+        """
+        row = self._db.execute(
+            "SELECT through_hash FROM chain_anchor ORDER BY anchor_no DESC LIMIT 1"
+        ).fetchone()
+        return str(row[0]) if row else GENESIS
 
     def _reserve_in_transaction(self, keys: list[tuple[str, str]]) -> list[int]:
         taken: dict[tuple[str, str], int] = {}
