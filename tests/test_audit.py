@@ -283,3 +283,21 @@ def test_processes_opening_a_new_log_at_once_all_succeed(tmp_path: Path) -> None
         ]
         results = [p.communicate(timeout=60) for p in procs]
         assert [p.returncode for p in procs] == [0] * 10, [err for _, err in results]
+
+
+def test_non_finite_numbers_are_stored_as_strict_json(audit_any: AuditLog) -> None:
+    """Regression: NaN/Infinity were stored as bare NaN, which PostgreSQL's json cast rejects,
+    so analytics over such a record failed there."""
+    import json
+
+    from pygate._audit import _analytics as analytics
+
+    audit_any.append(
+        Decision(allowed=False, reason="r", policy_id="P", user_id="u"),
+        {"type": "x", "score": float("nan"), "hi": float("inf"), "lo": [float("-inf")]},
+    )
+    stored = audit_any.tail(1)[0].output
+    assert stored == {"type": "x", "score": "NaN", "hi": "Infinity", "lo": ["-Infinity"]}
+    json.loads(json.dumps(stored), parse_constant=lambda c: pytest.fail(f"bare {c} stored"))
+    assert analytics.refused_outputs(audit_any)["refused"] == 1
+    assert audit_any.verify().ok

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -140,6 +141,17 @@ def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in items))
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its JSON-ish name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """The hash of one record given the previous record's hash."""
     return link(prev_hash, canonical(row))
@@ -265,9 +277,13 @@ class AuditLog(ABC):
 
     # --- shared behaviour -----------------------------------------------------------------
     def redacted_json(self, output: Any) -> str:
-        """``output`` as stored: configured fields masked, then canonical JSON."""
-        masked = redact(output, self._redact_keys, self._redact_pattern)
-        return json.dumps(masked, sort_keys=True, default=repr)
+        """``output`` as stored: configured fields masked, then canonical, strict JSON.
+
+        NaN and infinities are not JSON (PostgreSQL's json type rejects them), so they are
+        stored as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
+        """
+        masked = _finite(redact(output, self._redact_keys, self._redact_pattern))
+        return json.dumps(masked, sort_keys=True, default=repr, allow_nan=False)
 
     def _row(self, decision: Decision, output: Any) -> dict[str, Any]:
         when = decision.decided_at or datetime.now(UTC)
