@@ -20,7 +20,7 @@
 #   pygate-local/nginx      Debian bookworm + nginx (stand-in for nginx:1.27-alpine)
 #   pygate-local/postgres   Debian bookworm + postgresql (stand-in for postgres:16-alpine)
 # The debootstrap root filesystems are cached as tarballs in .tools/rootfs/.
-# Each step prints how long it took.
+# Each step prints how long it took; apt's output goes to .tools/logs/apt.log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -38,15 +38,22 @@ timed() {  # timed LABEL CMD...: run CMD, log its duration
   log "$label: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f s", b-a}')"
 }
 
-apt_install() {
-  if [ ! -f "$state/apt-updated" ]; then apt-get update -qq >&2 && touch "$state/apt-updated"; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+. scripts/apt.sh   # apt_install: waits for the dpkg lock, output to .tools/logs/apt.log
+
+# Every package this script needs, installed once, before anything runs in parallel (three
+# debootstraps each installing debootstrap lost the dpkg lock to each other on a fresh machine).
+packages() {
+  local want=()
+  command -v dockerd >/dev/null 2>&1 || want+=(docker.io)
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
+    || want+=(docker-compose)
+  command -v debootstrap >/dev/null 2>&1 || want+=(debootstrap)
+  [ "${#want[@]}" -eq 0 ] || apt_install "Docker engine, compose and image builds" "${want[@]}"
 }
 
 engine() {
   if docker info >/dev/null 2>&1; then return 0; fi
-  command -v dockerd >/dev/null 2>&1 || timed "install docker.io docker-compose" \
-    apt_install docker.io docker-compose
+  command -v dockerd >/dev/null 2>&1 || apt_install "Docker engine" docker.io
   if [ -f "$state/dockerd.pid" ] && kill -0 "$(cat "$state/dockerd.pid")" 2>/dev/null; then
     log "dockerd (pid $(cat "$state/dockerd.pid")) is starting ..."
   else
@@ -81,7 +88,7 @@ stop_engine() {
 
 compose_tool() {  # make sure a compose command exists (v2 plugin or Debian's 1.29)
   docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
-    || timed "install docker-compose" apt_install docker-compose
+    || apt_install "Docker compose" docker-compose
 }
 
 mirror() {
@@ -101,7 +108,8 @@ rootfs() {
   local name="$1" packages="$2" tarball dir
   tarball=".tools/rootfs/$(rootfs_id "$name" "$packages").tar"
   if [ ! -f "$tarball" ]; then
-    command -v debootstrap >/dev/null 2>&1 || timed "install debootstrap" apt_install debootstrap
+    command -v debootstrap >/dev/null 2>&1 \
+      || { log "debootstrap is missing: run scripts/docker-images.sh (it installs it first)"; return 1; }
     dir="$(mktemp -d "$root/.tools/rootfs/$name.XXXX")"
     local t0; t0=$(date +%s)
     debootstrap --variant=minbase --include="$packages" "$SUITE" "$dir" "$(mirror)" \
@@ -186,7 +194,9 @@ images() {
   if [ "$(label $PG_IMAGE)" != "$(import_hash $PG_IMAGE "$PG_PKGS" --change "$PG_CHANGE")" ]; then
     rootfs postgres "$PG_PKGS" >/dev/null & pids+=($!)
   fi
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  local failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || { log "a root filesystem could not be built (see above)"; return 1; }
   import_image $PY_IMAGE "$PY_PKGS" --change "$PY_CHANGE"
   import_image $NGINX_IMAGE "$NGINX_PKGS" --change "$NGINX_CHANGE"
   import_image $PG_IMAGE "$PG_PKGS" --change "$PG_CHANGE"
@@ -197,11 +207,11 @@ images() {
 }
 
 case "${1:-build}" in
-  engine) engine; compose_tool ;;
+  engine) packages; engine; compose_tool ;;
   stop) stop_engine ;;
   build)
     t0=$(date +%s)
-    engine; compose_tool; images
+    timed "packages" packages; engine; compose_tool; images
     log "all images ready in $(( $(date +%s) - t0 )) s"
     ;;
   env)

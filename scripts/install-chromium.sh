@@ -15,21 +15,6 @@ find_chromium() {
 
 if find_chromium; then exit 0; fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-chromium: no apt-get here; install Chromium and set PYGATE_CHROMIUM" >&2
-  exit 1
-fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-    echo "install-chromium: apt-get needs root; run: sudo apt-get install chromium" >&2
-    exit 1
-  fi
-fi
-echo "installing Debian's chromium with apt-get (about a minute) ..." >&2
-start=$(date +%s)
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
-$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >&2
-echo "chromium installed in $(( $(date +%s) - start )) s" >&2
+. "$(dirname "$0")/apt.sh"
+apt_install "Chromium for the report render test" --no-install-recommends chromium || exit 1
 find_chromium

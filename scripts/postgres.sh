@@ -7,8 +7,8 @@
 #   scripts/postgres.sh status    exit 0 if running
 #   scripts/postgres.sh stop      stop the server (data is kept)
 # Environment: PYGATE_PG_DIR (default .tools/pg, or /var/tmp/pygate-pg-* when the postgres
-# user cannot reach the checkout), PYGATE_PG_PORT (default: a free port,
-# remembered in $PYGATE_PG_DIR/port). The database password is a fixed demo value and the
+# user cannot reach the checkout), PYGATE_PG_PORT (default: stable per checkout, the last port
+# used (remembered in $PYGATE_PG_DIR/port) or one derived from the checkout's path). The database password is a fixed demo value and the
 # server only listens on 127.0.0.1; do not reuse this cluster for anything else.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,10 +38,8 @@ install_pg() {
   if [ "$(id -u)" != 0 ]; then
     say "PostgreSQL is not installed and this is not root: apt-get install postgresql"; exit 1
   fi
-  say "installing Debian's postgresql ..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq postgresql >&2
+  . "$root/scripts/apt.sh"
+  apt_install "PostgreSQL for the audit tests" postgresql || exit 1
   # Only the binaries are wanted: stop the default cluster the package may have started on
   # the fixed port 5432 (ours runs on a port of its own).
   pg_lsclusters -h 2>/dev/null | awk '$4 == "online" {print $1, $2}' | while read -r v c; do
@@ -61,6 +59,20 @@ port() { cat "$dir/port"; }
 url() { echo "postgresql://$user:$password@127.0.0.1:$(port)/$db"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null; }
+
+# The port is stable per checkout, so a URL handed out earlier stays valid across restarts:
+# PYGATE_PG_PORT, else the port this cluster used last, else one derived from the checkout's
+# path (20000-29999); a free port only when that one is taken by something else.
+choose_port() {
+  if [ -n "${PYGATE_PG_PORT:-}" ]; then echo "$PYGATE_PG_PORT"; return; fi
+  local p
+  for p in "$(cat "$dir/port" 2>/dev/null || true)" \
+           "$(( 20000 + 0x$(echo "$root" | sha256sum | cut -c1-6) % 10000 ))"; do
+    if [ -n "$p" ] && port_free "$p"; then echo "$p"; return; fi
+  done
+  free_port
+}
 
 start() {
   install_pg
@@ -77,8 +89,7 @@ start() {
       --pwfile="$pwfile" -E UTF8 >/dev/null
     rm -f "$pwfile"
   fi
-  local p="${PYGATE_PG_PORT:-}"
-  [ -n "$p" ] || p="$(free_port)"
+  local p; p="$(choose_port)"
   echo "$p" > "$dir/port"
   as_owner "$bin/pg_ctl" -D "$data" -l "$log" -w -t 30 start \
     -o "-c listen_addresses=127.0.0.1 -p $p -k $run -c max_connections=200" >/dev/null \
