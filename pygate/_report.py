@@ -53,10 +53,11 @@ def chart_rate(rates: dict[str, Any]) -> str:
     """Refusals (bars) and refusal rate (line) per time bucket."""
     fig, ax = _figure()
     buckets = rates["buckets"]
+    key = rates["by"]
+    ax.set_title(f"Refusal rate per {key}")
     if not buckets:
         _empty(ax, "no decisions")
         return _svg(fig)
-    key = rates["by"]
     labels = [str(b[key]) for b in buckets]
     xs = range(len(labels))
     ax.bar(xs, [b["refused"] for b in buckets], color=_RED, alpha=0.35, label="refusals")
@@ -67,13 +68,13 @@ def chart_rate(rates: dict[str, Any]) -> str:
     twin.set_ylim(bottom=0)
     step = max(1, len(labels) // 12)
     ax.set_xticks(list(xs)[::step], [lbl[5:] for lbl in labels][::step], rotation=30, ha="right")
-    ax.set_title(f"Refusal rate per {key}")
     return _svg(fig)
 
 
 def chart_bars(pairs: list[tuple[str, int]], title: str, color: str, xlabel: str) -> str:
     """A horizontal bar chart, largest on top."""
     fig, ax = _figure(max(2.0, 0.35 * len(pairs) + 1))
+    ax.set_title(title)
     if not pairs:
         _empty(ax, "nothing to show")
         return _svg(fig)
@@ -83,7 +84,6 @@ def chart_bars(pairs: list[tuple[str, int]], title: str, color: str, xlabel: str
     ax.grid(axis="x", alpha=0.3)
     ax.grid(axis="y", visible=False)
     ax.set_xlabel(xlabel)
-    ax.set_title(title)
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:,}", va="center", fontsize=8)
     return _svg(fig)
@@ -115,6 +115,7 @@ def chart_incidents(health: dict[str, Any]) -> str:
     """Fallback refusals per incident (OPA could not decide)."""
     fig, ax = _figure()
     incidents = health["incidents"]
+    ax.set_title("Engine incidents (fail-closed refusals)")
     if not incidents:
         _empty(ax, "no fallback refusals: the engine always decided")
         return _svg(fig)
@@ -122,15 +123,17 @@ def chart_incidents(health: dict[str, Any]) -> str:
     ax.bar(range(len(labels)), [i["refusals"] for i in incidents], color=_AMBER)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_ylabel("fallback refusals")
-    ax.set_title("Engine incidents (fail-closed refusals)")
     return _svg(fig)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], empty: str = "none") -> str:
+    """A table; with no rows it still has its headers and one row saying what is missing."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
     )
+    if not rows:
+        body = f"<tr><td class='empty' colspan='{len(headers)}'>{html.escape(empty)}</td></tr>"
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -154,7 +157,7 @@ color:#222;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.5rem;border-bot
 .card b{display:block;font-size:1.5rem}table{border-collapse:collapse;width:100%;font-size:.85rem;
 margin:.8rem 0}th,td{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left;
 vertical-align:top}th{background:#f7f7f7}svg{max-width:100%;height:auto}.ok{color:#27ae60}
-.bad{color:#c0392b}code{font-size:.8rem}
+.bad{color:#c0392b}.empty{color:#888;font-style:italic}code{font-size:.8rem}
 """
 
 
@@ -209,11 +212,13 @@ def build_report(
                 [b["service"], b["decisions"], b["refused"], b["rate"], b["fallback"]]
                 for b in summary["buckets"]
             ],
+            "no decisions recorded",
         ),
         "<h3>Users with the most refusals</h3>",
         _table(
             ["user", "decisions", "refused", "rate"],
             [[b["user"], b["decisions"], b["refused"], b["rate"]] for b in users["buckets"]],
+            "no decisions recorded",
         ),
         "<h2>Which policies trigger most, and which never do?</h2>",
         chart_bars(
@@ -236,11 +241,13 @@ def build_report(
                 ]
                 for p in policies["triggered"]
             ],
+            "no policy refused anything",
         ),
         "<h3>Never triggered</h3>",
         _table(
             ["policy", "title", "source", "action"],
             [[p["policy_id"], p["title"], p["source"], p["action"]] for p in policies["never"]],
+            "every known policy refused at least once",
         ),
         "<h2>Which outputs get refused, and what do they look like?</h2>",
         chart_bars(
@@ -262,6 +269,7 @@ def build_report(
                 ]
                 for g in outputs["by_action"]
             ],
+            "no refusals",
         ),
         _table(
             ["output type", "refusals", "share", "policies"],
@@ -269,6 +277,7 @@ def build_report(
                 [g["type"], g["refusals"], g["share"], ", ".join(g["policies"][:4])]
                 for g in outputs["by_type"]
             ],
+            "no refusals",
         ),
         "<h2>What do users do after a refusal?</h2>",
         chart_funnel(follow),
@@ -278,10 +287,12 @@ def build_report(
                 [p["policy_id"], p["refusals"], p["retry"], p["escalate"], p["other"], p["leave"]]
                 for p in follow["by_policy"]
             ],
+            "no refusals",
         ),
         _table(
             ["approval requests", "count"],
             [[k, v] for k, v in sorted(follow["escalations"].items())],
+            "no approval requests",
         ),
         "<h2>Engine health</h2>",
         chart_incidents(health),
@@ -291,6 +302,7 @@ def build_report(
                 [i["start"], i["end"], i["refusals"], i["causes"], i["services"]]
                 for i in health["incidents"]
             ],
+            "no engine incidents: the policy engine decided every request",
         ),
         "</body></html>",
     ]

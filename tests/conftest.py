@@ -9,15 +9,36 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import time_machine
 
 from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog, open_audit
 from pygate._opa_process import PROJECT_ROOT
 
 REGO = PROJECT_ROOT / "rego"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-at",
+        metavar="ISO",
+        help="run the whole session with Python's clock moved to this time (it keeps ticking), "
+        "to find tests that depend on the hour or the date; OPA's own clock is not moved",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moved_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    at = request.config.getoption("--clock-at")
+    if not at:
+        yield
+        return
+    with time_machine.travel(datetime.fromisoformat(at), tick=True):
+        yield
 
 
 def load_drill() -> ModuleType:

@@ -142,10 +142,12 @@ def _events(records: int, days: int, now: datetime, rng: random.Random) -> list[
             later = ts + timedelta(seconds=rng.uniform(20, 900))
             events.append(_Event(later, service, user, other[2](rng), None))
     events = sorted(events[:records], key=lambda e: e.ts)
-    # A few engine outages: every decision inside one is a fail-closed fallback refusal.
-    for _ in range(max(1, days // 7)):
-        begin = start + timedelta(seconds=rng.uniform(0, days * 86400))
+    # A few engine outages: every decision inside one is a fail-closed fallback refusal. Each
+    # outage is placed around a recorded decision, so it always holds at least one, whatever
+    # `now` is (a window drawn at random could fall into a quiet night hour and hold none).
+    for _ in range(max(1, days // 7) if events else 0):
         length = timedelta(minutes=rng.uniform(3, 25))
+        begin = rng.choice(events).ts - length * rng.random()
         for ev in events:
             if begin <= ev.ts <= begin + length:
                 ev.fallback = True
