@@ -250,11 +250,13 @@ def test_a_gate_on_an_unreachable_postgres_fails_to_start_clearly(
         Gate("finance", opa_url=opa.url, audit=f"postgresql://u:p@127.0.0.1:{port}/db")
 
 
+# Released together by a file appearing, not by a start time: the clocks of the test and of
+# its child processes need not agree (`pytest --clock-at` moves only the test's).
 _OPENER = """
-import sys, time
+import os, sys, time
 from pygate import SqliteAuditLog
-start = float(sys.argv[2])
-time.sleep(max(0.0, start - time.time()))
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.002)
 SqliteAuditLog(sys.argv[1]).close()
 """
 
@@ -271,16 +273,18 @@ def test_processes_opening_a_new_log_at_once_all_succeed(tmp_path: Path) -> None
 
     for round_no in range(6):
         path = str(tmp_path / f"new-{round_no}.db")
-        start = str(time.time() + 1.0)
+        go = tmp_path / f"go-{round_no}"
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", _OPENER, path, start],
+                [sys.executable, "-c", _OPENER, path, str(go)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for _ in range(10)
         ]
+        time.sleep(1.0)  # let every process import pygate and wait at the barrier
+        go.touch()
         results = [p.communicate(timeout=60) for p in procs]
         assert [p.returncode for p in procs] == [0] * 10, [err for _, err in results]
 
