@@ -70,7 +70,12 @@ _covered(path, stops) if {
 # letter, 1 to 64 characters. Names are lower-cased first and never
 # otherwise normalised: whitespace, invisible characters and look-alike
 # letters make a name invalid (refused) rather than equal to a declared one.
-valid_name(name) if regex.match(`^[a-z][a-z0-9_.-]{0,63}$`, name)
+# (The length is counted, not written as {0,63}: a counted repetition makes
+# RE2 compile 64 states.)
+valid_name(name) if {
+	count(name) <= 64
+	regex.match(`^[a-z][a-z0-9_.-]*$`, name)
+}
 
 canonical_name(raw) := lower(raw) if is_string(raw)
 

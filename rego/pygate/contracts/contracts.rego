@@ -51,7 +51,9 @@ required(name, field) if _actions[name].arguments[field].required == true
 # declared holds for an action name the service declares.
 declared(name) if _actions[name]
 
-_service := lib.config("services", {})[input.context.service]
+# The service entry is read by its path, not through the whole services
+# document: OPA converts what a query reads from its store on every query.
+_service := data.pygate.config.services[input.context.service]
 
 _actions := _service.actions if {
 	is_object(_service.actions)

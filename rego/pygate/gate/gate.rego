@@ -129,7 +129,7 @@ _input_ok if {
 	is_string(input.user.id)
 	input.user.id != ""
 	input.context.service != ""
-	sets := _services[input.context.service].policy_sets
+	sets := data.pygate.config.services[input.context.service].policy_sets
 	is_array(sets)
 	count(sets) > 0
 	every set_name in sets {
@@ -184,7 +184,7 @@ _well_formed(r) if {
 	is_number(r.priority)
 }
 
-_policy_sets := _services[input.context.service].policy_sets
+_policy_sets := data.pygate.config.services[input.context.service].policy_sets
 
 _services := lib.config("services", null)
 
