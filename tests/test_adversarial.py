@@ -10,6 +10,7 @@ Property tests (hypothesis) mutate refused outputs and assert that no mutation p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import subprocess
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pygate import Gate, LocalOpa
+from pygate._opa_process import PROJECT_ROOT
 from tests import adversarial_cases as cases
 
 JSON = dict[str, Any]
@@ -243,3 +245,18 @@ def test_no_mutation_of_a_refused_output_is_allowed(
         mutated = _wrap(mutated, how)
     [decision] = bare_batch(opa, [_item(service, user, mutated)])
     assert decision["allowed"] is False, json.dumps(mutated, ensure_ascii=False)
+
+
+def test_the_rego_copy_of_the_families_is_current(opa: LocalOpa, tmp_path: Any) -> None:
+    """rego/pygate/canonical/families_test.rego is what scripts/adversarial-rego.py writes."""
+    spec = importlib.util.spec_from_file_location(
+        "adversarial_rego", PROJECT_ROOT / "scripts" / "adversarial-rego.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fresh = tmp_path / "families_test.rego"
+    fresh.write_text(module.render())
+    subprocess.run([str(opa.opa_bin), "fmt", "-w", str(fresh)], check=True, timeout=60)
+    assert fresh.read_text() == module.TARGET.read_text(), "run scripts/adversarial-rego.py"
