@@ -17,6 +17,7 @@ from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
 from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
+from pygate._input import digest_summary, safe_repr
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
@@ -55,11 +56,18 @@ class _BaseGate:
         audit: AuditLog | str | Path | bool | None = True,
         timeout: float | None = None,
         settings: Settings | None = None,
+        allow_caller_service: bool = False,
     ) -> None:
         self.settings = settings or Settings.load(
             {"service": service, "opa_url": opa_url, "timeout": timeout}
         )
         self.service = self.settings.service
+        self.allow_caller_service = allow_caller_service
+        if self.service is None and not allow_caller_service:
+            log.warning(
+                "gate without a service: every decision is refused (pass service=..., set "
+                "PYGATE_SERVICE, or allow_caller_service=True to let context.service choose)"
+            )
         self.local_opa: LocalOpa | None = None
         if self.settings.opa_url:
             self.url = self.settings.opa_url
@@ -83,9 +91,17 @@ class _BaseGate:
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
-        out = _core.normalize_output(output)
-        usr = _core.normalize_user(user)
-        ctx = _core.normalize_context(context)
+        ctx = _core.normalize_context(context, max_depth=self.settings.max_depth)
+        if self.service is None and not self.allow_caller_service:
+            raise InputError(
+                "context.service",
+                "this gate has no configured service, and the caller may not choose one "
+                "(configure service=... or PYGATE_SERVICE; allow_caller_service=True opts in)",
+            )
+        usr = _core.normalize_user(user, max_depth=self.settings.max_depth)
+        out = _core.normalize_output(
+            output, max_depth=self.settings.max_depth, max_bytes=self.settings.max_output_bytes
+        )
         if self.service is not None:
             given = ctx.get("service")
             if given is not None and given != self.service:
@@ -137,7 +153,8 @@ class _BaseGate:
                 if exc.field.startswith("items["):
                     named = exc
                 decision = self._rejected(named, output, user, context)
-                slots.append(_Entry(decision, repr(item)[:2000]))
+                oversize = isinstance(exc, _core.OversizeOutput)
+                slots.append(_Entry(decision, _rejected_output(exc, output if oversize else item)))
         return slots
 
     def _decide_many(
@@ -180,6 +197,7 @@ class _BaseGate:
         service = self.service
         if (
             service is None
+            and self.allow_caller_service
             and isinstance(context, dict)
             and isinstance(context.get("service"), str)
         ):
@@ -289,6 +307,14 @@ class _Entry:
         self.prepared = prepared
 
 
+def _rejected_output(exc: InputError, output: Any) -> Any:
+    """What the audit keeps of input that was refused: a short repr, or for an oversize
+    output only its size and digest (the output itself is never stored)."""
+    if isinstance(exc, _core.OversizeOutput):
+        return digest_summary(output)
+    return safe_repr(output)
+
+
 def _releases(entries: list[_Entry]) -> list[tuple[str, str]]:
     """Quota units to give back: those reserved for requests that were refused."""
     return [
@@ -332,11 +358,21 @@ class Gate(_BaseGate):
 
     Args:
         service: the service name sent as ``context.service`` (selects its policy sets).
+            Without one (here, in ``settings`` or ``PYGATE_SERVICE``) every decision is
+            refused as ``pygate.input``, unless ``allow_caller_service`` is set.
         opa_url: an OPA sidecar URL; ``None`` starts the embedded local OPA.
         audit: ``True`` for the configured SQLite log, a path, an ``AuditLog``, or ``None``
             to skip auditing (benchmarks only: the daily quota then cannot be known).
         timeout: seconds per decision before refusing.
         settings: a full ``Settings`` (overrides the other arguments).
+        allow_caller_service: opt in to letting the caller's ``context.service`` choose
+            the service when the gate has none (a trusted router); off by default, because
+            whoever picks the service picks the policies.
+
+    Input is checked before anything is reserved or sent (``pygate._input``): duplicate keys
+    in embedded ``arguments`` JSON, lone surrogates, nesting deeper than ``max_depth``, an
+    output over ``max_output_bytes``, a non-object context and look-alike user ids are
+    refused as ``pygate.input`` naming the field.
 
     Example:
         >>> gate = Gate("finance")
@@ -363,7 +399,8 @@ class Gate(_BaseGate):
         try:
             prepared = self._prepare(output, user, context)
         except InputError as exc:
-            return self._write(self._rejected(exc, output, user, context), repr(output)[:2000])
+            decision = self._rejected(exc, output, user, context)
+            return self._write(decision, _rejected_output(exc, output))
         if self.audit is not None:
             try:
                 self._use_quota([prepared], [self.audit.reserve(prepared.user_id, prepared.day)])
@@ -377,6 +414,20 @@ class Gate(_BaseGate):
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
         return self._write(decision, prepared.output, prepared)
+
+    def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
+        """Record a refusal for input the caller could not even turn into a request.
+
+        For a document read by the caller that failed strict parsing (e.g. duplicate keys,
+        see ``pygate._input.loads``): the refusal is policy ``pygate.input``, names the
+        field and is audited like any other; nothing is reserved and OPA is not asked.
+
+        Args:
+            exc: the problem, naming the field.
+            raw: what was received (kept as a short repr; its digest if it is oversize).
+            user: the user, if known, for the audit record.
+        """
+        return self._write(self._rejected(exc, raw, user, None), _rejected_output(exc, raw))
 
     def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Decide many outputs with ONE request to OPA's batch entry point.
@@ -471,7 +522,7 @@ class AsyncGate(_BaseGate):
             prepared = self._prepare(output, user, context)
         except InputError as exc:
             decision = self._rejected(exc, output, user, context)
-            return (await self._awrite_many([_Entry(decision, repr(output)[:2000])]))[0]
+            return (await self._awrite_many([_Entry(decision, _rejected_output(exc, output))]))[0]
         if self.audit is not None:
             keys = [(prepared.user_id, prepared.day)]
             try:
