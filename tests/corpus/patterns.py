@@ -15,7 +15,6 @@ are ASCII.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -194,17 +193,13 @@ def code_patterns() -> list[str]:
 
 
 def write() -> None:
-    """Put the patterns into data.json, leaving the rest of the file as written."""
-    text = DATA.read_text()
-    start = text.index('  "code_patterns": [')
-    end = text.index("\n  ],", start) + len("\n  ],")
-    block = ",\n".join("    " + json.dumps(p) for p in code_patterns())
-    text = text[:start] + '  "code_patterns": [\n' + block + "\n  ]," + text[end:]
-    found = re.search(r'"type": "text_matches", "field": "text", "pattern": (".*?")\}\n', text)
-    assert found is not None
-    text = text[: found.start(1)] + json.dumps(CREDENTIAL) + text[found.end(1) :]
-    json.loads(text)
-    DATA.write_text(text)
+    """Put the patterns into data.json (kept as ``json.dumps(indent=2)`` writes it)."""
+    data = json.loads(DATA.read_text())
+    data["code_patterns"] = code_patterns()
+    for policy in data["declarative_policies"]:
+        if policy["id"] == "AST-DATA-001":
+            policy["conditions"][0]["pattern"] = CREDENTIAL
+    DATA.write_text(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ _approval(overrides) := object.union(
 		"approved_by": "rita",
 		"user_id": "ana",
 		"output_hash": approvals.output_hash(_tool),
-		"policy_ids": ["AST-002"],
+		"policy_ids": ["AST-002", "GATE-011"],
 		"expires_at_ns": 2000,
 	},
 	overrides,
@@ -33,7 +33,7 @@ test_unapproved_review_refusal_says_what_to_approve if {
 	d := _decide(_tool, [])
 	not d.allowed
 	d.primary.policy_id == "AST-002"
-	d.review == {"output_hash": crypto.sha256(json.marshal(_tool)), "policy_ids": ["AST-002"]}
+	d.review == {"output_hash": crypto.sha256(json.marshal(_tool)), "policy_ids": ["AST-002", "GATE-011"]}
 	not d.approvals_applied
 }
 

@@ -7,12 +7,16 @@
 package pygate.gate
 
 import data.pygate.approvals
+import data.pygate.canonical
+import data.pygate.contracts
 import data.pygate.declarative
 import data.pygate.lib
 
 # decision is the one document services read:
 # {"allowed", "service", "refusals" (sorted by priority, then policy_id),
-#  "primary" (the first refusal, or null when allowed)}.
+#  "primary" (the first refusal, or null when allowed),
+#  "actions" (the canonical actions decided, see pygate.canonical, without
+#  their "strings"; [] when the output is missing)}.
 #
 # A require_review refusal that a person approved (pygate.approvals) is lifted;
 # then the decision also carries "approvals_applied", and a decision that
@@ -27,6 +31,7 @@ decision := {
 	"service": input.context.service,
 	"refusals": refusals,
 	"primary": _first_or_null(refusals),
+	"actions": _decided_actions,
 } if {
 	_input_ok
 	not _review_pending
@@ -37,6 +42,7 @@ decision := {
 		"service": _service_or_null,
 		"refusals": refusals,
 		"primary": _first_or_null(refusals),
+		"actions": _decided_actions,
 	},
 	approvals.extras(lifted, remaining, _input_doc),
 ) if {
@@ -70,6 +76,7 @@ default decision := {
 		"policy_set": "gate",
 		"source": "rego",
 	},
+	"actions": [],
 }
 
 # batch decides many inputs in one query: {"items": [input, ...]} gives
@@ -98,7 +105,13 @@ _refusals := refusals if {
 	not _input_ok
 }
 
-_policy_refusals := _rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)
+# contracts.refusals is default deny: unreadable output, undeclared actions,
+# arguments outside their contract and malformed host facts.
+_policy_refusals := (_rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
+
+_decided_actions := [object.remove(a, {"strings"}) | some a in canonical.actions] if {
+	_output_ok
+} else := []
 
 _review_pending if {
 	some r in _policy_refusals

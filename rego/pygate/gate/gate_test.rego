@@ -22,15 +22,17 @@ _transfer(amount) := {"type": "transfer", "amount": amount, "to": "acct-2"}
 
 # Seed scenarios: the Python demo relies on exactly these outcomes.
 
+_transfer_action(amount) := {"kind": "action", "name": "transfer", "arguments": {"amount": amount, "to": "acct-2"}, "source": "typed", "path": []}
+
 test_seed_1_transfer_within_limit_allowed if {
-	_decide(_finance(_transfer(500))) == {"allowed": true, "service": "finance", "refusals": [], "primary": null}
+	_decide(_finance(_transfer(500))) == {"allowed": true, "service": "finance", "refusals": [], "primary": null, "actions": [_transfer_action(500)]}
 }
 
 test_seed_2_transfer_over_limit_refused if {
 	refusal := {
 		"policy_id": "FIN-002",
 		"title": "Transfer exceeds transaction limit",
-		"description": "A transfer may not exceed the user's transaction limit, or the configured default limit.",
+		"description": "No action may move more money than the user's transaction limit, or the configured default limit: every argument the service declares as a money_amount is checked, whatever the action is called or how it came.",
 		"reason": "Transfer of 5000 exceeds your transaction limit of 1000",
 		"action": "show_user_limit",
 		"priority": 20,
@@ -38,7 +40,7 @@ test_seed_2_transfer_over_limit_refused if {
 		"source": "rego",
 		"suggestion": "Try a smaller amount",
 	}
-	_decide(_finance(_transfer(5000))) == {"allowed": false, "service": "finance", "refusals": [refusal], "primary": refusal}
+	_decide(_finance(_transfer(5000))) == {"allowed": false, "service": "finance", "refusals": [refusal], "primary": refusal, "actions": [_transfer_action(5000)]}
 }
 
 test_seed_3_account_under_review_refused if {
@@ -70,7 +72,7 @@ test_seed_5_code_needs_code_role if {
 
 test_seed_6_tool_call_needs_review if {
 	d := _decide(_assistant({"type": "tool_call", "action": "delete_records"}, 3))
-	_ids(d) == ["AST-002"]
+	_ids(d) == ["AST-002", "GATE-011"]
 	d.primary.action == "require_review"
 	d.primary.reason == "Action 'delete_records' needs review"
 	d.primary.message == "I can help with this, but I need approval first"
@@ -121,20 +123,27 @@ test_declarative_refusals_join_rego_refusals if {
 
 # Services: isolation, and a new service from data alone.
 
-test_services_are_isolated if {
-	# The assistant's allowlist and quota do not apply to finance...
-	_decide(_finance({"type": "tool_call", "action": "delete_records"})).allowed == true
+_notes := {"policy_sets": ["notes"], "actions": {"text": {"arguments": {"text": {"type": "string", "meaning": "text"}}}}}
 
-	# ...and finance's restricted assets and limits do not apply to the assistant.
-	_decide(_assistant({"type": "recommendation", "asset": "ACME"}, 3)).allowed == true
-	_decide(_assistant(_transfer(5000), 3)).allowed == true
+test_services_are_isolated if {
+	# The assistant's allowlist and quota do not apply to finance (finance
+	# refuses the undeclared action itself)...
+	_ids(_decide(_finance({"type": "tool_call", "action": "delete_records"}))) == ["GATE-010"]
+
+	# ...and finance's restricted assets and limits do not apply to the
+	# assistant, which sends what it does not declare to review.
+	_ids(_decide(_assistant({"type": "recommendation", "asset": "ACME"}, 3))) == ["GATE-011"]
+	_ids(_decide(_assistant(_transfer(5000), 3))) == ["GATE-011"]
 }
 
 test_third_service_from_data_only if {
 	services := {
 		"finance": {"policy_sets": ["finance"]},
 		"assistant": {"policy_sets": ["assistant"]},
-		"ops": {"policy_sets": ["finance", "assistant"]},
+		"ops": {"policy_sets": ["finance", "assistant"], "actions": {"transfer": {"arguments": {
+			"amount": {"type": "number", "meaning": "money_amount"},
+			"to": {"type": "string", "meaning": "recipient"},
+		}}}},
 	}
 	doc := {"output": _transfer(5000), "user": _analyst, "context": {"service": "ops", "usage_today": 100}}
 	d := _decide(doc) with data.pygate.config.services as services
@@ -151,15 +160,15 @@ test_policy_set_defined_nowhere_refused if {
 }
 
 test_policy_set_without_rego_package_contributes_nothing if {
-	services := {"notes": {"policy_sets": ["notes"]}}
+	services := {"notes": _notes}
 	policies := [{"id": "N-1", "set": "notes", "reason": "r", "action": "a", "conditions": [{"type": "field_in", "field": "type", "values": ["code"]}]}]
-	doc := {"output": {"type": "text"}, "user": _analyst, "context": {"service": "notes"}}
+	doc := {"output": {"type": "text", "text": "hi"}, "user": _analyst, "context": {"service": "notes"}}
 	index := declarative_test.index_of(policies)
 	_decide(doc).allowed == true with data.pygate.config.services as services with data.pygate.config.declarative_policies as policies with data.pygate.config.declarative_index as index
 }
 
 test_declarative_only_policy_set if {
-	services := {"notes": {"policy_sets": ["notes"]}}
+	services := {"notes": _notes}
 	policies := [{"id": "N-1", "set": "notes", "reason": "no shouting", "action": "log_refusal", "conditions": [{"type": "text_matches", "field": "text", "pattern": "^[A-Z !]+$"}]}]
 	doc := {"output": {"type": "text", "text": "HELLO!"}, "user": _analyst, "context": {"service": "notes"}}
 	index := declarative_test.index_of(policies)

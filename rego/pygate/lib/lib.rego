@@ -96,6 +96,35 @@ asset_restricted(assets, symbol) if assets[symbol] == "restricted"
 
 asset_restricted(assets, symbol) if assets[upper(symbol)] == "restricted"
 
+# identifier_spec is the declared form of one kind of identifier
+# (identifiers.<kind> in policy data: {"pattern": RE2, "canonical": "upper" |
+# "lower" | "exact"}); the built-in default for assets is 1 to 12 upper-case
+# ASCII letters or digits.
+identifier_spec(kind) := spec if {
+	spec := config("identifiers", {})[kind]
+	is_object(spec)
+} else := {"pattern": `^[A-Z0-9]{1,12}$`, "canonical": "upper"} if {
+	kind == "asset"
+}
+
+# canonical_identifier is value in its canonical form (case folded as its
+# spec says) when that form matches the declared pattern, else undefined:
+# an identifier with whitespace, a prefix or a look-alike letter is not
+# valid, and callers refuse it instead of looking it up. Deny lists compare
+# this form; allow lists compare values exactly.
+canonical_identifier(kind, value) := id if {
+	is_string(value)
+	spec := identifier_spec(kind)
+	id := _fold(object.get(spec, "canonical", "exact"), value)
+	regex.match(spec.pattern, id)
+}
+
+_fold("upper", value) := upper(value)
+
+_fold("lower", value) := lower(value)
+
+_fold("exact", value) := value
+
 # valid_regex holds when pattern compiles as RE2. It tries a match against ""
 # instead of calling regex.is_valid: regex.match goes through OPA's cache of
 # compiled patterns while regex.is_valid compiles again on every query, and

@@ -6,6 +6,8 @@
 #   data (data.pygate.config).
 package pygate.policies.assistant
 
+import data.pygate.canonical
+import data.pygate.contracts
 import data.pygate.lib
 
 # METADATA
@@ -41,7 +43,10 @@ refusals contains r if {
 
 # METADATA
 # title: Code generation needs a code role
-# description: Output that contains code is only released to users whose role is in code_roles.
+# description: >-
+#   Output that contains code is only released to users whose role is in
+#   code_roles: an action the service declares with a code-meaning argument,
+#   or any string of any canonical action that a code pattern matches.
 # custom:
 #   id: AST-001
 #   reason: Code generation is limited to the roles {{.roles}}
@@ -56,7 +61,10 @@ refusals contains r if {
 
 # METADATA
 # title: Tool call needs review
-# description: A tool call whose action is not on the action allowlist waits for human approval.
+# description: >-
+#   A tool call (in any shape: pygate, OpenAI, Anthropic, MCP) whose canonical
+#   name is not on the action allowlist waits for human approval. The
+#   allowlist compares names exactly.
 # custom:
 #   id: AST-002
 #   reason: Action '{{.action}}' needs review
@@ -64,11 +72,13 @@ refusals contains r if {
 #   priority: 20
 #   message: I can help with this, but I need approval first
 refusals contains r if {
-	input.output.type == "tool_call"
-	action := object.get(input.output, "action", null)
-	not action in lib.config("action_allowlist", [])
-	r := lib.refusal(rego.metadata.chain(), {"action": _display(action)})
+	some a in canonical.actions
+	a.kind == "tool_call"
+	not _allowlisted(a.name)
+	r := lib.refusal(rego.metadata.chain(), {"action": a.name})
 }
+
+_allowlisted(name) if name in lib.config("action_allowlist", [])
 
 # METADATA
 # title: Assistant policy data missing or malformed
@@ -98,22 +108,22 @@ _has_code_role if input.user.role in lib.config("code_roles", [])
 # Without data the built-in list still catches the obvious cases.
 _code_patterns := lib.config("code_patterns", ["```", `\bdef\s+\w+\s*\(`, `(?m)^\s*import\s+\w`])
 
-_contains_code if input.output.type == "code"
-
 _contains_code if {
-	is_string(input.output.text)
-	true in _pattern_matches
+	some a in canonical.actions
+	count(contracts.meaning_fields(a.name, "code")) > 0
 }
 
-# Every pattern is matched once per query, against the output's text (or ""
-# when there is none): the results answer both "does the text contain code"
-# and "is every pattern a valid regex" (an invalid or non-string pattern makes
-# regex.match undefined, so its result is missing).
-_pattern_matches := [regex.match(pattern, _text) | some pattern in _code_patterns]
+_contains_code if {
+	some a in canonical.actions
+	some s in a.strings
+	some pattern in _code_patterns
+	regex.match(pattern, s)
+}
 
-_text := input.output.text if {
-	is_string(input.output.text)
-} else := ""
+# Every pattern is matched once per query against "": an invalid or
+# non-string pattern makes regex.match undefined, so its result is missing
+# and the data check below refuses.
+_pattern_matches := [regex.match(pattern, "") | some pattern in _code_patterns]
 
 # _data_ok holds exactly when _data_problems is empty; the messages are only
 # built when it does not.

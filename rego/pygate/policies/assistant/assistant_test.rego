@@ -1,5 +1,6 @@
 package pygate.policies.assistant_test
 
+import data.pygate.canonical
 import data.pygate.policies.assistant
 
 _analyst := {"id": "u1", "role": "analyst"}
@@ -26,7 +27,7 @@ test_code_output_refused_for_analyst if {
 	_refusals({"type": "code", "text": "def f(): ..."}, _analyst, 3) == {{
 		"policy_id": "AST-001",
 		"title": "Code generation needs a code role",
-		"description": "Output that contains code is only released to users whose role is in code_roles.",
+		"description": "Output that contains code is only released to users whose role is in code_roles: an action the service declares with a code-meaning argument, or any string of any canonical action that a code pattern matches.",
 		"reason": "Code generation is limited to the roles developer, admin",
 		"action": "log_refusal",
 		"priority": 10,
@@ -97,7 +98,7 @@ test_tool_call_outside_allowlist_refused if {
 	_refusals({"type": "tool_call", "action": "delete_records"}, _analyst, 3) == {{
 		"policy_id": "AST-002",
 		"title": "Tool call needs review",
-		"description": "A tool call whose action is not on the action allowlist waits for human approval.",
+		"description": "A tool call (in any shape: pygate, OpenAI, Anthropic, MCP) whose canonical name is not on the action allowlist waits for human approval. The allowlist compares names exactly.",
 		"reason": "Action 'delete_records' needs review",
 		"action": "require_review",
 		"priority": 20,
@@ -112,20 +113,13 @@ test_tool_call_on_allowlist_allowed if {
 	}
 }
 
-test_tool_call_without_action_refused if {
-	some r in _refusals({"type": "tool_call"}, _analyst, 3)
-	r.policy_id == "AST-002"
-	r.reason == "Action '(none)' needs review"
-}
-
-test_tool_call_with_non_string_action_refused if {
-	some r in _refusals({"type": "tool_call", "action": ["analyze"]}, _analyst, 3)
-	r.reason == "Action 'analyze' needs review"
-}
-
-test_tool_call_with_object_action_refused if {
-	some r in _refusals({"type": "tool_call", "action": {"name": "analyze"}}, _analyst, 3)
-	r.reason == `Action '{"name":"analyze"}' needs review`
+# A tool call whose name cannot be read is not the assistant's to judge:
+# the canonical reading reports it and the gate refuses (GATE-009).
+test_tool_call_without_readable_action_is_a_canonical_problem if {
+	every output in [{"type": "tool_call"}, {"type": "tool_call", "action": ["analyze"]}, {"type": "tool_call", "action": {"name": "analyze"}}] {
+		count(_refusals(output, _analyst, 3)) == 0
+		count(canonical.read(output).problems) == 1
+	}
 }
 
 test_allowlist_read_from_data if {

@@ -5,6 +5,8 @@
 #   Limits and the restricted-asset list are policy data (data.pygate.config).
 package pygate.policies.finance
 
+import data.pygate.canonical
+import data.pygate.contracts
 import data.pygate.lib
 
 # METADATA
@@ -23,7 +25,10 @@ refusals contains r if {
 
 # METADATA
 # title: Transfer exceeds transaction limit
-# description: A transfer may not exceed the user's transaction limit, or the configured default limit.
+# description: >-
+#   No action may move more money than the user's transaction limit, or the
+#   configured default limit: every argument the service declares as a
+#   money_amount is checked, whatever the action is called or how it came.
 # custom:
 #   id: FIN-002
 #   reason: Transfer of {{.amount}} exceeds your transaction limit of {{.limit}}
@@ -31,8 +36,9 @@ refusals contains r if {
 #   priority: 20
 #   suggestion: Try a smaller amount
 refusals contains r if {
-	input.output.type == "transfer"
-	amount := input.output.amount
+	some f in contracts.fields
+	f.meaning == "money_amount"
+	amount := f.value
 	is_number(amount)
 	limit := lib.transaction_limit(input.user)
 	amount > limit
@@ -41,29 +47,68 @@ refusals contains r if {
 
 # METADATA
 # title: Malformed finance output
-# description: Finance output that cannot be checked (no amount, no asset) is refused rather than let through.
+# description: >-
+#   Finance output that cannot be checked (an amount that is not a positive
+#   number, no asset where one is needed) is refused rather than let through.
 # custom:
 #   id: FIN-003
 #   reason: "Malformed {{.type}}: {{.problem}}"
 #   action: log_refusal
 #   priority: 20
 refusals contains r if {
-	some problem in _output_problems(input.output)
-	r := lib.refusal(rego.metadata.chain(), {"type": input.output.type, "problem": problem})
+	some a in canonical.actions
+	some problem in _output_problems(a)
+	r := lib.refusal(rego.metadata.chain(), {"type": a.name, "problem": problem})
 }
 
 # METADATA
 # title: Recommendation of a restricted asset
-# description: The model may not recommend an asset the restricted list marks as restricted.
+# description: >-
+#   The model may not name, in any action, an asset the restricted list
+#   marks as restricted. Identifiers are compared in canonical form (upper case).
 # custom:
 #   id: FIN-004
 #   reason: "{{.asset}} is a restricted asset"
 #   action: log_refusal
 #   priority: 30
 refusals contains r if {
-	input.output.type == "recommendation"
-	lib.asset_restricted(lib.config("assets", null), input.output.asset)
-	r := lib.refusal(rego.metadata.chain(), {"asset": input.output.asset})
+	some f in contracts.fields
+	f.meaning == "asset"
+	symbol := lib.canonical_identifier("asset", f.value)
+	lib.asset_restricted(lib.config("assets", null), symbol)
+	r := lib.refusal(rego.metadata.chain(), {"asset": symbol})
+}
+
+# METADATA
+# title: Asset identifier not valid
+# description: >-
+#   An asset must be named by an identifier of the declared form (identifiers.asset
+#   in policy data); whitespace, exchange prefixes and look-alike letters are refused
+#   rather than compared against the restricted list.
+# custom:
+#   id: FIN-006
+#   reason: "{{.field}} of {{.action}} is not a valid asset identifier: {{.value}}"
+#   action: log_refusal
+#   priority: 20
+refusals contains r if {
+	some f in contracts.fields
+	f.meaning == "asset"
+	not lib.canonical_identifier("asset", f.value)
+	r := lib.refusal(rego.metadata.chain(), {"field": f.field, "action": f.action, "value": json.marshal(f.value)})
+}
+
+# METADATA
+# title: Account not active
+# description: A frozen or closed account may not act on model output.
+# custom:
+#   id: FIN-007
+#   reason: "Your account is {{.status}}"
+#   action: log_and_notify
+#   priority: 10
+#   message: I can't act on this while your account is not active
+refusals contains r if {
+	input.user.account_status in {"frozen", "closed"}
+	r := lib.refusal(rego.metadata.chain(), {"status": input.user.account_status})
 }
 
 # METADATA
@@ -77,27 +122,52 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 0
 refusals contains r if {
-	some problem in _data_problems(input.output, input.user)
+	some problem in _data_problems(input.user)
 	r := lib.refusal(rego.metadata.chain(), {"problem": problem})
 }
 
-_output_problems(output) := {"amount must be a positive number"} if {
-	output.type == "transfer"
-	not _positive_number(object.get(output, "amount", null))
-} else := {"asset must be a non-empty string"} if {
-	output.type == "recommendation"
-	not _non_empty_string(object.get(output, "asset", null))
-} else := set()
+_output_problems(a) := ({"amount must be a positive number" |
+	some field in contracts.meaning_fields(a.name, "money_amount")
+	_present(a.arguments, field)
+	not _positive_number(a.arguments[field])
+} | {"amount must be a positive number" |
+	# an action that must name an amount but names none cannot be checked
+	some field in contracts.meaning_fields(a.name, "money_amount")
+	contracts.required(a.name, field)
+	not _any_present(a.arguments, contracts.meaning_fields(a.name, "money_amount"))
+}) | {"asset must be a non-empty string" |
+	fields := contracts.meaning_fields(a.name, "asset")
+	count(fields) > 0
+	not _any_asset(a.arguments, fields)
+}
 
-# Each check is scoped to the output type that needs the data, so a broken
+_present(args, field) if args[field] != null
+
+_any_present(args, fields) if {
+	some field in fields
+	_present(args, field)
+}
+
+_any_asset(args, fields) if {
+	some field in fields
+	_non_empty_string(args[field])
+}
+
+# Each check is scoped to the meaning that needs the data, so a broken
 # restricted-asset list does not also block transfers.
-_data_problems(output, user) := {"no usable transaction limit for this user"} if {
-	output.type == "transfer"
+_data_problems(user) := ({"no usable transaction limit for this user" |
+	some f in contracts.fields
+	f.meaning == "money_amount"
 	not lib.transaction_limit(user)
-} else := {"assets must be an object"} if {
-	output.type == "recommendation"
+} | {"assets must be an object" |
+	some f in contracts.fields
+	f.meaning == "asset"
 	not is_object(lib.config("assets", null))
-} else := set()
+}) | {"identifiers.asset.pattern must be a valid RE2 pattern" |
+	some f in contracts.fields
+	f.meaning == "asset"
+	not lib.valid_regex(lib.identifier_spec("asset").pattern)
+}
 
 _positive_number(x) if {
 	is_number(x)

@@ -26,7 +26,7 @@ test_transfer_over_limit_refused if {
 	_refusals(_transfer(5000), _user) == {{
 		"policy_id": "FIN-002",
 		"title": "Transfer exceeds transaction limit",
-		"description": "A transfer may not exceed the user's transaction limit, or the configured default limit.",
+		"description": "No action may move more money than the user's transaction limit, or the configured default limit: every argument the service declares as a money_amount is checked, whatever the action is called or how it came.",
 		"reason": "Transfer of 5000 exceeds your transaction limit of 1000",
 		"action": "show_user_limit",
 		"priority": 20,
@@ -113,7 +113,7 @@ test_restricted_list_read_from_data if {
 }
 
 test_assets_missing_refuses_recommendation if {
-	some r in _refusals({"type": "recommendation", "asset": "GLOBEX"}, _user) with data.pygate.config as {}
+	some r in _refusals({"type": "recommendation", "asset": "GLOBEX"}, _user) with data.pygate.config.assets as null
 	r.policy_id == "FIN-005"
 	r.reason == "Required policy data is missing or malformed: assets must be an object"
 }

@@ -1,0 +1,266 @@
+# METADATA
+# title: Action contracts
+# description: >-
+#   Default deny per service: each service declares, as policy data, the
+#   actions it may take and an argument schema for each. Any canonical action
+#   that is not declared, or whose arguments break the schema, is refused (or
+#   sent to review where the service says so). Host facts about the user are
+#   checked against their declared form the same way.
+package pygate.contracts
+
+import data.pygate.canonical
+import data.pygate.lib
+
+# A service entry in data.pygate.config.services:
+#   {"policy_sets": [...],
+#    "undeclared_action": "refuse" (default) | "require_review",
+#    "actions": {"<name>": {"arguments": {"<field>": <field spec>, ...},
+#                           "one_of_required": ["<field>", ...]}}}     (optional)
+# A field spec: {"type": "string" | "number" | "integer" | "boolean",
+#   "required": bool, "enum": [...], "pattern": "<RE2>", "min_length": n,
+#   "max_length": n, "minimum": x, "maximum": x, "exclusive_minimum": x,
+#   "meaning": one of meanings}. Unknown argument fields are refused.
+#
+# user_facts has the same field specs for the host's facts about the user
+# (input.user); a declared fact that is present and not null must match.
+
+# meanings are what a field can mean to the cross-cutting policies.
+meanings := {"money_amount", "currency", "asset", "recipient", "code", "text", "quantity", "identifier"}
+
+field_types := {"string", "number", "integer", "boolean"}
+
+# fields lists, for this query's declared actions, each argument that has a
+# meaning: {"meaning", "action", "field", "value"}. Policies read meanings
+# from here, never literal output types.
+fields contains {"meaning": spec.meaning, "action": a.name, "field": name, "value": value} if {
+	some a in canonical.actions
+	some name, spec in _actions[a.name].arguments
+	value := a.arguments[name]
+}
+
+# meaning_fields(name, meaning) is the set of argument fields that the
+# service's action name declares with meaning.
+meaning_fields(name, meaning) := {field |
+	some field, spec in _actions[name].arguments
+	spec.meaning == meaning
+}
+
+# required(name, field) holds when action name declares field as required.
+required(name, field) if _actions[name].arguments[field].required == true
+
+# declared holds for an action name the service declares.
+declared(name) if _actions[name]
+
+_service := lib.config("services", {})[input.context.service]
+
+_actions := _service.actions if {
+	is_object(_service.actions)
+} else := {}
+
+_undeclared_mode := object.get(_service, "undeclared_action", "refuse")
+
+_gate_refusal(chain, vars) := object.union(lib.refusal(chain, vars), {"policy_set": "gate"})
+
+# METADATA
+# title: Output cannot be read
+# description: >-
+#   Part of the output is in a shape the gate does not know, so no policy
+#   could check it; it is refused rather than passed unchecked.
+# custom:
+#   id: GATE-009
+#   reason: "cannot read the output: {{.problem}}"
+#   action: log_refusal
+#   priority: 0
+refusals contains r if {
+	some problem in canonical.problems
+	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
+}
+
+# METADATA
+# title: Action not declared for this service
+# description: The service does not declare this action, so it may not take it.
+# custom:
+#   id: GATE-010
+#   reason: "action '{{.action}}' is not declared for service '{{.service}}'"
+#   action: log_refusal
+#   priority: 25
+refusals contains r if {
+	_undeclared_mode != "require_review"
+	some a in canonical.actions
+	not declared(a.name)
+	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "service": input.context.service})
+}
+
+# METADATA
+# title: Undeclared action needs review
+# description: The service sends actions it does not declare to a person for approval.
+# custom:
+#   id: GATE-011
+#   reason: "action '{{.action}}' is not declared for service '{{.service}}' and needs review"
+#   action: require_review
+#   priority: 25
+#   message: I can help with this, but I need approval first
+refusals contains r if {
+	_undeclared_mode == "require_review"
+	some a in canonical.actions
+	not declared(a.name)
+	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "service": input.context.service})
+}
+
+# METADATA
+# title: Arguments break the action's contract
+# description: An argument is unknown, missing, of the wrong type or outside its declared form.
+# custom:
+#   id: GATE-012
+#   reason: "action '{{.action}}': {{.problem}}"
+#   action: log_refusal
+#   priority: 25
+refusals contains r if {
+	some a in canonical.actions
+	contract := _actions[a.name]
+	_contract_ok(contract)
+	some problem in argument_problems(contract, a.arguments)
+	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "problem": problem})
+}
+
+# METADATA
+# title: Action contract malformed
+# description: >-
+#   The service's declaration of an action is malformed, so its arguments
+#   cannot be checked and the action is refused.
+# custom:
+#   id: GATE-013
+#   reason: "service '{{.service}}' declares action '{{.action}}' with a malformed contract"
+#   action: log_refusal
+#   priority: 0
+refusals contains r if {
+	some a in canonical.actions
+	contract := _actions[a.name]
+	not _contract_ok(contract)
+	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "service": input.context.service})
+}
+
+# METADATA
+# title: Host fact not in its declared form
+# description: >-
+#   A fact the host sends about the user (account status, role, limit) is
+#   not one of the declared values or not of the declared type.
+# custom:
+#   id: GATE-014
+#   reason: "user.{{.field}}: {{.problem}}"
+#   action: log_refusal
+#   priority: 0
+refusals contains r if {
+	some field, spec in _user_facts
+	value := input.user[field]
+	value != null
+	some problem in value_problems(spec, value)
+	r := _gate_refusal(rego.metadata.chain(), {"field": field, "problem": problem})
+}
+
+# METADATA
+# title: Host fact declarations malformed
+# description: user_facts must map fact names to field specs; otherwise no fact can be checked.
+# custom:
+#   id: GATE-015
+#   reason: "user_facts is malformed: {{.problem}}"
+#   action: log_refusal
+#   priority: 0
+refusals contains r if {
+	some problem in _facts_problems
+	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
+}
+
+_user_facts := lib.config("user_facts", {})
+
+_facts_problems contains "must be an object" if not is_object(_user_facts)
+
+_facts_problems contains sprintf("fact '%s' has a malformed spec", [field]) if {
+	some field, spec in _user_facts
+	not field_spec_ok(spec)
+}
+
+_contract_ok(contract) if {
+	is_object(contract.arguments)
+	every _, spec in contract.arguments {
+		field_spec_ok(spec)
+	}
+	every field in object.get(contract, "one_of_required", []) {
+		contract.arguments[field]
+	}
+}
+
+# field_spec_ok holds for a well-formed field spec (the same rules as
+# pygate/_contracts.py, which checks them before data is published).
+field_spec_ok(spec) if {
+	is_object(spec)
+	spec.type in field_types
+	count(object.keys(spec) - _spec_keys) == 0
+	object.get(spec, "meaning", "text") in meanings
+	is_boolean(object.get(spec, "required", false))
+	is_array(object.get(spec, "enum", []))
+	lib.valid_regex(object.get(spec, "pattern", ""))
+	every key in {"min_length", "max_length", "minimum", "maximum", "exclusive_minimum"} {
+		is_number(object.get(spec, key, 0))
+	}
+}
+
+_spec_keys := {"type", "required", "enum", "pattern", "min_length", "max_length", "minimum", "maximum", "exclusive_minimum", "meaning", "description"}
+
+# argument_problems lists what is wrong with args under contract: unknown
+# fields, missing required fields, and values outside their spec.
+argument_problems(contract, args) := ((unknown | missing) | wrong) | none_of if {
+	declared_fields := object.keys(contract.arguments)
+	unknown := {sprintf("unknown argument '%s'", [f]) | some f in (object.keys(args) - declared_fields)}
+	missing := {sprintf("missing required argument '%s'", [f]) |
+		some f, spec in contract.arguments
+		object.get(spec, "required", false) == true
+		not _present(args, f)
+	}
+	wrong := {sprintf("argument '%s' %s", [f, p]) |
+		some f, spec in contract.arguments
+		value := args[f]
+		some p in value_problems(spec, value)
+	}
+	none_of := {sprintf("needs one of the arguments %s", [concat(", ", one_of)]) |
+		one_of := object.get(contract, "one_of_required", [])
+		count(one_of) > 0
+		count({f | some f in one_of; _present(args, f)}) == 0
+	}
+}
+
+_present(args, f) if args[f] != null
+
+# value_problems lists how value breaks spec (empty when it matches).
+value_problems(spec, value) := {"must be a string"} if {
+	spec.type == "string"
+	not is_string(value)
+} else := {"must be a number"} if {
+	spec.type in {"number", "integer"}
+	not is_number(value)
+} else := {"must be an integer"} if {
+	spec.type == "integer"
+	value != round(value)
+} else := {"must be true or false"} if {
+	spec.type == "boolean"
+	not is_boolean(value)
+} else := (_string_problems(spec, value) | _number_problems(spec, value)) | _enum_problems(spec, value)
+
+_enum_problems(spec, value) := {sprintf("must be one of %s, not %s", [json.marshal(spec.enum), json.marshal(value)])} if {
+	is_array(spec.enum)
+	not value in spec.enum
+} else := set()
+
+_string_problems(spec, value) := {p |
+	is_string(value)
+	some p in _string_checks(spec, value)
+}
+
+_string_checks(spec, value) := checks if {
+	checks := ({sprintf("does not match %s", [spec.pattern]) | is_string(spec.pattern); not regex.match(spec.pattern, value)} | {sprintf("is longer than %d characters", [spec.max_length]) | count(value) > spec.max_length}) | {sprintf("is shorter than %d characters", [spec.min_length]) | count(value) < spec.min_length}
+}
+
+_number_problems(spec, value) := {p |
+	is_number(value)
+	some p in (({sprintf("must be at least %v", [spec.minimum]) | value < spec.minimum} | {sprintf("must be at most %v", [spec.maximum]) | value > spec.maximum}) | {sprintf("must be greater than %v", [spec.exclusive_minimum]) | value <= spec.exclusive_minimum})
+}
