@@ -38,6 +38,9 @@ def _show(decision: Decision, title: str | None = None) -> None:
             click.echo("    fallback: the policy engine could not decide")
     if decision.approved_by:
         click.echo(f"    approved by {decision.approved_by} (approval {decision.approval_id})")
+    for action in decision.actions:
+        arguments = json.dumps(action.arguments, ensure_ascii=False)
+        click.echo(f"    action:  {action.kind} {action.name} {arguments[:200]}  ({action.source})")
     click.echo(f"    audit:   {decision.audit_id}   ({decision.latency_ms:.2f} ms)")
 
 
@@ -124,7 +127,9 @@ def check(
 ) -> None:
     """Gate one model output read from SOURCE (a JSON file, or - for stdin).
 
-    SOURCE holds {"output": ..., "user": {"id": ...}, "context": {...}}. The service comes
+    SOURCE holds {"output": ..., "user": {"id": ...}, "context": {...}}. The decision shows
+    the canonical actions the bundle read from the output (what an executor runs; --json:
+    "actions"). The service comes
     from --service (or PYGATE_SERVICE); a context.service in the document must agree with
     it. Ambiguous or oversized input (duplicate keys, lone surrogates, nesting deeper than
     max_depth, an output over max_output_bytes, a user id with invisible characters) is

@@ -256,6 +256,7 @@ def decision_from_result(
         output_hash=result.review.output_hash if result.review else None,
         approval_id=",".join(a.approval_id for a in applied) or None,
         approved_by=",".join(sorted({a.approved_by for a in applied})) or None,
+        actions=list(result.actions),
     )
 
 

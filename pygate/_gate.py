@@ -16,6 +16,7 @@ from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
+from pygate._dispatch import decided_call, wants_actions
 from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
 from pygate._input import digest_summary, safe_repr
 from pygate._models import Decision, JSONObject
@@ -464,8 +465,12 @@ class Gate(_BaseGate):
                 decisions = [self._fallback(p, exc, started) for p in prepared]
         return self._write_many(self._merge(slots, decisions))
 
-    def execute(self, output: Any, user: Any, run: Callable[[], T], context: Any = None) -> T:
-        """Run ``run()`` only if the gate allows ``output``.
+    def execute(self, output: Any, user: Any, run: Callable[..., T], context: Any = None) -> T:
+        """Run ``run`` only if the gate allows ``output``, handing it what was decided.
+
+        ``run`` takes either no argument (the original form) or one: the list of
+        ``CanonicalAction`` the gate decided on. Use the actions — not ``output`` — to act,
+        so the executor runs exactly what was checked (or use ``dispatch``).
 
         Raises:
             Refused: the gate said no (the refusal is already audited).
@@ -473,22 +478,28 @@ class Gate(_BaseGate):
         decision = self.evaluate(output, user, context)
         if not decision.allowed:
             raise Refused(decision)
-        return run()
+        return run(list(decision.actions)) if wants_actions(run) else run()
 
     def guard(self, fn: Callable[P, T]) -> Callable[..., T]:
         """Decorate a tool function: each call is gated as a ``tool_call`` output.
 
         The wrapped function takes two extra keyword arguments, ``user`` (required) and
-        ``context``; the tool's name is the action and its arguments are recorded.
+        ``context``; the tool's name is the action and its arguments are recorded. When
+        allowed, ``fn`` runs with the arguments *as decided* (the canonical action's,
+        after their JSON round trip: a tuple arrives as a list), not the ones passed in.
 
         Raises:
             Refused: when the gate refuses the call.
+            DispatchError: the decision does not hold exactly this one call (nothing runs).
         """
 
         @functools.wraps(fn)
         def wrapper(*args: Any, user: Any, context: Any = None, **kwargs: Any) -> T:
-            output = _tool_output(fn, args, kwargs)
-            return self.execute(output, user, lambda: fn(*args, **kwargs), context)
+            decision = self.evaluate(_tool_output(fn, args, kwargs), user, context)
+            if not decision.allowed:
+                raise Refused(decision)
+            decided_args, decided_kwargs = decided_call(decision, fn)
+            return fn(*decided_args, **decided_kwargs)
 
         return wrapper
 
@@ -562,9 +573,9 @@ class AsyncGate(_BaseGate):
         return await self._awrite_many(self._merge(slots, decisions))
 
     async def execute(
-        self, output: Any, user: Any, run: Callable[[], Awaitable[T]], context: Any = None
+        self, output: Any, user: Any, run: Callable[..., Awaitable[T]], context: Any = None
     ) -> T:
-        """Await ``run()`` only if the gate allows ``output``.
+        """Await ``run`` only if the gate allows ``output``; see ``Gate.execute``.
 
         Raises:
             Refused: the gate said no (the refusal is already audited).
@@ -572,15 +583,18 @@ class AsyncGate(_BaseGate):
         decision = await self.evaluate(output, user, context)
         if not decision.allowed:
             raise Refused(decision)
-        return await run()
+        return await (run(list(decision.actions)) if wants_actions(run) else run())
 
     def guard(self, fn: Callable[P, Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         """Decorate an async tool function; see ``Gate.guard``."""
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, user: Any, context: Any = None, **kwargs: Any) -> T:
-            output = _tool_output(fn, args, kwargs)
-            return await self.execute(output, user, lambda: fn(*args, **kwargs), context)
+            decision = await self.evaluate(_tool_output(fn, args, kwargs), user, context)
+            if not decision.allowed:
+                raise Refused(decision)
+            decided_args, decided_kwargs = decided_call(decision, fn)
+            return await fn(*decided_args, **decided_kwargs)
 
         return wrapper
 

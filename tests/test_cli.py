@@ -249,3 +249,26 @@ def test_check_without_a_service_refuses_unless_opted_in(opa: LocalOpa, db: str)
                       "assistant", "-", stdin=_doc(10))  # fmt: skip
     assert conflict.returncode == 2
     assert "conflicts with this gate's 'assistant'" in conflict.stderr
+
+
+def test_check_shows_the_canonical_actions(opa: LocalOpa, db: str) -> None:
+    call = {
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "explain", "arguments": '{"topic": "fx"}'},
+            }
+        ]
+    }
+    doc = json.dumps({"output": call, "user": {"id": "u", "role": "analyst"}})
+    text = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service", "assistant",
+                  "-", stdin=doc)  # fmt: skip
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert 'action:  tool_call explain {"topic": "fx"}  (openai.chat.tool_call)' in text.stdout
+    as_json = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service", "assistant",
+                     "--json", "-", stdin=doc)  # fmt: skip
+    [action] = json.loads(as_json.stdout)["actions"]
+    assert (action["name"], action["arguments"]) == ("explain", {"topic": "fx"})
+    tail = json.loads(pygate("--audit-db", db, "audit", "tail", "-n", "1", "--json").stdout)
+    assert tail["actions"] == [action]
