@@ -24,7 +24,7 @@ from typing import Any
 
 from pygate._errors import ConfigError, PublishError
 from pygate._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
-from pygate._policy_data import load_policy_data, validate_policies
+from pygate._policy_data import load_policy_data, validate_policy_data
 from pygate._policy_index import check_index, with_index
 
 #: The bundle's only root: a sidecar loading it owns ``data.pygate`` and nothing else.
@@ -126,7 +126,7 @@ def merge_policy_data(policy_dir: Path, data_files: Sequence[str | os.PathLike[s
     check_index(merged, str(base))
     for name in data_files:
         merged.update(load_policy_data(Path(name)))
-    validate_policies(merged.get("declarative_policies", []))
+    validate_policy_data(merged)
     return with_index(merged)
 
 

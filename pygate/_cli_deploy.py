@@ -111,9 +111,12 @@ def policy() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policy_validate(path: str, as_json: bool) -> None:
-    """Check the declarative policies in a policy data file (exit 2 names policy and field).
+    """Check a policy data file: declarative policies and action contracts (exit 2 names
+    the policy or service and the field).
 
-    A ``declarative_index`` in the file must match its policies (`pygate policy index`).
+    Checks each service's declared actions (names, argument types, patterns, meanings),
+    user_facts and identifiers. A ``declarative_index`` in the file must match its
+    policies (`pygate policy index`).
     """
     try:
         data = load_policy_data(path)
@@ -121,10 +124,14 @@ def policy_validate(path: str, as_json: bool) -> None:
     except PolicyDataError as exc:
         fail_with(exc, as_json)
     count = len(data.get("declarative_policies", []))
+    services = data.get("services", {})
+    actions = sum(len(entry.get("actions", {})) for entry in services.values())
     if as_json:
-        click.echo(json.dumps({"ok": True, "policies": count}))
+        click.echo(json.dumps({"ok": True, "policies": count, "services": len(services),
+                               "actions": actions}))  # fmt: skip
     else:
-        click.echo(f"ok: {count} declarative policies in {path}")
+        click.echo(f"ok: {count} declarative policies, {len(services)} services declaring "
+                   f"{actions} actions in {path}")  # fmt: skip
 
 
 @policy.command("index")

@@ -185,7 +185,7 @@ def parse_response(status: int, body: bytes, path: str = DECISION_PATH) -> tuple
         envelope = loads(body, "OPA's answer")
     except InputError as exc:
         raise BadEngineResponse(
-            f"OPA answered with unusable JSON: {exc}", policy_path=path
+            f"OPA answered with invalid JSON ({exc.problem})", policy_path=path
         ) from exc
     if not isinstance(envelope, dict):
         raise BadEngineResponse("OPA answered with a non-object", policy_path=path)

@@ -24,7 +24,7 @@ from opa_client import OpaClient
 from opa_client.errors import ConnectionsError, PolicyNotFoundError, RegoParseError
 
 from pygate._errors import ConfigError, PublishError
-from pygate._policy_data import load_policy_data, validate_policies
+from pygate._policy_data import load_policy_data, validate_policy_data
 from pygate._policy_index import with_index
 
 #: Where policy data lives in OPA (``data.pygate.config``), as a Data API path.
@@ -133,7 +133,7 @@ def push_policy_data(
                 "(pygate sidecar up --writable)",
             )
         document = new if replace else {**_current_config(client), **new}
-        validate_policies(document.get("declarative_policies", []))
+        validate_policy_data(document)
         document = with_index(document)  # OPA reaches policies through it
         try:
             client.update_or_create_data(document, CONFIG_PATH)

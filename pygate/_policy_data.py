@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
+from pygate._contracts import validate_contracts
 from pygate._errors import InputError, PolicyDataError
 from pygate._input import loads
 
@@ -199,7 +200,7 @@ def validate_policies(raw: Any) -> list[DeclarativePolicy]:
 
 
 def load_policy_data(path: str | Path) -> dict[str, Any]:
-    """Read a policy data file (JSON) and validate its ``declarative_policies``.
+    """Read a policy data file (JSON) and validate it (``validate_policy_data``).
 
     Raises:
         PolicyDataError: unreadable file or invalid policies.
@@ -210,5 +211,15 @@ def load_policy_data(path: str | Path) -> dict[str, Any]:
         raise PolicyDataError("(file)", str(path), f"cannot read policy data: {exc}") from exc
     if not isinstance(data, dict):
         raise PolicyDataError("(file)", str(path), "must be a JSON object")
-    validate_policies(data.get("declarative_policies", []))
+    validate_policy_data(data)
     return data
+
+
+def validate_policy_data(data: dict[str, Any]) -> None:
+    """Check a whole policy data document: declarative policies and action contracts.
+
+    Raises:
+        PolicyDataError: a malformed policy, service contract, host fact or identifier form.
+    """
+    validate_policies(data.get("declarative_policies", []))
+    validate_contracts(data)

@@ -15,8 +15,8 @@ import data.pygate.lib
 # decision is the one document services read:
 # {"allowed", "service", "refusals" (sorted by priority, then policy_id),
 #  "primary" (the first refusal, or null when allowed),
-#  "actions" (the canonical actions decided, see pygate.canonical, without
-#  their "strings"; [] when the output is missing)}.
+#  "actions" (the canonical actions decided, see pygate.canonical; [] when
+#  the output is missing)}.
 #
 # A require_review refusal that a person approved (pygate.approvals) is lifted;
 # then the decision also carries "approvals_applied", and a decision that
@@ -109,7 +109,7 @@ _refusals := refusals if {
 # arguments outside their contract and malformed host facts.
 _policy_refusals := (_rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
 
-_decided_actions := [object.remove(a, {"strings"}) | some a in canonical.actions] if {
+_decided_actions := canonical.actions if {
 	_output_ok
 } else := []
 
@@ -129,7 +129,7 @@ _input_ok if {
 	is_string(input.user.id)
 	input.user.id != ""
 	input.context.service != ""
-	sets := _services[input.context.service].policy_sets
+	sets := data.pygate.config.services[input.context.service].policy_sets
 	is_array(sets)
 	count(sets) > 0
 	every set_name in sets {
@@ -184,7 +184,7 @@ _well_formed(r) if {
 	is_number(r.priority)
 }
 
-_policy_sets := _services[input.context.service].policy_sets
+_policy_sets := data.pygate.config.services[input.context.service].policy_sets
 
 _services := lib.config("services", null)
 

@@ -1,5 +1,6 @@
 package pygate.policies.finance_test
 
+import data.pygate.lib
 import data.pygate.policies.finance
 
 _user := {"id": "u1", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
@@ -136,4 +137,47 @@ test_malformed_user_limit_refuses_transfer if {
 test_malformed_default_limit_refuses_transfer if {
 	user := object.remove(_user, ["transaction_limit"])
 	_ids(_transfer(1), user) == {"FIN-005"} with data.pygate.config.default_transaction_limit as "1000"
+}
+
+# Checks over meanings: the limit applies to every money_amount, the
+# restricted list to every asset field, whatever the action or shape.
+
+test_limit_applies_to_every_money_amount if {
+	_ids({"type": "Transfer", "amount": 5000}, _user) == {"FIN-002"}
+	_ids({"type": "tool_call", "action": "transfer", "arguments": {"amount": 5000}}, _user) == {"FIN-002"}
+	_ids({"type": "buy", "asset_id": "GLOBEX", "amount": 5000}, _user) == {"FIN-002"}
+	_ids({"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "transfer", "arguments": `{"amount": 5000}`}}]}, _user) == {"FIN-002"}
+}
+
+test_restricted_asset_in_every_asset_field if {
+	_ids({"type": "buy", "asset_id": "acme", "quantity": 1}, _user) == {"FIN-004"}
+	_ids({"type": "recommendation", "asset": "GLOBEX", "asset_id": "ACME"}, _user) == {"FIN-004"}
+	_ids({"type": "tool_use", "id": "t", "name": "sell", "input": {"asset": "Umbrella"}}, _user) == {"FIN-004"}
+}
+
+test_asset_identifier_must_have_the_declared_form if {
+	every asset in ["ACME ", "NYSE:ACME", "\u0410CME", "ACME\u200b", "AC ME", "THIRTEENCHARS"] {
+		some r in _refusals({"type": "recommendation", "asset": asset}, _user)
+		r.policy_id == "FIN-006"
+	}
+	_ids({"type": "recommendation", "asset": "ACME "}, _user) == {"FIN-006"}
+	_ids({"type": "recommendation", "asset": "ACME"}, _user) == {"FIN-004"} with data.pygate.config.identifiers as null
+}
+
+test_asset_pattern_malformed_refuses if {
+	_ids({"type": "recommendation", "asset": "GLOBEX"}, _user) == {"FIN-005", "FIN-006"} with data.pygate.config.identifiers as {"asset": {"pattern": "(["}}
+}
+
+test_frozen_and_closed_accounts_refused if {
+	every status in ["frozen", "closed"] {
+		_ids({"type": "text", "text": "hi"}, object.union(_user, {"account_status": status})) == {"FIN-007"}
+	}
+}
+
+test_identifier_folding if {
+	lib.canonical_identifier("asset", "acme") == "ACME"
+	not lib.canonical_identifier("asset", 5)
+	lib.canonical_identifier("x", "Ab") == "ab" with data.pygate.config.identifiers as {"x": {"pattern": "^[a-z]+$", "canonical": "lower"}}
+	lib.canonical_identifier("x", "ab") == "ab" with data.pygate.config.identifiers as {"x": {"pattern": "^[a-z]+$"}}
+	not lib.canonical_identifier("x", "Ab") with data.pygate.config.identifiers as {"x": {"pattern": "^[a-z]+$"}}
 }
