@@ -6,11 +6,13 @@ from pygate._approvals import Approval, Approvals
 from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
 from pygate._audit._postgres import PostgresAuditLog
 from pygate._bundle import Bundle, build_bundle, generate_keys
+from pygate._dispatch import adispatch, dispatch
 from pygate._errors import (
     ApprovalError,
     AuditError,
     BadEngineResponse,
     ConfigError,
+    DispatchError,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
@@ -22,7 +24,7 @@ from pygate._errors import (
     UndefinedDecision,
 )
 from pygate._gate import AsyncGate, Gate
-from pygate._models import AuditRecord, Decision, Refusal
+from pygate._models import AuditRecord, CanonicalAction, Decision, Refusal
 from pygate._opa_process import LocalOpa, find_opa_binary
 from pygate._policy_data import (
     DeclarativePolicy,
@@ -42,9 +44,11 @@ __all__ = [
     "AuditRecord",
     "BadEngineResponse",
     "Bundle",
+    "CanonicalAction",
     "ConfigError",
     "Decision",
     "DeclarativePolicy",
+    "DispatchError",
     "EngineError",
     "EngineTimeout",
     "EngineUnavailable",
@@ -62,7 +66,9 @@ __all__ = [
     "Summary",
     "UndefinedDecision",
     "VerifyResult",
+    "adispatch",
     "build_bundle",
+    "dispatch",
     "find_opa_binary",
     "generate_keys",
     "load_policy_data",

@@ -16,6 +16,7 @@ from pygate._cli_common import EXIT_OK, EXIT_REFUSED, audit_from, fail, settings
 from pygate._demo import Scenario, scenarios
 from pygate._errors import ConfigError, InputError, PygateError
 from pygate._gate import Gate
+from pygate._input import loads
 from pygate._models import Decision
 from pygate._opa_process import LocalOpa
 
@@ -37,6 +38,9 @@ def _show(decision: Decision, title: str | None = None) -> None:
             click.echo("    fallback: the policy engine could not decide")
     if decision.approved_by:
         click.echo(f"    approved by {decision.approved_by} (approval {decision.approval_id})")
+    for action in decision.actions:
+        arguments = json.dumps(action.arguments, ensure_ascii=False)
+        click.echo(f"    action:  {action.kind} {action.name} {arguments[:200]}  ({action.source})")
     click.echo(f"    audit:   {decision.audit_id}   ({decision.latency_ms:.2f} ms)")
 
 
@@ -75,8 +79,8 @@ def main(
     Quick start:
       pygate demo                          gate the seed scenarios on a local OPA
       echo '{"output": {"type": "transfer", "amount": 5000},
-             "user": {"id": "u1", "transaction_limit": 1000},
-             "context": {"service": "finance"}}' | pygate check -
+             "user": {"id": "u1", "transaction_limit": 1000}}' \\
+        | pygate check --service finance -
       pygate audit summary                 what was refused, and how often
 
     Settings come from flags, then PYGATE_* environment variables, then ./pygate.toml.
@@ -85,55 +89,80 @@ def main(
                "timeout": timeout}  # fmt: skip
 
 
+def _read_check_document(raw: str) -> dict[str, Any]:
+    """The ``check`` input: strict JSON (no duplicate keys), an object with output and user.
+
+    Raises:
+        InputError: naming ``input``, ``output`` or ``user``.
+    """
+    doc = loads(raw, "input")
+    if not isinstance(doc, dict):
+        raise InputError("input", "expected a JSON object with output, user and context")
+    unknown = set(doc) - {"output", "user", "context"}
+    if unknown:
+        raise InputError("input", f"unknown field(s) {', '.join(sorted(unknown))}")
+    for name in ("output", "user"):
+        if name not in doc:
+            raise InputError(name, "required")
+    return doc
+
+
 @main.command()
 @click.argument("source", type=click.File("r"), default="-")
-@click.option("--service", help="Service name (overrides context.service).")
+@click.option(
+    "--service",
+    help="The service to gate for (selects its policy sets). Default: PYGATE_SERVICE or "
+    "the config file. Without one the input is refused (exit 2).",
+)
+@click.option(
+    "--service-from-input",
+    is_flag=True,
+    help="Let the document's context.service choose the service when none is configured. "
+    "Opt-in: a caller who picks the service picks the policies.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.pass_context
-def check(ctx: click.Context, source: Any, service: str | None, as_json: bool) -> None:
+def check(
+    ctx: click.Context, source: Any, service: str | None, service_from_input: bool, as_json: bool
+) -> None:
     """Gate one model output read from SOURCE (a JSON file, or - for stdin).
 
-    SOURCE holds {"output": ..., "user": {"id": ...}, "context": {"service": ...}}.
+    SOURCE holds {"output": ..., "user": {"id": ...}, "context": {...}}. The decision shows
+    the canonical actions the bundle read from the output (what an executor runs; --json:
+    "actions"). The service comes
+    from --service (or PYGATE_SERVICE); a context.service in the document must agree with
+    it. Ambiguous or oversized input (duplicate keys, lone surrogates, nesting deeper than
+    max_depth, an output over max_output_bytes, a user id with invisible characters) is
+    refused before anything is reserved or sent, audited as policy pygate.input.
 
     \b
     Exit codes:
       0  allowed
       1  refused (including fail-closed refusals when OPA cannot decide)
-      2  bad input or configuration (the message names the field)
+      2  bad input or configuration (the message names the field; audited)
     """
     try:
-        doc = json.load(source)
-    except ValueError as exc:
-        fail(f"input is not valid JSON: {exc}")
-    if not isinstance(doc, dict):
-        fail("input: expected a JSON object with output, user and context")
-    unknown = set(doc) - {"output", "user", "context"}
-    if unknown:
-        fail(f"input: unknown field(s) {', '.join(sorted(unknown))}")
-    for name in ("output", "user"):
-        if name not in doc:
-            fail(f"{name}: required")
-    context = doc.get("context") or {}
+        raw = source.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"input: cannot read: {exc}")
+    settings = settings_from(ctx, service=service)
     try:
-        _core.normalize_output(doc["output"])
-        _core.normalize_user(doc["user"])
-        context = _core.normalize_context(context)
-    except InputError as exc:
-        fail(str(exc))
-    if service:
-        context["service"] = service
-    if not isinstance(context.get("service"), str):
-        fail("context.service: required (or pass --service)")
-    settings = settings_from(ctx, service=context["service"])
-    try:
-        with Gate(settings=settings) as gate:
-            decision = gate.evaluate(doc["output"], doc["user"], context)
+        gate = Gate(settings=settings, allow_caller_service=service_from_input)
     except ConfigError as exc:
         fail(str(exc))
+    with gate:
+        try:
+            doc = _read_check_document(raw)
+        except InputError as exc:
+            decision = gate.refuse_input(exc, raw)
+        else:
+            decision = gate.evaluate(doc["output"], doc["user"], doc.get("context"))
     if as_json:
         click.echo(json.dumps(_dump(decision), indent=2))
-    else:
+    elif decision.policy_id != _core.INPUT_POLICY_ID:
         _show(decision)
+    if decision.policy_id == _core.INPUT_POLICY_ID:
+        fail(f"{decision.reason.removeprefix('Invalid input: ')} (audit {decision.audit_id})")
     sys.exit(EXIT_OK if decision.allowed else EXIT_REFUSED)
 
 

@@ -7,7 +7,6 @@ they decide is decided here, once.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,14 @@ from pygate._errors import (
     EngineError,
     InputError,
     UndefinedDecision,
+)
+from pygate._input import (
+    MAX_DEPTH,
+    MAX_OUTPUT_BYTES,
+    check_document,
+    check_user_id,
+    compact_size,
+    loads,
 )
 from pygate._models import Decision, JSONObject, OpaResult, Refusal
 
@@ -45,39 +52,40 @@ def _plain(value: Any, field: str) -> Any:
     return {k: v for k, v in attrs.items() if not k.startswith("_")}
 
 
-def _check_json(value: Any, path: str) -> None:
-    """Raise InputError naming the first value JSON cannot carry (sets, bytes, NaN, ...)."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(path, f"{value} is not a JSON number")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InputError(path, f"object key {key!r} is not a string")
-            _check_json(item, f"{path}.{key}")
-        return
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
-        return
-    raise InputError(path, f"{type(value).__name__} is not JSON-serialisable")
+def normalize_output(
+    output: Any, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_OUTPUT_BYTES
+) -> JSONObject:
+    """Return the model output as a JSON object; plain text becomes ``{"type": "text"}``.
 
-
-def normalize_output(output: Any) -> JSONObject:
-    """Return the model output as a JSON object; plain text becomes ``{"type": "text"}``."""
+    Raises:
+        InputError: not an object or text, not plain JSON (see ``pygate._input``), nested
+            deeper than ``max_depth`` or larger than ``max_bytes`` (field ``output``).
+    """
     if isinstance(output, str):
-        return {"type": "text", "text": output}
-    doc = _plain(output, "output")
-    if not isinstance(doc, dict):
-        raise InputError("output", f"expected an object or text, got {type(output).__name__}")
-    _check_json(doc, "output")
+        doc: JSONObject = {"type": "text", "text": output}
+    else:
+        plain = _plain(output, "output")
+        if not isinstance(plain, dict):
+            raise InputError("output", f"expected an object or text, got {type(output).__name__}")
+        doc = plain
+    check_document(doc, "output", max_depth)
+    size = compact_size(doc)
+    if size > max_bytes:
+        raise OversizeOutput(size, max_bytes)
     return doc
 
 
-def normalize_user(user: Any) -> JSONObject:
+class OversizeOutput(InputError):
+    """The output is larger than the configured cap; the audit keeps its size and digest."""
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(
+            "output", f"{size} bytes of JSON exceed the cap of {cap} (max_output_bytes)"
+        )
+        self.size = size
+
+
+def normalize_user(user: Any, *, max_depth: int = MAX_DEPTH) -> JSONObject:
     """Return the user as a JSON object with a string ``id``; wrong types name the field."""
     doc = _plain(user, "user")
     if not isinstance(doc, dict):
@@ -87,24 +95,25 @@ def normalize_user(user: Any) -> JSONObject:
         doc["id"] = uid = str(uid)
     if not isinstance(uid, str) or not uid.strip():
         raise InputError("user.id", "required, a non-empty string")
+    check_user_id(uid)
     for name in _USER_STR_FIELDS:
         if doc.get(name) is not None and not isinstance(doc[name], str):
             raise InputError(f"user.{name}", f"expected a string, got {type(doc[name]).__name__}")
     limit = doc.get("transaction_limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
         raise InputError("user.transaction_limit", f"expected a number, got {type(limit).__name__}")
-    _check_json(doc, "user")
+    check_document(doc, "user", max_depth)
     return doc
 
 
-def normalize_context(context: Any) -> JSONObject:
+def normalize_context(context: Any, *, max_depth: int = MAX_DEPTH) -> JSONObject:
     """Return the context as a JSON object (``None`` is an empty context)."""
     if context is None:
         return {}
     doc = _plain(context, "context")
     if not isinstance(doc, dict):
         raise InputError("context", f"expected an object, got {type(context).__name__}")
-    _check_json(doc, "context")
+    check_document(doc, "context", max_depth)
     return doc
 
 
@@ -173,9 +182,11 @@ def parse_response(status: int, body: bytes, path: str = DECISION_PATH) -> tuple
         snippet = body[:200].decode(errors="replace")
         raise BadEngineResponse(f"OPA answered HTTP {status}: {snippet}", policy_path=path)
     try:
-        envelope = json.loads(body)
-    except ValueError as exc:
-        raise BadEngineResponse("OPA answered with invalid JSON", policy_path=path) from exc
+        envelope = loads(body, "OPA's answer")
+    except InputError as exc:
+        raise BadEngineResponse(
+            f"OPA answered with invalid JSON ({exc.problem})", policy_path=path
+        ) from exc
     if not isinstance(envelope, dict):
         raise BadEngineResponse("OPA answered with a non-object", policy_path=path)
     if "result" not in envelope:
@@ -245,6 +256,7 @@ def decision_from_result(
         output_hash=result.review.output_hash if result.review else None,
         approval_id=",".join(a.approval_id for a in applied) or None,
         approved_by=",".join(sorted({a.approved_by for a in applied})) or None,
+        actions=list(result.actions),
     )
 
 

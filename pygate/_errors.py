@@ -13,6 +13,7 @@ PygateError
 ├── ApprovalError               an approval cannot be found, decided or used as asked
 ├── ConfigError                 settings, paths or the OPA binary are wrong
 ├── PublishError                a bundle could not be built or signed, or OPA refused a push
+├── DispatchError               an allowed decision's actions cannot be run as decided
 └── Refused                     raised by ``Gate.execute`` / ``guard`` when the gate says no
 ```
 
@@ -111,6 +112,14 @@ class PublishError(PygateError):
         super().__init__(f"{step}: {problem}")
         self.step = step
         self.problem = problem
+
+
+class DispatchError(PygateError):
+    """The decided actions cannot be run as decided: nothing was run.
+
+    Raised by ``dispatch``/``guard`` when a decision holds no runnable action, an action
+    with no registered callable, or arguments that do not fit the callable.
+    """
 
 
 class Refused(PygateError):

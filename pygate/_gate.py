@@ -16,7 +16,9 @@ from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
+from pygate._dispatch import decided_call, wants_actions
 from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
+from pygate._input import digest_summary, safe_repr
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
@@ -55,11 +57,18 @@ class _BaseGate:
         audit: AuditLog | str | Path | bool | None = True,
         timeout: float | None = None,
         settings: Settings | None = None,
+        allow_caller_service: bool = False,
     ) -> None:
         self.settings = settings or Settings.load(
             {"service": service, "opa_url": opa_url, "timeout": timeout}
         )
         self.service = self.settings.service
+        self.allow_caller_service = allow_caller_service
+        if self.service is None and not allow_caller_service:
+            log.warning(
+                "gate without a service: every decision is refused (pass service=..., set "
+                "PYGATE_SERVICE, or allow_caller_service=True to let context.service choose)"
+            )
         self.local_opa: LocalOpa | None = None
         if self.settings.opa_url:
             self.url = self.settings.opa_url
@@ -83,9 +92,17 @@ class _BaseGate:
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
-        out = _core.normalize_output(output)
-        usr = _core.normalize_user(user)
-        ctx = _core.normalize_context(context)
+        ctx = _core.normalize_context(context, max_depth=self.settings.max_depth)
+        if self.service is None and not self.allow_caller_service:
+            raise InputError(
+                "context.service",
+                "this gate has no configured service, and the caller may not choose one "
+                "(configure service=... or PYGATE_SERVICE; allow_caller_service=True opts in)",
+            )
+        usr = _core.normalize_user(user, max_depth=self.settings.max_depth)
+        out = _core.normalize_output(
+            output, max_depth=self.settings.max_depth, max_bytes=self.settings.max_output_bytes
+        )
         if self.service is not None:
             given = ctx.get("service")
             if given is not None and given != self.service:
@@ -137,7 +154,8 @@ class _BaseGate:
                 if exc.field.startswith("items["):
                     named = exc
                 decision = self._rejected(named, output, user, context)
-                slots.append(_Entry(decision, repr(item)[:2000]))
+                oversize = isinstance(exc, _core.OversizeOutput)
+                slots.append(_Entry(decision, _rejected_output(exc, output if oversize else item)))
         return slots
 
     def _decide_many(
@@ -180,6 +198,7 @@ class _BaseGate:
         service = self.service
         if (
             service is None
+            and self.allow_caller_service
             and isinstance(context, dict)
             and isinstance(context.get("service"), str)
         ):
@@ -289,6 +308,14 @@ class _Entry:
         self.prepared = prepared
 
 
+def _rejected_output(exc: InputError, output: Any) -> Any:
+    """What the audit keeps of input that was refused: a short repr, or for an oversize
+    output only its size and digest (the output itself is never stored)."""
+    if isinstance(exc, _core.OversizeOutput):
+        return digest_summary(output)
+    return safe_repr(output)
+
+
 def _releases(entries: list[_Entry]) -> list[tuple[str, str]]:
     """Quota units to give back: those reserved for requests that were refused."""
     return [
@@ -332,11 +359,21 @@ class Gate(_BaseGate):
 
     Args:
         service: the service name sent as ``context.service`` (selects its policy sets).
+            Without one (here, in ``settings`` or ``PYGATE_SERVICE``) every decision is
+            refused as ``pygate.input``, unless ``allow_caller_service`` is set.
         opa_url: an OPA sidecar URL; ``None`` starts the embedded local OPA.
         audit: ``True`` for the configured SQLite log, a path, an ``AuditLog``, or ``None``
             to skip auditing (benchmarks only: the daily quota then cannot be known).
         timeout: seconds per decision before refusing.
         settings: a full ``Settings`` (overrides the other arguments).
+        allow_caller_service: opt in to letting the caller's ``context.service`` choose
+            the service when the gate has none (a trusted router); off by default, because
+            whoever picks the service picks the policies.
+
+    Input is checked before anything is reserved or sent (``pygate._input``): duplicate keys
+    in embedded ``arguments`` JSON, lone surrogates, nesting deeper than ``max_depth``, an
+    output over ``max_output_bytes``, a non-object context and look-alike user ids are
+    refused as ``pygate.input`` naming the field.
 
     Example:
         >>> gate = Gate("finance")
@@ -363,7 +400,8 @@ class Gate(_BaseGate):
         try:
             prepared = self._prepare(output, user, context)
         except InputError as exc:
-            return self._write(self._rejected(exc, output, user, context), repr(output)[:2000])
+            decision = self._rejected(exc, output, user, context)
+            return self._write(decision, _rejected_output(exc, output))
         if self.audit is not None:
             try:
                 self._use_quota([prepared], [self.audit.reserve(prepared.user_id, prepared.day)])
@@ -377,6 +415,20 @@ class Gate(_BaseGate):
         except EngineError as exc:
             decision = self._fallback(prepared, exc, started)
         return self._write(decision, prepared.output, prepared)
+
+    def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
+        """Record a refusal for input the caller could not even turn into a request.
+
+        For a document read by the caller that failed strict parsing (e.g. duplicate keys,
+        see ``pygate._input.loads``): the refusal is policy ``pygate.input``, names the
+        field and is audited like any other; nothing is reserved and OPA is not asked.
+
+        Args:
+            exc: the problem, naming the field.
+            raw: what was received (kept as a short repr; its digest if it is oversize).
+            user: the user, if known, for the audit record.
+        """
+        return self._write(self._rejected(exc, raw, user, None), _rejected_output(exc, raw))
 
     def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Decide many outputs with ONE request to OPA's batch entry point.
@@ -413,8 +465,12 @@ class Gate(_BaseGate):
                 decisions = [self._fallback(p, exc, started) for p in prepared]
         return self._write_many(self._merge(slots, decisions))
 
-    def execute(self, output: Any, user: Any, run: Callable[[], T], context: Any = None) -> T:
-        """Run ``run()`` only if the gate allows ``output``.
+    def execute(self, output: Any, user: Any, run: Callable[..., T], context: Any = None) -> T:
+        """Run ``run`` only if the gate allows ``output``, handing it what was decided.
+
+        ``run`` takes either no argument (the original form) or one: the list of
+        ``CanonicalAction`` the gate decided on. Use the actions — not ``output`` — to act,
+        so the executor runs exactly what was checked (or use ``dispatch``).
 
         Raises:
             Refused: the gate said no (the refusal is already audited).
@@ -422,22 +478,28 @@ class Gate(_BaseGate):
         decision = self.evaluate(output, user, context)
         if not decision.allowed:
             raise Refused(decision)
-        return run()
+        return run(list(decision.actions)) if wants_actions(run) else run()
 
     def guard(self, fn: Callable[P, T]) -> Callable[..., T]:
         """Decorate a tool function: each call is gated as a ``tool_call`` output.
 
         The wrapped function takes two extra keyword arguments, ``user`` (required) and
-        ``context``; the tool's name is the action and its arguments are recorded.
+        ``context``; the tool's name is the action and its arguments are recorded. When
+        allowed, ``fn`` runs with the arguments *as decided* (the canonical action's,
+        after their JSON round trip: a tuple arrives as a list), not the ones passed in.
 
         Raises:
             Refused: when the gate refuses the call.
+            DispatchError: the decision does not hold exactly this one call (nothing runs).
         """
 
         @functools.wraps(fn)
         def wrapper(*args: Any, user: Any, context: Any = None, **kwargs: Any) -> T:
-            output = _tool_output(fn, args, kwargs)
-            return self.execute(output, user, lambda: fn(*args, **kwargs), context)
+            decision = self.evaluate(_tool_output(fn, args, kwargs), user, context)
+            if not decision.allowed:
+                raise Refused(decision)
+            decided_args, decided_kwargs = decided_call(decision, fn)
+            return fn(*decided_args, **decided_kwargs)
 
         return wrapper
 
@@ -471,7 +533,7 @@ class AsyncGate(_BaseGate):
             prepared = self._prepare(output, user, context)
         except InputError as exc:
             decision = self._rejected(exc, output, user, context)
-            return (await self._awrite_many([_Entry(decision, repr(output)[:2000])]))[0]
+            return (await self._awrite_many([_Entry(decision, _rejected_output(exc, output))]))[0]
         if self.audit is not None:
             keys = [(prepared.user_id, prepared.day)]
             try:
@@ -511,9 +573,9 @@ class AsyncGate(_BaseGate):
         return await self._awrite_many(self._merge(slots, decisions))
 
     async def execute(
-        self, output: Any, user: Any, run: Callable[[], Awaitable[T]], context: Any = None
+        self, output: Any, user: Any, run: Callable[..., Awaitable[T]], context: Any = None
     ) -> T:
-        """Await ``run()`` only if the gate allows ``output``.
+        """Await ``run`` only if the gate allows ``output``; see ``Gate.execute``.
 
         Raises:
             Refused: the gate said no (the refusal is already audited).
@@ -521,15 +583,18 @@ class AsyncGate(_BaseGate):
         decision = await self.evaluate(output, user, context)
         if not decision.allowed:
             raise Refused(decision)
-        return await run()
+        return await (run(list(decision.actions)) if wants_actions(run) else run())
 
     def guard(self, fn: Callable[P, Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         """Decorate an async tool function; see ``Gate.guard``."""
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, user: Any, context: Any = None, **kwargs: Any) -> T:
-            output = _tool_output(fn, args, kwargs)
-            return await self.execute(output, user, lambda: fn(*args, **kwargs), context)
+            decision = await self.evaluate(_tool_output(fn, args, kwargs), user, context)
+            if not decision.allowed:
+                raise Refused(decision)
+            decided_args, decided_kwargs = decided_call(decision, fn)
+            return await fn(*decided_args, **decided_kwargs)
 
         return wrapper
 

@@ -46,6 +46,32 @@ class AppliedApproval(BaseModel):
     approved_by: StrictStr
 
 
+class CanonicalAction(BaseModel):
+    """One action the gate decided on, in the bundle's canonical form (``pygate.canonical``).
+
+    Whatever shape the model emitted (pygate's ``guard``, OpenAI Chat Completions
+    ``tool_calls`` or Responses ``function_call``, Anthropic ``tool_use``, MCP ``tools/call``,
+    the seed's typed objects, plain text, or a list of these), OPA reads it as actions of
+    this form; the executor runs *these*, never a second parse of the raw output.
+
+    Attributes:
+        kind: ``tool_call`` (a named call), ``action`` (a typed object such as
+            ``{"type": "transfer", ...}``) or ``answer`` (text for the user).
+        name: the action name, canonical (lower case, ASCII).
+        arguments: the arguments as decided (a JSON-string argument already parsed).
+        source: the shape it was read from, e.g. ``openai.chat.tool_call``.
+        path: where in the output it was found (keys and indexes).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1)
+    arguments: dict[str, Any]
+    source: StrictStr = Field(min_length=1)
+    path: list[StrictStr | StrictInt] = Field(default_factory=list)
+
+
 class OpaResult(BaseModel):
     """The contract of ``data.pygate.gate.decision``; anything else is a bad response."""
 
@@ -57,6 +83,7 @@ class OpaResult(BaseModel):
     primary: Refusal | None = None
     review: Review | None = None
     approvals_applied: list[AppliedApproval] = Field(default_factory=list)
+    actions: list[CanonicalAction] = Field(default_factory=list)
 
 
 class Decision(BaseModel):
@@ -66,6 +93,9 @@ class Decision(BaseModel):
     ``fallback`` is true when the engine could not decide and pygate refused on its own.
     ``output_hash`` is set on a refusal that waits for human review (what to approve);
     ``approval_id``/``approved_by`` on a decision that an approval let through.
+    ``actions`` are the canonical actions OPA read from the output and decided on (empty
+    when OPA reported none, e.g. on a fallback or input refusal); ``execute``, ``guard`` and
+    ``dispatch`` run these, and the audit record keeps them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -88,6 +118,7 @@ class Decision(BaseModel):
     output_hash: str | None = None
     approval_id: str | None = None
     approved_by: str | None = None
+    actions: list[CanonicalAction] = Field(default_factory=list)
 
     @property
     def refused(self) -> bool:
@@ -133,3 +164,4 @@ class AuditRecord(BaseModel):
     hash: str
     approval_id: str | None = None
     approved_by: str | None = None
+    actions: list[Any] | None = None

@@ -6,7 +6,6 @@ policy that slips past this check makes the gate refuse with "invalid policy", n
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +21,8 @@ from pydantic import (
 )
 
 from pygate._contracts import validate_contracts
-from pygate._errors import PolicyDataError
+from pygate._errors import InputError, PolicyDataError
+from pygate._input import loads
 
 Number = StrictInt | StrictFloat
 Scalar = StrictStr | StrictInt | StrictFloat | bool | None
@@ -206,8 +206,8 @@ def load_policy_data(path: str | Path) -> dict[str, Any]:
         PolicyDataError: unreadable file or invalid policies.
     """
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        data = loads(Path(path).read_text(), str(path))
+    except (OSError, InputError) as exc:
         raise PolicyDataError("(file)", str(path), f"cannot read policy data: {exc}") from exc
     if not isinstance(data, dict):
         raise PolicyDataError("(file)", str(path), "must be a JSON object")

@@ -6,7 +6,6 @@ The config file is TOML, ``./pygate.toml`` or the path in ``PYGATE_CONFIG``, wit
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pygate._audit._base import DEFAULT_REDACT_KEYS
-from pygate._errors import ConfigError
+from pygate._errors import ConfigError, InputError
+from pygate._input import MAX_DEPTH, MAX_OUTPUT_BYTES, loads
 
 
 class Settings(BaseModel):
@@ -38,6 +38,10 @@ class Settings(BaseModel):
             account or card numbers). Same rule in the OPA mask policy. A JSON array in
             ``PYGATE_REDACT_PATTERNS``.
         approval_ttl: seconds a review request may wait, and an approval stays usable.
+        max_depth: objects/arrays nested deeper than this in an output, user or context
+            are refused before anything is reserved or sent (``pygate.input``).
+        max_output_bytes: an output whose compact UTF-8 JSON is larger is refused the same
+            way; its audit record keeps only the size and SHA-256, not the output.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +55,8 @@ class Settings(BaseModel):
     redact_keys: list[str] = Field(default_factory=lambda: sorted(DEFAULT_REDACT_KEYS))
     redact_patterns: list[str] = Field(default_factory=list)
     approval_ttl: float = Field(default=86400.0, gt=0)
+    max_depth: int = Field(default=MAX_DEPTH, ge=2, le=512)
+    max_output_bytes: int = Field(default=MAX_OUTPUT_BYTES, ge=64)
 
     @field_validator("redact_keys", "redact_patterns", mode="before")
     @classmethod
@@ -59,8 +65,8 @@ class Settings(BaseModel):
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 try:
-                    return json.loads(value)
-                except ValueError:
+                    return loads(value, "setting")
+                except InputError:
                     return value  # pydantic then names the field
             return [item.strip() for item in value.split(",") if item.strip()]
         return value

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pygate import Gate, LocalOpa
+from pygate import Gate, LocalOpa, Refused
 from pygate._opa_process import PROJECT_ROOT
 from tests import adversarial_cases as cases
 
@@ -260,3 +260,29 @@ def test_the_rego_copy_of_the_families_is_current(opa: LocalOpa, tmp_path: Any) 
     fresh.write_text(module.render())
     subprocess.run([str(opa.opa_bin), "fmt", "-w", str(fresh)], check=True, timeout=60)
     assert fresh.read_text() == module.TARGET.read_text(), "run scripts/adversarial-rego.py"
+
+
+def test_guard_on_a_transfer_tool_is_limit_checked(make_gate: Callable[..., Gate]) -> None:
+    """The issue's first family: guard's tool_call shape now meets the transfer limit."""
+    gate = make_gate("finance")
+    ran: list[float] = []
+
+    @gate.guard
+    def transfer(amount: float, to: str) -> str:
+        ran.append(amount)
+        return f"sent {amount} to {to}"
+
+    user = {**cases.ANALYST, "id": f"guard-{uuid.uuid4().hex[:8]}"}
+    assert transfer(500, "acct-2", user=user) == "sent 500 to acct-2"
+    with pytest.raises(Refused) as refused:
+        transfer(5000, "acct-2", user=user)
+    assert refused.value.decision.policy_id == "FIN-002"
+
+    @gate.guard
+    def payment(amount: float) -> None:  # not declared for finance
+        ran.append(amount)
+
+    with pytest.raises(Refused) as undeclared:
+        payment(1, user=user)
+    assert undeclared.value.decision.policy_id == "GATE-010"
+    assert ran == [500]

@@ -95,7 +95,8 @@ def test_bad_item_names_its_field(make_gate: Callable[..., Gate]) -> None:
 
 
 def test_an_item_refused_by_rego_does_not_touch_the_others(opa: LocalOpa, audit: AuditLog) -> None:
-    with Gate(None, opa_url=opa.url, audit=audit) as gate:  # each item names its service
+    # each item names its service: the caller chooses, which must be opted in to
+    with Gate(None, opa_url=opa.url, audit=audit, allow_caller_service=True) as gate:
         result = gate.evaluate_many(
             [
                 (SMALL, ANALYST, {"service": "finance"}),

@@ -23,6 +23,9 @@ def pygate(*args: str, stdin: str = "", env_extra: dict[str, str] | None = None,
     )  # fmt: skip
 
 
+CHECK = ("check", "--service", "finance")
+
+
 def _doc(amount: object, **user: object) -> str:
     return json.dumps({
         "output": {"type": "transfer", "amount": amount},
@@ -37,10 +40,10 @@ def db(tmp_path: Path) -> str:
 
 
 def test_check_allowed_refused_and_json(opa: LocalOpa, db: str) -> None:
-    ok = pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(10))
+    ok = pygate("--opa-url", opa.url, "--audit-db", db, *CHECK, "-", stdin=_doc(10))
     assert ok.returncode == 0, ok.stderr
     assert "ALLOWED" in ok.stdout
-    no = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--json", "-", stdin=_doc(5000))
+    no = pygate("--opa-url", opa.url, "--audit-db", db, *CHECK, "--json", "-", stdin=_doc(5000))
     assert no.returncode == 1, no.stderr
     decision = json.loads(no.stdout)
     assert decision["allowed"] is False
@@ -51,7 +54,7 @@ def test_check_allowed_refused_and_json(opa: LocalOpa, db: str) -> None:
 def test_check_reads_a_file_and_uses_the_embedded_opa(tmp_path: Path, db: str) -> None:
     path = tmp_path / "in.json"
     path.write_text(_doc(5000))
-    result = pygate("--audit-db", db, "check", str(path))
+    result = pygate("--audit-db", db, *CHECK, str(path))
     assert result.returncode == 1, result.stderr
     assert "FIN-002" in result.stdout
 
@@ -64,12 +67,15 @@ def test_check_reads_a_file_and_uses_the_embedded_opa(tmp_path: Path, db: str) -
         (json.dumps({"user": {"id": "u"}, "context": {"service": "finance"}}), "output: required"),
         (_doc(10, id=""), "user.id"),
         (_doc(10, transaction_limit="lots"), "user.transaction_limit"),
-        (json.dumps({"output": {}, "user": {"id": "u"}}), "context.service"),
+        (
+            json.dumps({"output": {}, "user": {"id": "u"}, "context": {"service": "x"}}),
+            "context.service",
+        ),
         (json.dumps({"output": {}, "user": {"id": "u"}, "ctx": {}}), "unknown field(s) ctx"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field(db: str, stdin: str, message: str) -> None:
-    result = pygate("--opa-url", "http://127.0.0.1:9", "--audit-db", db, "check", "-",
+    result = pygate("--opa-url", "http://127.0.0.1:9", "--audit-db", db, *CHECK, "-",
                     stdin=stdin)  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr
@@ -77,7 +83,7 @@ def test_bad_input_exits_2_naming_the_field(db: str, stdin: str, message: str) -
 
 
 def test_engine_down_exits_1_as_fallback(dead_url: str, db: str) -> None:
-    result = pygate("--opa-url", dead_url, "--audit-db", db, "check", "--json", "-",
+    result = pygate("--opa-url", dead_url, "--audit-db", db, *CHECK, "--json", "-",
                     stdin=_doc(10))  # fmt: skip
     assert result.returncode == 1
     assert json.loads(result.stdout)["fallback"] is True
@@ -85,7 +91,7 @@ def test_engine_down_exits_1_as_fallback(dead_url: str, db: str) -> None:
 
 def test_missing_opa_binary_is_a_clear_error(tmp_path: Path, db: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYGATE_OPA_BIN": str(tmp_path / "nope")}
-    result = pygate("--audit-db", db, "check", "-", stdin=_doc(10), env_extra=env,
+    result = pygate("--audit-db", db, *CHECK, "-", stdin=_doc(10), env_extra=env,
                     cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert f"the OPA binary {tmp_path / 'nope'}" in result.stderr
@@ -115,7 +121,7 @@ def test_demo_runs_every_scenario_as_the_seed_says(tmp_path: Path) -> None:
 
 def test_audit_commands(opa: LocalOpa, db: str) -> None:
     for amount in (10, 5000, 6000):
-        pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(amount))
+        pygate("--opa-url", opa.url, "--audit-db", db, *CHECK, "-", stdin=_doc(amount))
     summary = json.loads(pygate("--audit-db", db, "audit", "summary", "--json").stdout)
     assert summary["total"] == 3
     assert summary["refused"] == 2
@@ -162,3 +168,107 @@ def test_help_documents_exit_codes() -> None:
     assert "0  allowed" in text
     assert "1  refused" in text
     assert "2  bad input" in text
+
+
+# --- input that cannot confuse the gate (issue 12, section 4) ------------------------------
+
+
+def _tail(db: str) -> dict[str, object]:
+    out = pygate("--audit-db", db, "audit", "tail", "-n", "1", "--json").stdout
+    record: dict[str, object] = json.loads(out)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        # the gate and a first-wins executor would see different amounts
+        (
+            '{"output": {"type": "transfer", "amount": 10, "amount": 5000}, "user": {"id": "u"}}',
+            "duplicate key 'amount'",
+        ),
+        (
+            '{"output": {"type": "transfer"}, "user": {"id": "u"}, "user": {"id": "v"}}',
+            "duplicate key 'user'",
+        ),
+        (
+            '{"output": {"type": "tool_call", "arguments": "{\\"a\\": 1, \\"a\\": 2}"},'
+            ' "user": {"id": "u"}}',
+            "output.arguments: embedded JSON has duplicate key 'a'",
+        ),
+        ('{"output": ' + "[" * 5000 + "]" * 5000 + ', "user": {"id": "u"}}', "nested deeper"),
+        (
+            '{"output": {"a": ' + '{"b": ' * 100 + "1" + "}" * 100 + '}, "user": {"id": "u"}}',
+            "nested deeper than 64 levels",
+        ),
+        ('{"output": {"text": "\\ud800"}, "user": {"id": "u"}}', "output.text: holds a lone"),
+        ('{"output": {"\\udc01": 1}, "user": {"id": "u"}}', "output: key"),
+        ('{"output": {}, "user": {"id": "u"}, "context": []}', "context: expected an object"),
+        ('{"output": {}, "user": {"id": "u"}, "context": 0}', "context: expected an object"),
+        ('{"output": {}, "user": {"id": "u"}, "context": ""}', "context: expected an object"),
+        ('{"output": {}, "user": {"id": "u\\u200b"}}', "user.id: holds an invisible"),
+        ('{"output": {}, "user": {"id": " u"}}', "user.id: has surrounding whitespace"),
+        ('{"output": {}, "user": {"id": "\\uff55"}}', "user.id: is not in Unicode NFKC"),
+    ],
+)
+def test_ambiguous_input_exits_2_and_is_audited(db: str, stdin: str, message: str) -> None:
+    # nothing listens on :9: had OPA been asked, the answer would be a fallback (exit 1)
+    result = pygate("--opa-url", "http://127.0.0.1:9", "--audit-db", db, "check",
+                    "--service", "finance", "-", stdin=stdin)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    record = _tail(db)
+    assert record["policy_id"] == "pygate.input"
+    assert message in str(record["reason"])
+
+
+def test_oversize_output_exits_2_and_only_its_digest_is_audited(db: str) -> None:
+    doc = json.dumps({"output": {"text": "z" * 5000 + "TAIL"}, "user": {"id": "u"}})
+    result = pygate("--opa-url", "http://127.0.0.1:9", "--audit-db", db, "check",
+                    "--service", "finance", "-", stdin=doc,
+                    env_extra={"PYGATE_MAX_OUTPUT_BYTES": "1000"})  # fmt: skip
+    assert result.returncode == 2
+    assert "exceed the cap of 1000" in result.stderr
+    record = _tail(db)
+    assert record["output"]["not_stored"] is True  # type: ignore[index]
+    assert "TAIL" not in json.dumps(record)
+
+
+def test_check_without_a_service_refuses_unless_opted_in(opa: LocalOpa, db: str) -> None:
+    env = {"PYGATE_SERVICE": ""}
+    refused = pygate("--opa-url", opa.url, "--audit-db", db, "check", "-", stdin=_doc(10),
+                     env_extra=env)  # fmt: skip
+    assert refused.returncode == 2
+    assert "context.service: this gate has no configured service" in refused.stderr
+    assert _tail(db)["policy_id"] == "pygate.input"
+    opted = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service-from-input",
+                   "-", stdin=_doc(10), env_extra=env)  # fmt: skip
+    assert opted.returncode == 0, opted.stderr
+    conflict = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service",
+                      "assistant", "-", stdin=_doc(10))  # fmt: skip
+    assert conflict.returncode == 2
+    assert "conflicts with this gate's 'assistant'" in conflict.stderr
+
+
+def test_check_shows_the_canonical_actions(opa: LocalOpa, db: str) -> None:
+    call = {
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "explain", "arguments": '{"topic": "fx"}'},
+            }
+        ]
+    }
+    doc = json.dumps({"output": call, "user": {"id": "u", "role": "analyst"}})
+    text = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service", "assistant",
+                  "-", stdin=doc)  # fmt: skip
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert 'action:  tool_call explain {"topic": "fx"}  (openai.chat.tool_call)' in text.stdout
+    as_json = pygate("--opa-url", opa.url, "--audit-db", db, "check", "--service", "assistant",
+                     "--json", "-", stdin=doc)  # fmt: skip
+    [action] = json.loads(as_json.stdout)["actions"]
+    assert (action["name"], action["arguments"]) == ("explain", {"topic": "fx"})
+    tail = json.loads(pygate("--audit-db", db, "audit", "tail", "-n", "1", "--json").stdout)
+    assert tail["actions"] == [action]

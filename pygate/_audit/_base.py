@@ -35,9 +35,12 @@ COLUMNS = (
     "policy_ids", "action", "decision_id", "bundle_revision", "fallback", "latency_ms",
 )  # fmt: skip
 
-#: Hashed columns added later, appended after COLUMNS. They enter the hash only when one of
-#: them is set, so every record written before they existed still verifies unchanged.
-EXTRA_COLUMNS = ("approval_id", "approved_by")
+#: Hashed columns added later, appended after COLUMNS, in generations. A generation enters
+#: the hash only when one of its columns (or of a later generation) is set, so every record
+#: written before it existed still verifies unchanged. ``actions`` holds the canonical
+#: actions as decided (JSON, redacted like the output).
+EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",))
+EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
 #: when it opens, then sets ``extensions = True``; they are not hash-chained, except
@@ -122,9 +125,10 @@ def canonical(row: dict[str, Any]) -> str:
     EXTRA_COLUMNS join the hash only when set, so logs written before they existed verify.
     """
     values = [row[c] for c in COLUMNS]
-    extra = [row.get(c) for c in EXTRA_COLUMNS]
-    if any(v is not None for v in extra):
-        values += extra
+    used = [any(row.get(c) is not None for c in g) for g in EXTRA_GENERATIONS]
+    if any(used):
+        last = max(i for i, u in enumerate(used) if u)
+        values += [row.get(c) for g in EXTRA_GENERATIONS[: last + 1] for c in g]
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
 
 
@@ -305,6 +309,9 @@ class AuditLog(ABC):
             "latency_ms": round(decision.latency_ms, 3),
             "approval_id": decision.approval_id,
             "approved_by": decision.approved_by,
+            "actions": self.redacted_json([a.model_dump(mode="json") for a in decision.actions])
+            if decision.actions
+            else None,
         }
 
     def append(
@@ -471,5 +478,6 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "policy_ids": json.loads(row["policy_ids"]),
             "allowed": bool(row["allowed"]),
             "fallback": bool(row["fallback"]),
+            "actions": json.loads(row["actions"]) if row.get("actions") else None,
         }
     )

@@ -13,8 +13,9 @@ package pygate.canonical
 #    "name":      the action name in canonical form (see valid_name),
 #    "arguments": an object (a JSON-string argument is parsed),
 #    "source":    which shape it was read from,
-#    "path":      where in the output it was found (an array of keys),
-#    "strings":   every string in the arguments, nested keys included}
+#    "path":      where in the output it was found (an array of keys)}
+# strings_in(action.arguments) lists every string in the arguments, nested
+# keys included; the rule strings holds them for all actions of the query.
 #
 # read(output) is {"actions": [...], "problems": [...]}. A problem is a part
 # of the output that could not be read (an unknown shape, a bad name, an
@@ -285,20 +286,18 @@ _action(kind, name, args, source, path) := {"what": "action", "action": {
 	"arguments": args,
 	"source": source,
 	"path": path,
-	"strings": strings_in(args),
 }}
 
 # strings_in lists every string in x, and the keys of every object in it.
-strings_in(x) := [s |
-	walk(x, [p, v])
-	some s in array.concat(_value_string(v), _key_string(p))
-]
+strings_in(x) := array.concat(
+	[v | walk(x, [_, v]); is_string(v)],
+	[k | walk(x, [p, _]); count(p) > 0; k := p[count(p) - 1]; is_string(k)],
+)
 
-_value_string(v) := [v] if {
-	is_string(v)
-} else := []
-
-_key_string(p) := [p[count(p) - 1]] if {
-	count(p) > 0
-	is_string(p[count(p) - 1])
-} else := []
+# strings is every string of every action of this query's output (values and
+# keys, nested, in lists): what the code check reads. Computed only when a
+# policy reads it, so a finance decision does not pay for it.
+strings contains s if {
+	some a in actions
+	some s in strings_in(a.arguments)
+}

@@ -119,10 +119,11 @@ test_metadata_is_skipped if {
 
 test_strings_cover_values_and_keys if {
 	a := canonical.read({"type": "tool_call", "action": "analyze", "arguments": {"q": ["x", {"deep": "y"}], "n": 1}}).actions[0]
-	sort(a.strings) == sort(["q", "x", "deep", "y", "n"])
+	sort(canonical.strings_in(a.arguments)) == sort(["q", "x", "deep", "y", "n"])
+	canonical.strings == {"q", "x", "deep", "y", "n"} with input as {"output": {"action": "analyze", "q": ["x", {"deep": "y"}], "n": 1}}
 }
 
 test_result_reads_input if {
-	canonical.actions == [{"kind": "action", "name": "transfer", "arguments": {"amount": 1}, "source": "typed", "path": [], "strings": ["amount"]}] with input as {"output": {"type": "transfer", "amount": 1}}
+	canonical.actions == [{"kind": "action", "name": "transfer", "arguments": {"amount": 1}, "source": "typed", "path": []}] with input as {"output": {"type": "transfer", "amount": 1}}
 	canonical.problems == [] with input as {"output": {"type": "transfer", "amount": 1}}
 }

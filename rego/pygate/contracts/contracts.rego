@@ -45,6 +45,17 @@ meaning_fields(name, meaning) := {field |
 	spec.meaning == meaning
 }
 
+# action_meanings maps each declared action name of this query to
+# {meaning: {field, ...}}: which of its argument fields carry each meaning.
+action_meanings[a.name] := {meaning: fields |
+	some spec in _actions[a.name].arguments
+	meaning := spec.meaning
+	fields := meaning_fields(a.name, meaning)
+} if {
+	some a in canonical.actions
+	_actions[a.name]
+}
+
 # required(name, field) holds when action name declares field as required.
 required(name, field) if _actions[name].arguments[field].required == true
 
@@ -121,6 +132,7 @@ refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
 	_contract_ok(contract)
+	not args_ok(contract, a.arguments)
 	some problem in argument_problems(contract, a.arguments)
 	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "problem": problem})
 }
@@ -156,6 +168,7 @@ refusals contains r if {
 	some field, spec in _user_facts
 	value := input.user[field]
 	value != null
+	not value_ok(spec, value)
 	some problem in value_problems(spec, value)
 	r := _gate_refusal(rego.metadata.chain(), {"field": field, "problem": problem})
 }
@@ -232,6 +245,75 @@ argument_problems(contract, args) := ((unknown | missing) | wrong) | none_of if 
 }
 
 _present(args, f) if args[f] != null
+
+# args_ok holds exactly when argument_problems(contract, args) is empty (a
+# test checks both on every case of contracts_test). It is the per-query
+# check, so it builds no messages.
+args_ok(contract, args) if {
+	every field, value in args {
+		value_ok(contract.arguments[field], value)
+	}
+	every field, spec in contract.arguments {
+		_required_ok(spec, field, args)
+	}
+	_one_of_ok(object.get(contract, "one_of_required", []), args)
+}
+
+_required_ok(spec, _, _) if object.get(spec, "required", false) != true
+
+_required_ok(_, field, args) if _present(args, field)
+
+_one_of_ok(one_of, _) if count(one_of) == 0
+
+_one_of_ok(one_of, args) if {
+	some field in one_of
+	_present(args, field)
+}
+
+# value_ok holds exactly when value_problems(spec, value) is empty.
+value_ok(spec, value) if {
+	_type_ok(spec.type, value)
+	_enum_ok(object.get(spec, "enum", null), value)
+	_string_ok(spec, value)
+	_number_ok(spec, value)
+}
+
+_type_ok("string", value) if is_string(value)
+
+_type_ok("number", value) if is_number(value)
+
+_type_ok("integer", value) if {
+	is_number(value)
+	value == round(value)
+}
+
+_type_ok("boolean", value) if is_boolean(value)
+
+_enum_ok(null, _)
+
+_enum_ok(enum, value) if value in enum
+
+_string_ok(_, value) if not is_string(value)
+
+_string_ok(spec, value) if {
+	is_string(value)
+	_pattern_ok(object.get(spec, "pattern", null), value)
+	count(value) <= object.get(spec, "max_length", count(value))
+	count(value) >= object.get(spec, "min_length", 0)
+}
+
+_pattern_ok(null, _)
+
+_pattern_ok(pattern, value) if regex.match(pattern, value)
+
+_number_ok(_, value) if not is_number(value)
+
+_number_ok(spec, value) if {
+	is_number(value)
+	value >= object.get(spec, "minimum", value)
+	value <= object.get(spec, "maximum", value)
+	value > object.get(spec, "exclusive_minimum", value - 1)
+}
 
 # value_problems lists how value breaks spec (empty when it matches).
 value_problems(spec, value) := {"must be a string"} if {

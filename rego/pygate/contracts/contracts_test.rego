@@ -83,3 +83,34 @@ test_service_without_actions_declares_nothing if {
 		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"]}}
 	ids == {"GATE-010"}
 }
+
+test_fast_checks_agree_with_the_messages if {
+	contract := data.pygate.config.services.finance.actions.transfer
+	every args in [{"amount": 5}, {"amount": 5, "to": "a"}, {"to": "a"}, {"amount": "5"}, {"amount": 5, "x": 1}, {"amount": 5, "to": "a b"}, {"amount": null}, {}] {
+		_args_ok(contract, args) == _empty(contracts.argument_problems(contract, args))
+	}
+	rec := data.pygate.config.services.finance.actions.recommendation
+	every args in [{}, {"asset": "A"}, {"asset_id": "A"}, {"text": "x"}] {
+		_args_ok(rec, args) == _empty(contracts.argument_problems(rec, args))
+	}
+	specs := [
+		{"type": "integer"}, {"type": "boolean"}, {"type": "string", "enum": ["a"]},
+		{"type": "string", "max_length": 2, "min_length": 1, "pattern": "^[a-z]+$"},
+		{"type": "number", "minimum": 0, "maximum": 10, "exclusive_minimum": 1},
+	]
+	every spec in specs {
+		every value in [1.5, 2, 0, 1, 11, "true", true, "a", "b", "abc", "", "A", null, [1]] {
+			_value_ok(spec, value) == _empty(contracts.value_problems(spec, value))
+		}
+	}
+}
+
+_args_ok(contract, args) if {
+	contracts.args_ok(contract, args)
+} else := false
+
+_value_ok(spec, value) if {
+	contracts.value_ok(spec, value)
+} else := false
+
+_empty(problems) := count(problems) == 0

@@ -15,8 +15,8 @@ import data.pygate.lib
 # decision is the one document services read:
 # {"allowed", "service", "refusals" (sorted by priority, then policy_id),
 #  "primary" (the first refusal, or null when allowed),
-#  "actions" (the canonical actions decided, see pygate.canonical, without
-#  their "strings"; [] when the output is missing)}.
+#  "actions" (the canonical actions decided, see pygate.canonical; [] when
+#  the output is missing)}.
 #
 # A require_review refusal that a person approved (pygate.approvals) is lifted;
 # then the decision also carries "approvals_applied", and a decision that
@@ -109,7 +109,7 @@ _refusals := refusals if {
 # arguments outside their contract and malformed host facts.
 _policy_refusals := (_rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
 
-_decided_actions := [object.remove(a, {"strings"}) | some a in canonical.actions] if {
+_decided_actions := canonical.actions if {
 	_output_ok
 } else := []
 

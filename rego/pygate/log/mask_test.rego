@@ -41,3 +41,22 @@ _no_patch(_, _) := x if {
 	x := 1
 	false
 }
+
+test_result_actions_masked_like_the_input if {
+	args := {"topic": "x", "token": "s3cr3t", "note": "card 4111-1111-1111-1111"}
+	event := {
+		"input": {"output": {"type": "t"}},
+		"result": {"allowed": true, "actions": [{"name": "analyze", "arguments": args}]},
+	}
+	masks := log.mask with input as event with log._pattern as `\d{4}-\d{4}-\d{4}-\d{4}`
+	masks == {{"op": "upsert", "path": "/result", "value": {
+		"allowed": true,
+		"actions": [{"name": "analyze", "arguments": {"topic": "x", "token": "***", "note": "card ***"}}],
+	}}}
+}
+
+test_failed_result_patch_erases_the_result if {
+	event := {"input": {}, "result": {"actions": [{"arguments": {"token": "x"}}]}}
+	masks := log.mask with input as event with json.patch as _no_patch
+	masks == {"/result"}
+}

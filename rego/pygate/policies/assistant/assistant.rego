@@ -114,8 +114,7 @@ _contains_code if {
 }
 
 _contains_code if {
-	some a in canonical.actions
-	some s in a.strings
+	some s in canonical.strings
 	some pattern in _code_patterns
 	regex.match(pattern, s)
 }

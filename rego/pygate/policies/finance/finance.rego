@@ -36,8 +36,7 @@ refusals contains r if {
 #   priority: 20
 #   suggestion: Try a smaller amount
 refusals contains r if {
-	some f in contracts.fields
-	f.meaning == "money_amount"
+	some f in _money
 	amount := f.value
 	is_number(amount)
 	limit := lib.transaction_limit(input.user)
@@ -72,8 +71,7 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 30
 refusals contains r if {
-	some f in contracts.fields
-	f.meaning == "asset"
+	some f in _assets
 	symbol := lib.canonical_identifier("asset", f.value)
 	lib.asset_restricted(lib.config("assets", null), symbol)
 	r := lib.refusal(rego.metadata.chain(), {"asset": symbol})
@@ -91,8 +89,7 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 20
 refusals contains r if {
-	some f in contracts.fields
-	f.meaning == "asset"
+	some f in _assets
 	not lib.canonical_identifier("asset", f.value)
 	r := lib.refusal(rego.metadata.chain(), {"field": f.field, "action": f.action, "value": json.marshal(f.value)})
 }
@@ -126,17 +123,23 @@ refusals contains r if {
 	r := lib.refusal(rego.metadata.chain(), {"problem": problem})
 }
 
+# The arguments of this query's actions that mean money, and assets.
+_money := [f | some f in contracts.fields; f.meaning == "money_amount"]
+
+_assets := [f | some f in contracts.fields; f.meaning == "asset"]
+
 _output_problems(a) := ({"amount must be a positive number" |
-	some field in contracts.meaning_fields(a.name, "money_amount")
-	_present(a.arguments, field)
-	not _positive_number(a.arguments[field])
+	some f in _money
+	f.action == a.name
+	f.value != null
+	not _positive_number(f.value)
 } | {"amount must be a positive number" |
 	# an action that must name an amount but names none cannot be checked
-	some field in contracts.meaning_fields(a.name, "money_amount")
+	some field in object.get(contracts.action_meanings, [a.name, "money_amount"], set())
 	contracts.required(a.name, field)
-	not _any_present(a.arguments, contracts.meaning_fields(a.name, "money_amount"))
+	not _any_present(a.arguments, contracts.action_meanings[a.name].money_amount)
 }) | {"asset must be a non-empty string" |
-	fields := contracts.meaning_fields(a.name, "asset")
+	fields := object.get(contracts.action_meanings, [a.name, "asset"], set())
 	count(fields) > 0
 	not _any_asset(a.arguments, fields)
 }
