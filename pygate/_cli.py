@@ -52,7 +52,8 @@ def _dump(decision: Decision) -> dict[str, Any]:
 )
 @click.option(
     "--policy-dir",
-    help="Policies and data for the local OPA. Default: ./rego. Env: PYGATE_POLICY_DIR.",
+    help="Your policy folder (e.g. from `pygate init`), loaded beside pygate's Rego library, "
+    "or a whole pygate tree. Default: pygate's example policies. Env: PYGATE_POLICY_DIR.",
 )
 @click.option(
     "--audit-db",
@@ -143,10 +144,11 @@ def check(ctx: click.Context, source: Any, service: str | None, as_json: bool) -
 def demo(ctx: click.Context, as_json: bool) -> None:
     """Gate the seed scenarios on a local OPA, with approval, quota and OPA-down drills.
 
-    Starts OPA with ./rego (unless --opa-url is given), gates each scenario for two
-    services (finance, assistant) sharing one OPA and one audit log, approves the refusal
-    that asks for review and re-submits it, uses up one user's daily quota, stops OPA to
-    show fail-closed refusals, restarts it, prints an audit summary and stops OPA on exit.
+    Starts OPA with pygate's example policies (unless --opa-url is given), gates each
+    scenario for two services (finance, assistant) sharing one OPA and one audit log,
+    approves the refusal that asks for review and re-submits it, uses up one user's daily
+    quota, stops OPA to show fail-closed refusals, restarts it, prints an audit summary
+    and stops OPA on exit.
     Exit 1 if any decision differs from the seed's answer.
     """
     settings = settings_from(ctx)
@@ -336,3 +338,6 @@ from pygate._cli_deploy import register as _register_deploy  # noqa: E402
 _register_audit(audit)
 main.add_command(_approvals_group)
 _register_deploy(main)
+from pygate._cli_project import register as _register_project  # noqa: E402
+
+_register_project(main)

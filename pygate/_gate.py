@@ -16,7 +16,14 @@ from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
-from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
+from pygate._errors import (
+    ApprovalError,
+    AuditError,
+    ConfigError,
+    EngineError,
+    InputError,
+    Refused,
+)
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
@@ -55,22 +62,43 @@ class _BaseGate:
         audit: AuditLog | str | Path | bool | None = True,
         timeout: float | None = None,
         settings: Settings | None = None,
+        policy_dir: str | Path | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings or Settings.load(
-            {"service": service, "opa_url": opa_url, "timeout": timeout}
+            {
+                "service": service,
+                "opa_url": opa_url,
+                "timeout": timeout,
+                "policy_dir": None if policy_dir is None else str(policy_dir),
+            }
         )
         self.service = self.settings.service
         self.local_opa: LocalOpa | None = None
+        self.audit: AuditLog | None = None
+        self._owns_audit = False
         if self.settings.opa_url:
+            if data is not None:
+                raise ConfigError("data= configures the embedded OPA; it cannot go with opa_url")
             self.url = self.settings.opa_url
         else:
-            self.local_opa = LocalOpa(self.settings.policy_dir, opa_bin=self.settings.opa_bin)
+            self.local_opa = LocalOpa(
+                self.settings.policy_dir, opa_bin=self.settings.opa_bin, data=data
+            )
             self.local_opa.start()
             self.url = self.local_opa.url
+        try:
+            self._open_audit(audit)
+        except BaseException:
+            # A constructor that fails leaves nothing running: no OPA, no open log.
+            self._close_owned()
+            raise
+
+    def _open_audit(self, audit: AuditLog | str | Path | bool | None) -> None:
         self._owns_audit = not isinstance(audit, AuditLog)
         redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction)
+            self.audit = open_audit(self.settings.audit_db, *redaction)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
@@ -272,10 +300,12 @@ class _BaseGate:
         return record_followup(self.audit, audit_id, kind, note)
 
     def _close_owned(self) -> None:
-        if self.audit is not None and self._owns_audit:
-            self.audit.close()
-        if self.local_opa is not None:
-            self.local_opa.stop()
+        try:
+            if self.audit is not None and self._owns_audit:
+                self.audit.close()
+        finally:
+            if self.local_opa is not None:
+                self.local_opa.stop()
 
 
 class _Entry:
@@ -337,6 +367,12 @@ class Gate(_BaseGate):
             to skip auditing (benchmarks only: the daily quota then cannot be known).
         timeout: seconds per decision before refusing.
         settings: a full ``Settings`` (overrides the other arguments).
+        policy_dir: your own policy folder for the embedded OPA: a Rego project loaded
+            alongside pygate's Rego library (see "Your own policies" in the README), or a
+            whole pygate policy tree. Default: pygate's example policies.
+        data: policy data merged into ``data.pygate.config`` of the embedded OPA
+            (``services``, limits, lists), e.g. ``{"services": {"pay": {"packages":
+            ["acme.payments"]}}}``.
 
     Example:
         >>> gate = Gate("finance")

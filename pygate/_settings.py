@@ -79,6 +79,13 @@ class Settings(BaseModel):
                 table = tomllib.loads(path.read_text()).get("pygate", {})
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            if not isinstance(table, dict):
+                raise ConfigError(f"config file {path}: [pygate] must be a table")
+            # Paths in the file are relative to the file, so a project works from any folder.
+            for key in ("policy_dir", "opa_bin"):
+                value = table.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    table[key] = str(path.resolve().parent / value)
             values.update(table)
         for name in cls.model_fields:
             env = os.environ.get(f"PYGATE_{name.upper()}")

@@ -1,0 +1,142 @@
+"""``pygate init``: a policy project that works at once (``opa test``, ``pygate check``,
+``pygate bundle build``), with the user's own package under the user's own namespace."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pygate._errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
+_PACKAGE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+
+_POLICY = """\
+# METADATA
+# title: {title} policies
+# description: >-
+#   Refusals for the {service} service. pygate reads this package's deny set
+#   because services.{service}.packages in policies/pygate/config/data.json
+#   names it. An item of deny is a string (the reason) or a refusal object.
+package {package}
+
+# METADATA
+# title: Transfer over the payment limit
+# description: A transfer may not exceed data.{root}.config.payment_limit.
+# custom:
+#   id: {prefix}-001
+#   action: show_user_limit
+#   priority: 20
+deny contains refusal if {{
+	input.output.type == "transfer"
+	is_number(input.output.amount)
+	input.output.amount > _limit
+	meta := rego.metadata.rule()
+	refusal := {{
+		"policy_id": meta.custom.id,
+		"title": meta.title,
+		"description": meta.description,
+		"reason": sprintf("transfer of %v exceeds the limit of %v", [input.output.amount, _limit]),
+		"action": meta.custom.action,
+		"priority": meta.custom.priority,
+	}}
+}}
+
+# A transfer whose amount is not a number cannot be checked: refuse it.
+deny contains "transfer amount must be a number" if {{
+	input.output.type == "transfer"
+	not _amount_is_number
+}}
+
+_amount_is_number if is_number(input.output.amount)
+
+default _limit := 1000
+
+_limit := data.{root}.config.payment_limit
+"""
+
+_TEST = """\
+package {package}_test
+
+import data.{package}
+
+test_small_transfer_passes if {{
+	count({last}.deny) == 0 with input as {{"output": {{"type": "transfer", "amount": 10}}}}
+}}
+
+test_large_transfer_refused if {{
+	refusals := {last}.deny with input as {{"output": {{"type": "transfer", "amount": 5000}}}}
+	some r in refusals
+	r.policy_id == "{prefix}-001"
+}}
+
+test_amount_must_be_a_number if {{
+	refusals := {last}.deny with input as {{"output": {{"type": "transfer", "amount": "5000"}}}}
+	"transfer amount must be a number" in refusals
+}}
+"""
+
+_TOML = """\
+# pygate settings for this project; PYGATE_* env vars and command-line flags override them.
+# Relative paths are relative to this file.
+[pygate]
+service = "{service}"
+policy_dir = "policies"
+audit_db = ".pygate/audit.db"
+"""
+
+
+def scaffold(directory: Path, *, service: str = "payments", package: str = "acme.payments"
+             ) -> list[Path]:  # fmt: skip
+    """Write a policy project into ``directory`` (new or empty); returns the files written.
+
+    Raises:
+        ConfigError: the folder is not empty, or the service or package name is invalid.
+    """
+    if not _NAME.match(service):
+        raise ConfigError(f"service {service!r}: letters, digits and _ only")
+    if not _PACKAGE.match(package) or package.split(".")[0] == "pygate":
+        raise ConfigError(
+            f"package {package!r}: a dotted name in your own namespace, e.g. acme.payments"
+        )
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ConfigError(f"{directory}: exists and is not an empty folder")
+    parts = package.split(".")
+    names = {
+        "service": service,
+        "package": package,
+        "root": parts[0],
+        "last": parts[-1],
+        "title": service.capitalize(),
+        "prefix": service[:3].upper(),
+    }
+    pkg_dir = Path("policies", *parts)
+    services = {"services": {service: {"packages": [package]}}}
+    files = {
+        Path("pygate.toml"): _TOML.format(**names),
+        pkg_dir / "policy.rego": _POLICY.format(**names),
+        pkg_dir / "policy_test.rego": _TEST.format(**names),
+        Path("policies/pygate/config/data.json"): json.dumps(services, indent=2) + "\n",
+        Path("policies", parts[0], "config", "data.json"): json.dumps(
+            {"payment_limit": 1000}, indent=2
+        )
+        + "\n",
+        Path("example.json"): json.dumps(
+            {
+                "output": {"type": "transfer", "amount": 500, "to": "acct-2"},
+                "user": {"id": "u1"},
+                "context": {"service": service},
+            },
+            indent=2,
+        )
+        + "\n",
+        Path(".gitignore"): ".pygate/\nkeys/\nbundles/\n",
+    }
+    written = []
+    for rel, text in files.items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
