@@ -12,7 +12,15 @@ import click
 
 from pygate import _core
 from pygate._audit import open_audit
-from pygate._cli_common import EXIT_OK, EXIT_REFUSED, audit_from, fail, settings_from
+from pygate._cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    PygateGroup,
+    audit_from,
+    fail,
+    progress,
+    settings_from,
+)
 from pygate._demo import Scenario, scenarios
 from pygate._errors import ConfigError, InputError, PygateError
 from pygate._gate import Gate
@@ -44,7 +52,7 @@ def _dump(decision: Decision) -> dict[str, Any]:
     return decision.model_dump(mode="json")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PygateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--opa-url",
     help="Use this OPA (http://host:port or unix:///path). "
@@ -61,6 +69,7 @@ def _dump(decision: Decision) -> dict[str, Any]:
     "postgresql://user:password@host:port/db (shared by services). Env: PYGATE_AUDIT_DB.",
 )
 @click.option("--timeout", type=float, help="Seconds per decision before refusing. Default 0.5.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 @click.version_option(package_name="pygate")
 @click.pass_context
 def main(
@@ -69,6 +78,7 @@ def main(
     policy_dir: str | None,
     audit_db: str | None,
     timeout: float | None,
+    quiet: bool,
 ) -> None:
     """pygate: ask OPA whether an AI model's output may be acted on, refuse clearly, audit all.
 
@@ -81,6 +91,9 @@ def main(
       pygate audit summary                 what was refused, and how often
 
     Settings come from flags, then PYGATE_* environment variables, then ./pygate.toml.
+    Global options (--opa-url, --policy-dir, --audit-db, --timeout, --quiet) may also
+    follow the subcommand. Every command takes --json: its result, and any error, as
+    one JSON object on stdout. Exit 2 always means bad input or configuration.
     """
     ctx.obj = {"opa_url": opa_url, "policy_dir": policy_dir, "audit_db": audit_db,
                "timeout": timeout}  # fmt: skip
@@ -102,6 +115,8 @@ def check(ctx: click.Context, source: Any, service: str | None, as_json: bool) -
       1  refused (including fail-closed refusals when OPA cannot decide)
       2  bad input or configuration (the message names the field)
     """
+    if source.isatty():  # a terminal: say why nothing happens yet
+        click.echo("reading the input document from stdin (end with Ctrl-D) ...", err=True)
     try:
         doc = json.load(source)
     except ValueError as exc:
@@ -317,7 +332,9 @@ def audit_summary(ctx: click.Context, top: int, as_json: bool) -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool) -> None:
     """Check the hash chain; exit 1 and name the first bad record if it was tampered with."""
-    result = audit_from(ctx).verify()
+    log = audit_from(ctx)
+    with progress("verifying the hash chain"):
+        result = log.verify()
     if as_json:
         click.echo(json.dumps(result.__dict__))
     elif result.ok:

@@ -65,6 +65,7 @@ def sidecar() -> None:
     help="With --docker: public key that must have signed the bundle "
     "(default keys/bundle-verify.pem when it exists).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the URL and PID as JSON.")
 @click.pass_context
 def sidecar_up(
     ctx: click.Context,
@@ -74,6 +75,7 @@ def sidecar_up(
     image: str | None,
     bundle_file: str | None,
     verification_key: str | None,
+    as_json: bool,
 ) -> None:
     """Start OPA on 127.0.0.1:PORT, print its URL, and keep it running until Ctrl-C.
 
@@ -82,7 +84,7 @@ def sidecar_up(
     command returns once it is healthy; `pygate sidecar down --docker` stops it.
     """
     if docker:
-        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key)
+        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key, as_json)
         return
     settings = settings_from(ctx)
     try:
@@ -91,7 +93,10 @@ def sidecar_up(
         ).start()
     except PygateError as exc:
         fail(str(exc))
-    click.echo(local.url)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "url": local.url, "pid": local.pid}), nl=True)
+    else:
+        click.echo(local.url)
     click.echo(f"OPA {local.opa_bin} serving {local.policy_dir}; Ctrl-C stops it", err=True)
 
     def _stop_on(signum: int, _frame: object) -> None:
@@ -403,6 +408,7 @@ def _sidecar_up_docker(
     image: str | None,
     bundle_file: str | None,
     verification_key: str | None,
+    as_json: bool = False,
 ) -> None:
     from pygate import _docker_sidecar
     from pygate._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
@@ -424,7 +430,10 @@ def _sidecar_up_docker(
         )
     except PygateError as exc:
         fail(str(exc))
-    click.echo(started.url)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "url": started.url, "container": started.name}))
+    else:
+        click.echo(started.url)
     click.echo(f"OPA container {started.name} ({started.image}) serving {started.source}; "
                "`pygate sidecar down --docker` stops it", err=True)  # fmt: skip
 

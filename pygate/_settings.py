@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -51,6 +52,23 @@ class Settings(BaseModel):
     redact_keys: list[str] = Field(default_factory=lambda: sorted(DEFAULT_REDACT_KEYS))
     redact_patterns: list[str] = Field(default_factory=list)
     approval_ttl: float = Field(default=86400.0, gt=0)
+
+    @field_validator("opa_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        """An OPA address the transports can use, or nothing (the embedded default)."""
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+            return value
+        if parts.scheme == "unix" and value.startswith("unix:///"):
+            return value
+        raise ValueError("expected http://host:port, https://host:port or unix:///path")
 
     @field_validator("redact_keys", "redact_patterns", mode="before")
     @classmethod
