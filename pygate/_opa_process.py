@@ -96,7 +96,7 @@ def install_opa(target_dir: Path | None = None, *, go: str | None = None) -> Pat
         return binary
     go_bin = go or shutil.which("go") or ("/usr/local/go/bin/go" if Path(
         "/usr/local/go/bin/go").is_file() else None)  # fmt: skip
-    if go_bin is None:
+    if go_bin is None or not os.access(go_bin, os.X_OK):
         raise ConfigError(
             "installing OPA needs Go (https://go.dev/dl); without Go, download an opa binary "
             "(https://www.openpolicyagent.org/docs/latest/#running-opa) and set PYGATE_OPA_BIN, "
