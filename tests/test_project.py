@@ -135,3 +135,26 @@ def test_decision_schema_matches_the_model() -> None:
     required = {n for n, f in Refusal.model_fields.items() if f.is_required()}
     assert set(schema["$defs"]["refusal"]["required"]) == required
     assert decision_schema_path().is_relative_to(PROJECT_ROOT / "pygate")
+
+
+def test_users_package_builds_on_pygates_library(tmp_path: Path) -> None:
+    """lib.refusal from pygate's library: ids and reasons from the user's METADATA."""
+    pkg = tmp_path / "acme" / "tools"
+    pkg.mkdir(parents=True)
+    (pkg / "tools.rego").write_text(
+        "package acme.tools\n\nimport data.pygate.lib\n\n"
+        "# METADATA\n# title: No deletes\n# custom:\n#   id: TOOL-001\n"
+        "#   reason: 'tool {{.action}} deletes data'\n#   action: require_review\n"
+        "#   priority: 5\n"
+        'refusals contains r if {\n\tinput.output.action == "delete"\n'
+        '\tr := lib.refusal(rego.metadata.chain(), {"action": input.output.action})\n}\n'
+    )
+    services = {"services": {"tools": {"packages": ["acme.tools"]}}}
+    with Gate("tools", policy_dir=tmp_path, data=services, audit=tmp_path / "a.db") as gate:
+        d = gate.evaluate({"type": "tool_call", "action": "delete"}, {"id": "u1"})
+        assert gate.approvals is not None
+        pending = gate.approvals.find()
+    assert (d.allowed, d.policy_id, d.action) == (False, "TOOL-001", "require_review")
+    assert d.reason == "tool delete deletes data"
+    assert d.output_hash is not None  # a person can approve it (pygate.approvals)
+    assert [a.audit_id for a in pending] == [d.audit_id]
