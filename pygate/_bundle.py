@@ -24,8 +24,10 @@ from typing import Any
 
 from pygate._errors import ConfigError, PublishError
 from pygate._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
+from pygate._packages import user_packages, write_adapter
 from pygate._policy_data import load_policy_data, validate_policy_data
 from pygate._policy_index import check_index, with_index
+from pygate._resources import is_pygate_tree, library_dirs
 
 #: The bundle's only root: a sidecar loading it owns ``data.pygate`` and nothing else.
 ROOTS = ("pygate",)
@@ -170,6 +172,35 @@ def _stage(policy_dir: Path, stage: Path, data: dict[str, Any]) -> None:
     (stage / DATA_PATH).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _stage_project(folder: Path, stage: Path) -> list[str]:
+    """Add pygate's Rego library and the package adapter to a user project's stage.
+
+    Returns the bundle roots: ``pygate`` plus the first name of every user package and
+    of every data path outside ``pygate`` (the bundle owns exactly what it carries).
+    """
+    for lib in library_dirs():
+        for src in sorted(lib.rglob("*.rego")):
+            if src.name.endswith("_test.rego"):
+                continue
+            dest = stage / "pygate" / lib.name / src.relative_to(lib)
+            if dest.exists():
+                raise ConfigError(f"{folder}: must not define pygate's own {dest.parent.name}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    write_adapter(folder, stage / "pygate" / "packages")
+    roots = {ROOTS[0]} | {pkg.split(".")[0] for pkg in user_packages(folder)}
+    for data_file in stage.rglob("*"):
+        if data_file.name not in _DATA_NAMES:
+            continue
+        rel = data_file.relative_to(stage)
+        if len(rel.parts) > 1:
+            roots.add(rel.parts[0])
+        else:
+            loaded = json.loads(data_file.read_text()) if data_file.suffix == ".json" else {}
+            roots.update(loaded if isinstance(loaded, dict) else {})
+    return sorted(roots)
+
+
 def _run(step: str, argv: list[str], cwd: Path | None = None) -> str:
     try:
         done = subprocess.run(
@@ -204,7 +235,10 @@ def build_bundle(
         signing_key: PEM private key (``pygate bundle keys`` makes a demo pair).
         key_id: the key id written into the signature; sidecars look their
             verification key up by it.
-        policy_dir: the policy folder (default: ``./rego``).
+        policy_dir: the policy folder (default: pygate's own ``rego/``). A folder that is
+            not a whole pygate tree is a user project: pygate's Rego library and the
+            package adapter (``pygate/_packages.py``) are added, and the roots are
+            ``pygate`` plus the user's top-level names.
         data_files: JSON files whose top-level keys replace those of the folder's data.
         opa_bin: the ``opa`` binary (default: ``find_opa_binary()``).
 
@@ -226,17 +260,24 @@ def build_bundle(
         )
     opa = str(find_opa_binary(opa_bin))
     data = merge_policy_data(folder, data_files)
-    _run("opa test", [opa, "test", str(folder)])
+    project = not is_pygate_tree(folder)
+    if not project:
+        _run("opa test", [opa, "test", str(folder)])
     target = Path(out).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pygate-bundle-") as tmp:
         stage = Path(tmp) / "bundle"
         stage.mkdir()
         _stage(folder, stage, data)
+        roots = list(ROOTS)
+        if project:
+            roots = _stage_project(folder, stage)
+            tests = [str(p) for p in sorted(folder.rglob("*_test.rego"))]
+            _run("opa test", [opa, "test", str(stage), *tests])
         commit = git_commit(folder)
         digest = content_hash(stage)
         revision = f"{commit}-{digest}"
-        manifest = {"revision": revision, "roots": list(ROOTS)}
+        manifest = {"revision": revision, "roots": roots}
         (stage / ".manifest").write_text(json.dumps(manifest))
         files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*")
                              if p.is_file()))  # fmt: skip

@@ -12,7 +12,15 @@ import click
 
 from pygate import _core
 from pygate._audit import open_audit
-from pygate._cli_common import EXIT_OK, EXIT_REFUSED, audit_from, fail, settings_from
+from pygate._cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    PygateGroup,
+    audit_from,
+    fail,
+    progress,
+    settings_from,
+)
 from pygate._demo import Scenario, scenarios
 from pygate._errors import ConfigError, InputError, PygateError
 from pygate._gate import Gate
@@ -48,7 +56,7 @@ def _dump(decision: Decision) -> dict[str, Any]:
     return decision.model_dump(mode="json")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PygateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--opa-url",
     help="Use this OPA (http://host:port or unix:///path). "
@@ -56,7 +64,8 @@ def _dump(decision: Decision) -> dict[str, Any]:
 )
 @click.option(
     "--policy-dir",
-    help="Policies and data for the local OPA. Default: ./rego. Env: PYGATE_POLICY_DIR.",
+    help="Your policy folder (e.g. from `pygate init`), loaded beside pygate's Rego library, "
+    "or a whole pygate tree. Default: pygate's example policies. Env: PYGATE_POLICY_DIR.",
 )
 @click.option(
     "--audit-db",
@@ -64,6 +73,7 @@ def _dump(decision: Decision) -> dict[str, Any]:
     "postgresql://user:password@host:port/db (shared by services). Env: PYGATE_AUDIT_DB.",
 )
 @click.option("--timeout", type=float, help="Seconds per decision before refusing. Default 0.5.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 @click.version_option(package_name="pygate")
 @click.pass_context
 def main(
@@ -72,6 +82,7 @@ def main(
     policy_dir: str | None,
     audit_db: str | None,
     timeout: float | None,
+    quiet: bool,
 ) -> None:
     """pygate: ask OPA whether an AI model's output may be acted on, refuse clearly, audit all.
 
@@ -84,6 +95,9 @@ def main(
       pygate audit summary                 what was refused, and how often
 
     Settings come from flags, then PYGATE_* environment variables, then ./pygate.toml.
+    Global options (--opa-url, --policy-dir, --audit-db, --timeout, --quiet) may also
+    follow the subcommand. Every command takes --json: its result, and any error, as
+    one JSON object on stdout. Exit 2 always means bad input or configuration.
     """
     ctx.obj = {"opa_url": opa_url, "policy_dir": policy_dir, "audit_db": audit_db,
                "timeout": timeout}  # fmt: skip
@@ -141,6 +155,8 @@ def check(
       1  refused (including fail-closed refusals when OPA cannot decide)
       2  bad input or configuration (the message names the field; audited)
     """
+    if source.isatty():  # a terminal: say why nothing happens yet
+        click.echo("reading the input document from stdin (end with Ctrl-D) ...", err=True)
     try:
         raw = source.read()
     except (OSError, UnicodeDecodeError) as exc:
@@ -172,10 +188,11 @@ def check(
 def demo(ctx: click.Context, as_json: bool) -> None:
     """Gate the seed scenarios on a local OPA, with approval, quota and OPA-down drills.
 
-    Starts OPA with ./rego (unless --opa-url is given), gates each scenario for two
-    services (finance, assistant) sharing one OPA and one audit log, approves the refusal
-    that asks for review and re-submits it, uses up one user's daily quota, stops OPA to
-    show fail-closed refusals, restarts it, prints an audit summary and stops OPA on exit.
+    Starts OPA with pygate's example policies (unless --opa-url is given), gates each
+    scenario for two services (finance, assistant) sharing one OPA and one audit log,
+    approves the refusal that asks for review and re-submits it, uses up one user's daily
+    quota, stops OPA to show fail-closed refusals, restarts it, prints an audit summary
+    and stops OPA on exit.
     Exit 1 if any decision differs from the seed's answer.
     """
     settings = settings_from(ctx)
@@ -344,7 +361,9 @@ def audit_summary(ctx: click.Context, top: int, as_json: bool) -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool) -> None:
     """Check the hash chain; exit 1 and name the first bad record if it was tampered with."""
-    result = audit_from(ctx).verify()
+    log = audit_from(ctx)
+    with progress("verifying the hash chain"):
+        result = log.verify()
     if as_json:
         click.echo(json.dumps(result.__dict__))
     elif result.ok:
@@ -365,3 +384,6 @@ from pygate._cli_deploy import register as _register_deploy  # noqa: E402
 _register_audit(audit)
 main.add_command(_approvals_group)
 _register_deploy(main)
+from pygate._cli_project import register as _register_project  # noqa: E402
+
+_register_project(main)

@@ -21,7 +21,7 @@ from pygate._audit import _analytics as analytics
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._audit._synthetic import generate_history
-from pygate._cli_common import audit_from, fail, settings_from
+from pygate._cli_common import audit_from, fail, progress, settings_from
 from pygate._errors import PygateError
 from pygate._opa_process import default_policy_dir, find_opa_binary
 
@@ -274,7 +274,9 @@ def report(ctx: click.Context, out: str, window: str, since: str | None, as_json
         opa = find_opa_binary(settings.opa_bin)
         known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
         started = time.perf_counter()
-        page = build_report(audit_from(ctx), known, span, _since(since))
+        log = audit_from(ctx)
+        with progress("building the report"):
+            page = build_report(log, known, span, _since(since))
     except PygateError as exc:
         fail(str(exc))
     Path(out).write_text(page, encoding="utf-8")
@@ -297,17 +299,25 @@ def report(ctx: click.Context, out: str, window: str, since: str | None, as_json
     help="File to write, - for stdout.",
 )
 @_SINCE
+@_JSON
 @click.pass_context
-def export(ctx: click.Context, fmt: str, out: Any, since: str | None) -> None:
+def export(ctx: click.Context, fmt: str, out: Any, since: str | None, as_json: bool) -> None:
     """Export records as JSONL or CSV, with OPA decision ids to join OPA's decision logs.
 
     Columns: seq, audit_id, decision_id, ts, service, user_id, allowed, policy_id,
     policy_ids, action, reason, fallback, latency_ms, bundle_revision, approval_id,
     approved_by, output (redacted, JSON), prev_hash, hash.
+    With --json the summary ({"ok", "records", "out"}) is the one line on stdout, so the
+    records need --out FILE.
     """
     log = audit_from(ctx)
+    if as_json and getattr(out, "name", "-") in ("-", "<stdout>"):
+        fail("--out: a file is needed with --json (stdout carries the JSON summary)")
     n = (export_jsonl if fmt == "jsonl" else export_csv)(log, out, _since(since))
-    click.echo(f"exported {n:,} records", err=True)
+    if as_json:
+        _emit({"ok": True, "records": n, "out": out.name})
+    else:
+        click.echo(f"exported {n:,} records", err=True)
 
 
 @click.command("prune")
@@ -367,14 +377,15 @@ def generate(
     Records carry bundle_revision "synthetic". Refuses a log that already has records
     unless --append: point --audit-db at a scratch file.
     """
-    log = audit_from(ctx)
+    log = audit_from(ctx, must_exist=False)
     if log.count() and not append:
         fail(
             f"the audit log {settings_from(ctx).audit_db} has records; use a scratch --audit-db "
             "or pass --append"
         )
     started = time.perf_counter()
-    result = generate_history(log, records, days, seed)
+    with progress(f"writing {records:,} synthetic decisions"):
+        result = generate_history(log, records, days, seed)
     result["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         _emit(result)
@@ -390,7 +401,8 @@ def generate(
 @click.option(
     "--out", type=click.Path(dir_okay=False), help=f"Write here (e.g. {MASK_POLICY_PATH})."
 )
-def mask_policy(out: str | None) -> None:
+@_JSON
+def mask_policy(out: str | None, as_json: bool) -> None:
     """Print (or write) OPA's decision-log mask policy for the redact settings.
 
     OPA sidecars that log decisions then mask the same fields the audit log masks.
@@ -401,7 +413,11 @@ def mask_policy(out: str | None) -> None:
         text = render_mask_policy(settings.redact_keys, settings.redact_patterns)
     except re.error as exc:
         fail(f"setting 'redact_patterns': {exc}")
-    if out:
+    if as_json:
+        if out:
+            Path(out).write_text(text)
+        _emit({"ok": True, "out": out, "policy": text})
+    elif out:
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)
     else:

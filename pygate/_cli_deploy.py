@@ -8,13 +8,15 @@ configuration, or an OPA/engine that refused the change (the message says which)
 from __future__ import annotations
 
 import json
+import signal
 import time
+from pathlib import Path
 
 import click
 
 from pygate._cli_common import fail, fail_with, settings_from
-from pygate._errors import PolicyDataError, PygateError
-from pygate._opa_process import LocalOpa
+from pygate._errors import ConfigError, PolicyDataError, PygateError
+from pygate._opa_process import LocalOpa, default_policy_dir
 from pygate._policy_data import load_policy_data
 from pygate._policy_index import check_index
 
@@ -63,6 +65,7 @@ def sidecar() -> None:
     help="With --docker: public key that must have signed the bundle "
     "(default keys/bundle-verify.pem when it exists).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the URL and PID as JSON.")
 @click.pass_context
 def sidecar_up(
     ctx: click.Context,
@@ -72,6 +75,7 @@ def sidecar_up(
     image: str | None,
     bundle_file: str | None,
     verification_key: str | None,
+    as_json: bool,
 ) -> None:
     """Start OPA on 127.0.0.1:PORT, print its URL, and keep it running until Ctrl-C.
 
@@ -80,7 +84,7 @@ def sidecar_up(
     command returns once it is healthy; `pygate sidecar down --docker` stops it.
     """
     if docker:
-        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key)
+        _sidecar_up_docker(ctx, port, image, bundle_file, verification_key, as_json)
         return
     settings = settings_from(ctx)
     try:
@@ -89,8 +93,18 @@ def sidecar_up(
         ).start()
     except PygateError as exc:
         fail(str(exc))
-    click.echo(local.url)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "url": local.url, "pid": local.pid}), nl=True)
+    else:
+        click.echo(local.url)
     click.echo(f"OPA {local.opa_bin} serving {local.policy_dir}; Ctrl-C stops it", err=True)
+
+    def _stop_on(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM (docker stop, systemd, kill) and SIGHUP (a closed terminal) stop OPA too.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on)
     try:
         while True:
             time.sleep(3600)
@@ -105,19 +119,35 @@ def policy() -> None:
     """Work with rules-as-data policies."""
 
 
+def _data_path(ctx: click.Context, path: str | None, as_json: bool) -> str:
+    """PATH, else the policy data of --policy-dir (pygate/config/data.json in it)."""
+    if path is None:
+        from pygate._bundle import DATA_PATH
+
+        try:
+            folder = settings_from(ctx).policy_dir or str(default_policy_dir())
+        except PygateError as exc:
+            fail_with(exc, as_json)
+        path = str(Path(folder) / DATA_PATH)
+    if not Path(path).is_file():
+        fail_with(ConfigError(f"policy data file {path} does not exist"), as_json)
+    return path
+
+
 @policy.command("validate")
-@click.argument(
-    "path", type=click.Path(exists=True, dir_okay=False), default="rego/pygate/config/data.json"
-)
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def policy_validate(path: str, as_json: bool) -> None:
+@click.pass_context
+def policy_validate(ctx: click.Context, path: str | None, as_json: bool) -> None:
     """Check a policy data file: declarative policies and action contracts (exit 2 names
     the policy or service and the field).
 
+    PATH defaults to pygate/config/data.json in --policy-dir (or pygate's own policies).
     Checks each service's declared actions (names, argument types, patterns, meanings),
     user_facts and identifiers. A ``declarative_index`` in the file must match its
     policies (`pygate policy index`).
     """
+    path = _data_path(ctx, path, as_json)
     try:
         data = load_policy_data(path)
         check_index(data, path)
@@ -135,13 +165,14 @@ def policy_validate(path: str, as_json: bool) -> None:
 
 
 @policy.command("index")
-@click.argument(
-    "path", type=click.Path(exists=True, dir_okay=False), default="rego/pygate/config/data.json"
-)
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
 @click.option("--check", is_flag=True, help="Only check that the index is current (exit 2 if not).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def policy_index(path: str, check: bool, as_json: bool) -> None:
+@click.pass_context
+def policy_index(ctx: click.Context, path: str | None, check: bool, as_json: bool) -> None:
     """Write the declarative_index of the policies in PATH into PATH.
+
+    PATH defaults to pygate/config/data.json in --policy-dir (or pygate's own policies).
 
     OPA reaches rules-as-data policies through this index (by set and output type), so a
     decision only checks the policies that can apply to it. `bundle build` and `policy
@@ -151,10 +182,9 @@ def policy_index(path: str, check: bool, as_json: bool) -> None:
     Exit codes: 0 written (or current, with --check), 2 invalid policies, or a stale
     index with --check.
     """
-    from pathlib import Path
-
     from pygate._policy_index import INDEX_KEY, with_index
 
+    path = _data_path(ctx, path, as_json)
     try:
         data = load_policy_data(path)
         if check:
@@ -251,8 +281,10 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
                  data_files: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
     """Validate the policies, run opa test, build and sign the bundle; print its revision.
 
-    The policy folder is --policy-dir (default ./rego); *_test.rego files are left out.
-    The .manifest holds roots ["pygate"] and the revision <git commit>-<content hash>,
+    The policy folder is --policy-dir (default: pygate's own policies); *_test.rego files
+    are left out. A policy project of your own (`pygate init`) is built with pygate's Rego
+    library beside it, and the .manifest roots are "pygate" plus your top-level names
+    (e.g. ["acme", "pygate"]). The revision is <git commit>-<content hash>,
     which OPA reports with every decision and pygate stores in every audit record.
 
     \b
@@ -383,9 +415,8 @@ def _sidecar_up_docker(
     image: str | None,
     bundle_file: str | None,
     verification_key: str | None,
+    as_json: bool = False,
 ) -> None:
-    from pathlib import Path
-
     from pygate import _docker_sidecar
     from pygate._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
 
@@ -406,7 +437,10 @@ def _sidecar_up_docker(
         )
     except PygateError as exc:
         fail(str(exc))
-    click.echo(started.url)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "url": started.url, "container": started.name}))
+    else:
+        click.echo(started.url)
     click.echo(f"OPA container {started.name} ({started.image}) serving {started.source}; "
                "`pygate sidecar down --docker` stops it", err=True)  # fmt: skip
 

@@ -17,7 +17,14 @@ from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
 from pygate._dispatch import decided_call, wants_actions
-from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
+from pygate._errors import (
+    ApprovalError,
+    AuditError,
+    ConfigError,
+    EngineError,
+    InputError,
+    Refused,
+)
 from pygate._input import digest_summary, safe_repr
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
@@ -58,9 +65,16 @@ class _BaseGate:
         timeout: float | None = None,
         settings: Settings | None = None,
         allow_caller_service: bool = False,
+        policy_dir: str | Path | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings or Settings.load(
-            {"service": service, "opa_url": opa_url, "timeout": timeout}
+            {
+                "service": service,
+                "opa_url": opa_url,
+                "timeout": timeout,
+                "policy_dir": None if policy_dir is None else str(policy_dir),
+            }
         )
         self.service = self.settings.service
         self.allow_caller_service = allow_caller_service
@@ -70,16 +84,30 @@ class _BaseGate:
                 "PYGATE_SERVICE, or allow_caller_service=True to let context.service choose)"
             )
         self.local_opa: LocalOpa | None = None
+        self.audit: AuditLog | None = None
+        self._owns_audit = False
         if self.settings.opa_url:
+            if data is not None:
+                raise ConfigError("data= configures the embedded OPA; it cannot go with opa_url")
             self.url = self.settings.opa_url
         else:
-            self.local_opa = LocalOpa(self.settings.policy_dir, opa_bin=self.settings.opa_bin)
+            self.local_opa = LocalOpa(
+                self.settings.policy_dir, opa_bin=self.settings.opa_bin, data=data
+            )
             self.local_opa.start()
             self.url = self.local_opa.url
+        try:
+            self._open_audit(audit)
+        except BaseException:
+            # A constructor that fails leaves nothing running: no OPA, no open log.
+            self._close_owned()
+            raise
+
+    def _open_audit(self, audit: AuditLog | str | Path | bool | None) -> None:
         self._owns_audit = not isinstance(audit, AuditLog)
         redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction)
+            self.audit = open_audit(self.settings.audit_db, *redaction)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
@@ -291,10 +319,12 @@ class _BaseGate:
         return record_followup(self.audit, audit_id, kind, note)
 
     def _close_owned(self) -> None:
-        if self.audit is not None and self._owns_audit:
-            self.audit.close()
-        if self.local_opa is not None:
-            self.local_opa.stop()
+        try:
+            if self.audit is not None and self._owns_audit:
+                self.audit.close()
+        finally:
+            if self.local_opa is not None:
+                self.local_opa.stop()
 
 
 class _Entry:
@@ -374,6 +404,12 @@ class Gate(_BaseGate):
     in embedded ``arguments`` JSON, lone surrogates, nesting deeper than ``max_depth``, an
     output over ``max_output_bytes``, a non-object context and look-alike user ids are
     refused as ``pygate.input`` naming the field.
+        policy_dir: your own policy folder for the embedded OPA: a Rego project loaded
+            alongside pygate's Rego library (see "Your own policies" in the README), or a
+            whole pygate policy tree. Default: pygate's example policies.
+        data: policy data merged into ``data.pygate.config`` of the embedded OPA
+            (``services``, limits, lists), e.g. ``{"services": {"pay": {"packages":
+            ["acme.payments"]}}}``.
 
     Example:
         >>> gate = Gate("finance")

@@ -1,34 +1,68 @@
 """The embedded default: a local OPA process that pygate starts, supervises and stops.
 
-Binary resolution, first match wins: ``PYGATE_OPA_BIN`` (or an explicit path), ``opa`` on
-PATH, then the project's ``.tools/bin/opa`` installed by ``scripts/install-opa.sh``.
+Binary resolution, first match wins: an explicit path or ``PYGATE_OPA_BIN``; ``opa`` on
+PATH; the user cache (``$XDG_CACHE_HOME/pygate/opa/<version>/opa``, where
+``pygate opa install`` puts the pinned version); a checkout's ``.tools/bin/opa``.
+
+The process never outlives its host: on Linux the kernel kills it when the thread that
+started it dies (``PR_SET_PDEATHSIG``; pygate starts it from a thread that lives as long
+as the ``LocalOpa``), and an ``atexit`` hook stops every OPA a host did not stop itself.
 Health is awaited through opa-python-client, whose job in pygate is management calls.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import json
 import os
+import queue
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from opa_client import OpaClient
 from opa_client.errors import ConnectionsError
 
 from pygate._errors import ConfigError
+from pygate._packages import write_adapter
+from pygate._resources import PROJECT_ROOT, is_pygate_tree, library_dirs, rego_root
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["OPA_VERSION", "PROJECT_ROOT", "LocalOpa", "find_opa_binary", "install_opa"]
+
 OPA_VERSION = "1.22.2"
+OPA_MODULE = "github.com/open-policy-agent/opa"
+
+
+def opa_cache_dir() -> Path:
+    """Where ``pygate opa install`` puts the pinned OPA (a per-user cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pygate" / "opa" / OPA_VERSION
+
+
+def _no_opa_message() -> str:
+    return (
+        "no OPA binary found (looked at PYGATE_OPA_BIN, `opa` on PATH, "
+        f"{opa_cache_dir() / 'opa'}). Choose one: `pygate opa install` (builds OPA "
+        f"{OPA_VERSION} with Go into the user cache), put an `opa` binary on PATH or name it "
+        "in PYGATE_OPA_BIN, use a running OPA with --opa-url / PYGATE_OPA_URL, or run OPA "
+        "as a container with `pygate sidecar up --docker`"
+    )
 
 
 def find_opa_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Locate the ``opa`` binary.
+    """Locate the ``opa`` binary (search order in the module docstring).
 
     Raises:
-        ConfigError: no usable binary; the message says how to install one.
+        ConfigError: no usable binary; the message names every way to get one.
     """
     for name, chosen in (
         ("opa_bin", explicit),
@@ -40,19 +74,50 @@ def find_opa_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
             raise ConfigError(
                 f"the OPA binary {chosen} (from {name} / PYGATE_OPA_BIN) is not an executable file"
             )
-    for candidate in (shutil.which("opa"), PROJECT_ROOT / ".tools" / "bin" / "opa"):
+    for candidate in (
+        shutil.which("opa"),
+        opa_cache_dir() / "opa",
+        PROJECT_ROOT / ".tools" / "bin" / "opa",
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
-    raise ConfigError(
-        "no OPA binary found: run scripts/install-opa.sh (installs OPA "
-        f"{OPA_VERSION} into .tools/bin), put `opa` on PATH, or set PYGATE_OPA_BIN"
-    )
+    raise ConfigError(_no_opa_message())
+
+
+def install_opa(target_dir: Path | None = None, *, go: str | None = None) -> Path:
+    """Build the pinned OPA with ``go install`` into the user cache (reused when there).
+
+    Raises:
+        ConfigError: Go is missing or the build failed (the message says what to do).
+    """
+    target = target_dir or opa_cache_dir()
+    binary = target / "opa"
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return binary
+    go_bin = go or shutil.which("go") or ("/usr/local/go/bin/go" if Path(
+        "/usr/local/go/bin/go").is_file() else None)  # fmt: skip
+    if go_bin is None or not os.access(go_bin, os.X_OK):
+        raise ConfigError(
+            "installing OPA needs Go (https://go.dev/dl); without Go, download an opa binary "
+            "(https://www.openpolicyagent.org/docs/latest/#running-opa) and set PYGATE_OPA_BIN, "
+            "or use --opa-url / `pygate sidecar up --docker`"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(target), "GOFLAGS": "-mod=mod"}
+    done = subprocess.run(
+        [go_bin, "install", f"{OPA_MODULE}@v{OPA_VERSION}"],
+        env=env, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 or not binary.is_file():
+        raise ConfigError(
+            f"`go install {OPA_MODULE}@v{OPA_VERSION}` failed, exit {done.returncode}"
+        )
+    return binary
 
 
 def default_policy_dir() -> Path:
-    """``./rego`` when the working directory has one, else the repository's ``rego/``."""
-    here = Path.cwd() / "rego"
-    return here if here.is_dir() else PROJECT_ROOT / "rego"
+    """pygate's own policies: the checkout's ``rego/``, or the copy in the installed wheel."""
+    return rego_root()
 
 
 def free_port() -> int:
@@ -60,6 +125,82 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# Every OPA started and not yet stopped; the atexit hook stops what a host forgot.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+_EXITING = threading.Event()
+
+
+def _track(proc: subprocess.Popen[bytes] | None, live: bool) -> None:
+    if proc is None:
+        return
+    with _LIVE_LOCK:
+        (_LIVE.add if live else _LIVE.discard)(proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every OPA this interpreter started and nobody stopped (a Gate never closed)."""
+    _EXITING.set()
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+        _LIVE.clear()
+    for proc in procs:
+        _terminate(proc)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL this child when the thread that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
+class _Keeper:
+    """A thread that lives as long as its LocalOpa and starts every OPA process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, so the child
+    must not be started from a caller's short-lived thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="pygate-opa-keeper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, answer = job
+            try:
+                answer.put((True, fn()))
+            except BaseException as exc:  # handed back to the caller
+                answer.put((False, exc))
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn()
+        answer: queue.Queue[Any] = queue.Queue()
+        self._jobs.put((fn, answer))
+        ok, value = answer.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
 
 
 class LocalOpa:
@@ -79,6 +220,13 @@ class LocalOpa:
         as_bundle: load the folder as a bundle (default). ``False`` loads plain files, so
             policy data can be pushed live through the Data API (a bundle owns its roots),
             at the price of no revision in decisions.
+        data: policy data merged into ``data.pygate.config`` (services, limits, lists).
+        library: load pygate's Rego library beside ``policy_dir`` (default: when the folder
+            is not a whole pygate tree; ``False`` loads exactly the folder).
+
+    A ``policy_dir`` that is not a whole pygate tree (no ``pygate/gate/gate.rego``) is a
+    user's own policy project: it is loaded alongside pygate's Rego library (entry point,
+    lib, rules-as-data, approvals, log mask) as plain files, its ``*_test.rego`` skipped.
     """
 
     def __init__(
@@ -91,10 +239,18 @@ class LocalOpa:
         supervise: bool = True,
         extra_args: list[str] | None = None,
         as_bundle: bool = True,
+        data: dict[str, Any] | None = None,
+        library: bool | None = None,
     ) -> None:
         self.policy_dir = Path(policy_dir) if policy_dir else default_policy_dir()
         if not self.policy_dir.exists():
             raise ConfigError(f"policy folder {self.policy_dir} does not exist")
+        self.user_project = self.policy_dir.is_dir() and not is_pygate_tree(self.policy_dir)
+        if library is not None:
+            self.user_project = library
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError("data: expected an object (merged into data.pygate.config)")
+        self.data = data
         self.opa_bin = find_opa_binary(opa_bin)
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -105,6 +261,9 @@ class LocalOpa:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._keeper: _Keeper | None = None
+        self._data_dir: Path | None = None
+        self._errors: Any = None
 
     @property
     def url(self) -> str:
@@ -116,23 +275,59 @@ class LocalOpa:
         """PID of the current OPA process, if any."""
         return self._proc.pid if self._proc else None
 
+    def load_paths(self) -> list[str]:
+        """What ``opa run`` loads: the policy folder, or pygate's library plus a project."""
+        paths = [str(self.policy_dir)]
+        if self.user_project or self.data is not None:
+            if self._data_dir is None:
+                self._data_dir = Path(tempfile.mkdtemp(prefix="pygate-opa-"))
+            if self.data is not None:
+                body = {"pygate": {"config": self.data}}
+                (self._data_dir / "data.json").write_text(json.dumps(body))
+                paths.append(str(self._data_dir / "data.json"))
+        if self.user_project:
+            assert self._data_dir is not None
+            adapter = write_adapter(self.policy_dir, self._data_dir)
+            paths = [*(str(d) for d in library_dirs()), *paths, str(adapter)]
+        return paths
+
     def command(self) -> list[str]:
         """The exact ``opa run`` command line."""
+        bundle = self.as_bundle and not self.user_project and self.data is None
         return [
             str(self.opa_bin), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
-            "--log-level", "error", *(["--bundle"] if self.as_bundle else []),
-            str(self.policy_dir), *self.extra_args,
+            "--log-level", "error", *(["--bundle"] if bundle else []),
+            *(["--ignore", "*_test.rego"] if self.user_project else []),
+            *self.load_paths(), *self.extra_args,
         ]  # fmt: skip
 
     def _spawn(self) -> None:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self._keeper is None:
+            self._keeper = _Keeper()
+        self._keeper.call(self._spawn_here)
+
+    def _spawn_here(self) -> None:
+        if _EXITING.is_set():
+            return  # the interpreter is exiting: start nothing it would leave behind
+        if self.log_path:
+            out: Any = open(self.log_path, "ab")  # noqa: SIM115
+        else:
+            # OPA's own words (a compile error) are shown when it fails to start.
+            if self._errors is None:
+                self._errors = tempfile.TemporaryFile()  # noqa: SIM115
+            out = self._errors
         try:
             self._proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
+            _track(self._proc, live=True)
         finally:
             if self.log_path:
-                out.close()  # type: ignore[union-attr]
+                out.close()
 
     def wait_healthy(self, timeout: float = 15.0) -> None:
         """Block until OPA's ``/health`` answers 200 (a supervised OPA may be restarting).
@@ -148,9 +343,10 @@ class LocalOpa:
         try:
             while True:
                 if check_exit and self._proc is not None and self._proc.poll() is not None:
+                    said = self._opa_output().strip()
                     raise ConfigError(
-                        f"OPA exited with code {self._proc.returncode} while starting; "
-                        f"run `{' '.join(self.command())}` to see why"
+                        f"OPA exited with code {self._proc.returncode} while starting"
+                        + (f":\n{said}" if said else f"; run `{' '.join(self.command())}`")
                     )
                 try:
                     client.wait_for_ready(timeout=min(0.5, timeout), interval=0.05)
@@ -163,11 +359,22 @@ class LocalOpa:
         finally:
             client.close_connection()
 
+    def _opa_output(self) -> str:
+        """What OPA printed (the tail), when its output is not sent to ``log_path``."""
+        if self._errors is None:
+            return ""
+        self._errors.seek(0)
+        return str(self._errors.read()[-4000:].decode("utf-8", "replace"))
+
     def start(self, timeout: float = 15.0) -> LocalOpa:
         """Start OPA and wait until it is healthy; returns self."""
         self._stopping.clear()
-        self._spawn()
-        self._wait(timeout, check_exit=True)
+        try:
+            self._spawn()
+            self._wait(timeout, check_exit=True)
+        except BaseException:
+            self.stop()  # a failed start leaves no process behind
+            raise
         if self.supervise and self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="pygate-opa", daemon=True)
             self._watcher.start()
@@ -182,6 +389,7 @@ class LocalOpa:
                 continue
             if self._stopping.wait(backoff):
                 return
+            _track(proc, live=False)
             self.restarts += 1
             self._spawn()
             backoff = min(backoff * 2, 2.0)
@@ -191,6 +399,7 @@ class LocalOpa:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
+            _track(self._proc, live=False)
 
     def stop(self) -> None:
         """Stop supervising and terminate OPA."""
@@ -199,13 +408,18 @@ class LocalOpa:
             self._watcher.join(timeout=5)
             self._watcher = None
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            _terminate(proc)
+            _track(proc, live=False)
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
 
     def __enter__(self) -> LocalOpa:
         return self.start()

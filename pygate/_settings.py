@@ -10,6 +10,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -58,6 +59,23 @@ class Settings(BaseModel):
     max_depth: int = Field(default=MAX_DEPTH, ge=2, le=512)
     max_output_bytes: int = Field(default=MAX_OUTPUT_BYTES, ge=64)
 
+    @field_validator("opa_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        """An OPA address the transports can use, or nothing (the embedded default)."""
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+            return value
+        if parts.scheme == "unix" and value.startswith("unix:///"):
+            return value
+        raise ValueError("expected http://host:port, https://host:port or unix:///path")
+
     @field_validator("redact_keys", "redact_patterns", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -85,6 +103,13 @@ class Settings(BaseModel):
                 table = tomllib.loads(path.read_text()).get("pygate", {})
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            if not isinstance(table, dict):
+                raise ConfigError(f"config file {path}: [pygate] must be a table")
+            # Paths in the file are relative to the file, so a project works from any folder.
+            for key in ("policy_dir", "opa_bin"):
+                value = table.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    table[key] = str(path.resolve().parent / value)
             values.update(table)
         for name in cls.model_fields:
             env = os.environ.get(f"PYGATE_{name.upper()}")

@@ -140,6 +140,7 @@ def test_a_malformed_policy_stops_the_build_naming_policy_and_field(
     assert json.loads(cli.stdout) == {
         "ok": False, "step": "validate", "policy_id": "X-1", "field": "conditions[0].op",
         "problem": json.loads(cli.stdout)["problem"],
+        "error": json.loads(cli.stdout)["error"],  # every JSON error has "error"
     }  # fmt: skip
     human = pygate("bundle", "build", "--out", str(out), "--signing-key", str(keys.private),
                    "--data", str(bad))  # fmt: skip

@@ -159,6 +159,7 @@ def test_policy_validate(tmp_path: Path) -> None:
         "policy_id": "P",
         "field": "conditions[0].type",
         "problem": json.loads(result.stdout)["problem"],
+        "error": json.loads(result.stdout)["error"],  # every JSON error has "error"
     }
     assert "unknown condition type 'zz'" in json.loads(result.stdout)["problem"]
 

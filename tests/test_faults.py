@@ -76,7 +76,7 @@ def test_real_opa_without_the_policy_is_undefined(tmp_path: Path, audit: AuditLo
     empty.mkdir()
     (empty / "other.rego").write_text("package other\n\nx := 1\n")
     with (
-        LocalOpa(empty, supervise=False) as local,
+        LocalOpa(empty, supervise=False, library=False) as local,
         Gate("finance", opa_url=local.url, audit=audit) as gate,
     ):
         _assert_fallback(gate, audit, "UndefinedDecision")

@@ -107,7 +107,7 @@ _refusals := refusals if {
 
 # contracts.refusals is default deny: unreadable output, undeclared actions,
 # arguments outside their contract and malformed host facts.
-_policy_refusals := (_rego_refusals | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
+_policy_refusals := ((_rego_refusals | _package_refusals) | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
 
 _decided_actions := canonical.actions if {
 	_output_ok
@@ -129,15 +129,34 @@ _input_ok if {
 	is_string(input.user.id)
 	input.user.id != ""
 	input.context.service != ""
-	sets := data.pygate.config.services[input.context.service].policy_sets
-	is_array(sets)
-	count(sets) > 0
-	every set_name in sets {
-		is_string(set_name)
-		set_name != ""
+	entry := _services[input.context.service]
+	_entry_ok(entry)
+	every set_name in _sets_of(entry) {
 		_set_defined(set_name)
 	}
+	every pkg in _packages_of(entry) {
+		_package_defined(pkg)
+	}
 }
+
+# A service names pygate policy sets (policy_sets) and/or the user's own Rego
+# packages (packages, e.g. ["acme.payments"]); at least one in all.
+_entry_ok(entry) if {
+	is_object(entry)
+	sets := _sets_of(entry)
+	pkgs := _packages_of(entry)
+	is_array(sets)
+	is_array(pkgs)
+	count(sets) + count(pkgs) > 0
+	every name in array.concat(sets, pkgs) {
+		is_string(name)
+		name != ""
+	}
+}
+
+_sets_of(entry) := object.get(entry, "policy_sets", [])
+
+_packages_of(entry) := object.get(entry, "packages", [])
 
 _set_defined(set_name) if _rego_set(set_name)
 
@@ -184,7 +203,47 @@ _well_formed(r) if {
 	is_number(r.priority)
 }
 
-_policy_sets := data.pygate.config.services[input.context.service].policy_sets
+_policy_sets := _sets_of(_services[input.context.service])
+
+_packages := _packages_of(_services[input.context.service])
+
+# A user's own package plugs in through data (services.<name>.packages) and
+# is read through data.pygate.packages, which pygate generates beside the
+# user's policies (one line per package: its deny and refusals). An item of
+# `deny` or `refusals` is a string (the reason) or a refusal object; missing
+# fields get defaults (policy_id: the package, action log_refusal, priority
+# 100), and an item without a reason is refused as malformed (GATE-007).
+_package_refusals contains _from_package(item, pkg) if {
+	some pkg in _packages
+	some item in _as_collection(data.pygate.packages.deny[pkg])
+}
+
+_package_refusals contains _from_package(item, pkg) if {
+	some pkg in _packages
+	some item in _as_collection(data.pygate.packages.refusals[pkg])
+}
+
+_package_defaults(pkg) := {"policy_id": pkg, "action": "log_refusal", "priority": 100, "source": "rego"}
+
+_from_package(item, pkg) := _normalized(object.union(_package_defaults(pkg), {"reason": item, "title": item}), pkg) if {
+	is_string(item)
+} else := _normalized(
+	object.union(
+		object.union(_package_defaults(pkg), {"policy_id": object.get(item, "id", pkg)}),
+		object.union(item, {"reason": object.get(item, "reason", object.get(item, "msg", null))}),
+	),
+	pkg,
+) if {
+	is_object(item)
+} else := _malformed_refusal(item, pkg)
+
+_package_defined(pkg) if {
+	_ := data.pygate.packages.deny[pkg]
+}
+
+_package_defined(pkg) if {
+	_ := data.pygate.packages.refusals[pkg]
+}
 
 _services := lib.config("services", null)
 
@@ -234,21 +293,14 @@ _service_known if {
 }
 
 _service_ok if {
-	entry := _services[input.context.service]
-	is_object(entry)
-	is_array(entry.policy_sets)
-	count(entry.policy_sets) > 0
-	every set_name in entry.policy_sets {
-		is_string(set_name)
-		set_name != ""
-	}
+	_entry_ok(_services[input.context.service])
 }
 
-_service_config_problems contains "services must be an object mapping service names to {policy_sets: [...]}" if {
+_service_config_problems contains "services must be an object mapping service names to {policy_sets: [...], packages: [...]}" if {
 	not _services_ok
 }
 
-_service_config_problems contains sprintf("service '%s' needs policy_sets: a non-empty array of set names", [input.context.service]) if {
+_service_config_problems contains sprintf("service '%s' needs policy_sets and/or packages: arrays of names, at least one name in all", [input.context.service]) if {
 	_service_known
 	not _service_ok
 }
@@ -260,6 +312,12 @@ _unknown_sets contains set_name if {
 	some set_name in _policy_sets
 	not _rego_set(set_name)
 	not declarative.defines_set(set_name)
+}
+
+_unknown_packages contains pkg if {
+	_service_ok
+	some pkg in _packages
+	not _package_defined(pkg)
 }
 
 _rego_set(set_name) if {
@@ -367,4 +425,21 @@ _input_refusals contains r if {
 	_input_is_object
 	some set_name in _unknown_sets
 	r := _gate_refusal(rego.metadata.chain(), {"service": input.context.service, "set": set_name})
+}
+
+# METADATA
+# title: Unknown policy package
+# description: >-
+#   A service lists a Rego package (services.<name>.packages) that is not
+#   loaded or has neither a deny nor a refusals rule, so nothing would check
+#   its outputs.
+# custom:
+#   id: GATE-016
+#   reason: "service '{{.service}}' lists package '{{.package}}', which is not loaded or has no deny/refusals rule"
+#   action: log_refusal
+#   priority: 0
+_input_refusals contains r if {
+	_input_is_object
+	some pkg in _unknown_packages
+	r := _gate_refusal(rego.metadata.chain(), {"service": input.context.service, "package": pkg})
 }

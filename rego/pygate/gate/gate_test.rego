@@ -246,7 +246,7 @@ test_services_config_missing_refused if {
 test_services_data_absent_refused if {
 	d := _decide(_finance(_transfer(1))) with data.pygate.config as {}
 	_gate_only(d, "GATE-006")
-	d.primary.reason == "services configuration missing or malformed: services must be an object mapping service names to {policy_sets: [...]}"
+	d.primary.reason == "services configuration missing or malformed: services must be an object mapping service names to {policy_sets: [...], packages: [...]}"
 }
 
 test_service_entry_malformed_refused if {
@@ -255,7 +255,7 @@ test_service_entry_malformed_refused if {
 		# merged into the shipped entry when read through its parent.
 		d := _decide(_finance(_transfer(1))) with data.pygate.config.services as {"finance": entry}
 		_gate_only(d, "GATE-006")
-		d.primary.reason == "services configuration missing or malformed: service 'finance' needs policy_sets: a non-empty array of set names"
+		d.primary.reason == "services configuration missing or malformed: service 'finance' needs policy_sets and/or packages: arrays of names, at least one name in all"
 	}
 }
 
