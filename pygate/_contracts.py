@@ -91,14 +91,22 @@ class ActionContract(BaseModel):
 
 
 class Service(BaseModel):
-    """A service: its policy sets, its declared actions, and what happens to others."""
+    """A service: its policy sets and/or your own Rego packages, its declared actions, and
+    what happens to others."""
 
     model_config = ConfigDict(extra="forbid")
 
-    policy_sets: list[StrictStr] = Field(min_length=1)
+    policy_sets: list[StrictStr] = Field(default_factory=list)
+    packages: list[StrictStr] = Field(default_factory=list)
     actions: dict[StrictStr, ActionContract] = Field(default_factory=dict)
     undeclared_action: Literal["refuse", "require_review"] = "refuse"
     description: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _something_decides(self) -> Service:
+        if not self.policy_sets and not self.packages:
+            raise ValueError("a service names at least one of policy_sets or packages")
+        return self
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

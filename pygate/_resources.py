@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: The checkout root when pygate runs from one (``site-packages`` when installed).
 PROJECT_ROOT = PACKAGE_DIR.parent
 #: pygate's Rego library: the entry point and what policies build on (no example sets).
-LIBRARY_PACKAGES = ("gate", "lib", "declarative", "approvals", "log")
+LIBRARY_PACKAGES = ("gate", "lib", "canonical", "contracts", "declarative", "approvals", "log")
 SCHEMA_DIR = PACKAGE_DIR / "schemas"
 
 

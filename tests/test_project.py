@@ -47,7 +47,11 @@ def test_gate_with_policy_dir_runs_the_users_package(project: Path) -> None:
     assert big.action == "show_user_limit"
     assert big.reason == "transfer of 5000 exceeds the limit of 1000"
     assert not text.allowed
-    assert (text.policy_id, text.reason) == ("acme.payments", "transfer amount must be a number")
+    # The action contract refuses a non-number amount first; the package refuses it too.
+    assert text.policy_id == "GATE-012"
+    assert ("acme.payments", "transfer amount must be a number") in {
+        (r.policy_id, r.reason) for r in text.refusals
+    }
 
 
 def test_plain_package_with_deny_strings_and_data_argument(tmp_path: Path) -> None:
@@ -56,7 +60,8 @@ def test_plain_package_with_deny_strings_and_data_argument(tmp_path: Path) -> No
     (pkg / "shop.rego").write_text(
         'package mine.shop\n\ndeny contains "no refunds" if input.output.type == "refund"\n'
     )
-    services = {"services": {"shop": {"packages": ["mine.shop"]}}}
+    declared = {"refund": {"arguments": {}}, "sale": {"arguments": {}}}
+    services = {"services": {"shop": {"packages": ["mine.shop"], "actions": declared}}}
     with Gate("shop", policy_dir=tmp_path, data=services, audit=None) as gate:
         refund = gate.evaluate({"type": "refund"}, {"id": "u1"})
         sale = gate.evaluate({"type": "sale"}, {"id": "u1"})
@@ -111,7 +116,7 @@ def test_init_then_opa_test_check_and_bundle_build(project: Path) -> None:
 def test_policy_commands_follow_policy_dir(project: Path) -> None:
     validated = pygate("policy", "validate", "--json", cwd=project)
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    assert json.loads(validated.stdout) == {"ok": True, "policies": 0}
+    assert json.loads(validated.stdout) == {"ok": True, "policies": 0, "services": 1, "actions": 1}
     indexed = pygate("--policy-dir", "policies", "policy", "index", "--check", cwd=project)
     assert indexed.returncode in (0, 2), indexed.stderr
     assert "policies/pygate/config/data.json" in indexed.stdout + indexed.stderr
@@ -158,3 +163,19 @@ def test_users_package_builds_on_pygates_library(tmp_path: Path) -> None:
     assert d.reason == "tool delete deletes data"
     assert d.output_hash is not None  # a person can approve it (pygate.approvals)
     assert [a.audit_id for a in pending] == [d.audit_id]
+
+
+def test_library_holds_every_package_the_library_imports() -> None:
+    """Regression: the gate imported pygate.canonical and pygate.contracts, which the library
+    list did not ship, so every decision of a user's project was GATE-000."""
+    import re
+
+    from pygate._resources import LIBRARY_PACKAGES, library_dirs
+
+    imported = set()
+    for folder in library_dirs():
+        for rego in folder.glob("*.rego"):
+            if rego.name.endswith("_test.rego"):
+                continue
+            imported |= set(re.findall(r"^import data\.pygate\.(\w+)", rego.read_text(), re.M))
+    assert imported - {"config", "packages"} <= set(LIBRARY_PACKAGES)
