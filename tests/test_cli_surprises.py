@@ -119,7 +119,8 @@ def test_check_says_it_reads_stdin_on_a_terminal(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     env = {**os.environ, "PYGATE_OPA_BIN": str(find_opa_binary())}
     with subprocess.Popen(
-        [sys.executable, "-m", "pygate", "--audit-db", str(tmp_path / "a.db"), "check", "--service", "finance", "-"],
+        [sys.executable, "-m", "pygate", "--audit-db", str(tmp_path / "a.db"),
+         "check", "--service", "finance", "-"],
         stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=PROJECT_ROOT,
     ) as proc:  # fmt: skip
