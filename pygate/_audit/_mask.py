@@ -2,7 +2,8 @@
 
 pygate masks the output before an audit record is written (``redact``); an OPA sidecar that
 logs decisions would otherwise write the unmasked input to its own logs. ``render_mask_policy``
-writes ``package pygate.log`` with a ``mask`` rule that applies the same rule to ``input``:
+writes ``package pygate.log`` with a ``mask`` rule that applies the same rule to ``input``
+and to the decision ``result`` (whose canonical ``actions`` repeat the output's arguments):
 the value of every key in ``redact_keys`` (any depth, case-insensitive) becomes ``"***"``,
 and, when patterns are set, every match inside any other string becomes ``"***"``.
 
@@ -35,38 +36,61 @@ package pygate.log
 _BODY = """
 # mask tells OPA which parts of a decision-log event to replace. The masked
 # copy of the input is built with json.patch (it addresses array items, which
-# a mask upsert cannot), then each changed top-level field is upserted.
+# a mask upsert cannot), then each changed top-level field is upserted. The
+# result is masked the same way: its canonical actions repeat the output's
+# arguments.
 mask contains {"op": "upsert", "path": concat("/", ["/input", key]), "value": value} if {
 	some key, value in _patched
 	value != input.input[key]
 }
 
-# Should the patch ever fail, the whole input is erased: never logged unmasked.
+mask contains {"op": "upsert", "path": concat("/", ["/result", key]), "value": value} if {
+	some key, value in _patched_result
+	value != input.result[key]
+}
+
+# Should a patch ever fail, the whole input (or result) is erased: never
+# logged unmasked.
 mask contains "/input" if {
 	count(_ops) > 0
 	not _patch_ok
 }
 
+mask contains "/result" if {
+	count(_result_ops) > 0
+	not _result_patch_ok
+}
+
 _patch_ok if _patched
+
+_result_patch_ok if _patched_result
 
 _patched := json.patch(input.input, [op | some op in _ops])
 
-_ops contains {"op": "replace", "path": _pointer(path), "value": _mask} if {
-	walk(input.input, [path, _])
+_patched_result := json.patch(input.result, [op | some op in _result_ops])
+
+_ops := _ops_for(input.input)
+
+_result_ops := _ops_for(input.result) if {
+	is_object(input.result)
+} else := set()
+
+_ops_for(doc) := {op |
+	walk(doc, [path, _])
 	count(path) > 0
 	_masked_key(path[count(path) - 1])
 	not _under_masked_key(path)
-}
-
-_ops contains {"op": "replace", "path": _pointer(path), "value": masked} if {
+	op := {"op": "replace", "path": _pointer(path), "value": _mask}
+} | {op |
 	_pattern != ""
-	walk(input.input, [path, value])
+	walk(doc, [path, value])
 	is_string(value)
 	count(path) > 0
 	not _masked_key(path[count(path) - 1])
 	not _under_masked_key(path)
 	masked := regex.replace(value, _pattern, _mask)
 	masked != value
+	op := {"op": "replace", "path": _pointer(path), "value": masked}
 }
 
 _mask := @MASK@

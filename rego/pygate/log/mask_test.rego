@@ -41,3 +41,20 @@ _no_patch(_, _) := x if {
 	x := 1
 	false
 }
+
+test_result_actions_masked_like_the_output if {
+	event := {
+		"input": {"output": {"action": "explain", "password": "hunter2"}},
+		"result": {"allowed": true, "actions": [{"name": "explain", "arguments": {"password": "hunter2", "n": 1}}]},
+	}
+	masks := log.mask with input as event
+	some m in masks
+	m.path == "/result/actions"
+	m.value == [{"name": "explain", "arguments": {"password": "***", "n": 1}}]
+}
+
+test_failed_result_patch_erases_the_result if {
+	event := {"input": {"output": {}}, "result": {"actions": [{"arguments": {"token": "x"}}]}}
+	masks := log.mask with input as event with json.patch as _no_patch
+	masks == {"/result"}
+}
