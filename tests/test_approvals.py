@@ -52,7 +52,8 @@ def test_review_refusal_opens_one_pending_approval(assistant: Gate) -> None:
     assert pending.output == TOOL  # what output
     assert pending.reason == "Action 'delete_records' needs review"  # why
     assert pending.audit_id == first.audit_id
-    assert pending.policy_ids == ["AST-002"]
+    # the assistant's contract sends the undeclared action to review too (GATE-011)
+    assert pending.policy_ids == ["AST-002", "GATE-011"]
     assert pending.output_hash == first.output_hash
     again = assistant.evaluate(TOOL, ANA)  # a retry does not flood the approvers
     assert not again.allowed

@@ -142,6 +142,9 @@ def test_indexed_and_scanned_decisions_agree(policy_copy: Path, indexed: bool) -
     with LocalOpa(policy_copy, supervise=False) as local, \
             Gate("finance", opa_url=local.url, audit=None) as gate:  # fmt: skip
         got = [sorted(r.policy_id for r in gate.evaluate(o, ANALYST).refusals) for o in outputs]
+    # the service contracts (GATE-009...) refuse undeclared actions and schema breaks on
+    # top; what this test compares is the declarative policies' answer
+    got = [[i for i in ids if not i.startswith("GATE-0")] for ids in got]
     expected = _expected(outputs)
     assert got == expected
 
