@@ -171,7 +171,8 @@ def test_cli_refuses_each_family(opa: LocalOpa, tmp_path: Any) -> None:
                        "context": {"service": service}}  # fmt: skip
                 run = subprocess.run(
                     [sys.executable, "-m", "pygate", "--opa-url", opa.url,
-                     "--audit-db", str(tmp_path / "a.db"), "check", "--json", "-"],
+                     "--audit-db", str(tmp_path / "a.db"), "check", "--service", service,
+                     "--json", "-"],
                     input=json.dumps(doc), capture_output=True, text=True, timeout=120,
                 )  # fmt: skip
                 assert run.returncode == 1, (family, output, run.stdout, run.stderr)
