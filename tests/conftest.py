@@ -41,17 +41,20 @@ def _moved_clock(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
-def load_drill() -> ModuleType:
-    """``scripts/deployment-drill.py`` as a module (a script, so not importable by name)."""
-    spec = importlib.util.spec_from_file_location(
-        "deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py"
-    )
+def load_script(name: str, path: Path) -> ModuleType:
+    """A script of the repo (``scripts/``, ``benchmarks/``) as a module: not importable by name."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module by name
     spec.loader.exec_module(module)
     return module
+
+
+def load_drill() -> ModuleType:
+    """``scripts/deployment-drill.py`` as a module."""
+    return load_script("deployment_drill", PROJECT_ROOT / "scripts" / "deployment-drill.py")
 
 
 @pytest.fixture(scope="session")

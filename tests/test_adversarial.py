@@ -10,7 +10,6 @@ Property tests (hypothesis) mutate refused outputs and assert that no mutation p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from pygate import Gate, LocalOpa, Refused
 from pygate._opa_process import PROJECT_ROOT
 from tests import adversarial_cases as cases
+from tests.conftest import load_script
 
 JSON = dict[str, Any]
 
@@ -250,13 +250,7 @@ def test_no_mutation_of_a_refused_output_is_allowed(
 
 def test_the_rego_copy_of_the_families_is_current(opa: LocalOpa, tmp_path: Any) -> None:
     """rego/pygate/canonical/families_test.rego is what scripts/adversarial-rego.py writes."""
-    spec = importlib.util.spec_from_file_location(
-        "adversarial_rego", PROJECT_ROOT / "scripts" / "adversarial-rego.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("adversarial_rego", PROJECT_ROOT / "scripts" / "adversarial-rego.py")
     fresh = tmp_path / "families_test.rego"
     fresh.write_text(module.render())
     subprocess.run([str(opa.opa_bin), "fmt", "-w", str(fresh)], check=True, timeout=60)

@@ -8,7 +8,6 @@ same figures.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,19 +18,13 @@ import pytest
 
 from pygate import LocalOpa
 from pygate._opa_process import PROJECT_ROOT
+from tests.conftest import load_script
 
 CORPUS = PROJECT_ROOT / "tests" / "corpus"
 
 
 def _detection() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "detection", PROJECT_ROOT / "benchmarks" / "detection.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("detection", PROJECT_ROOT / "benchmarks" / "detection.py")
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +77,7 @@ def test_the_old_patterns_missed_what_the_issue_names(opa: LocalOpa) -> None:
 
 
 def test_data_json_holds_the_patterns_of_patterns_py() -> None:
-    spec = importlib.util.spec_from_file_location("patterns", CORPUS / "patterns.py")
-    assert spec is not None
-    assert spec.loader is not None
-    patterns = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(patterns)
+    patterns = load_script("patterns", CORPUS / "patterns.py")
     data = json.loads((PROJECT_ROOT / "rego" / "pygate" / "config" / "data.json").read_text())
     assert data["code_patterns"] == patterns.code_patterns()
     (policy,) = [p for p in data["declarative_policies"] if p["id"] == "AST-DATA-001"]
