@@ -107,7 +107,21 @@ _refusals := refusals if {
 
 # contracts.refusals is default deny: unreadable output, undeclared actions,
 # arguments outside their contract and malformed host facts.
-_policy_refusals := ((_rego_refusals | _package_refusals) | declarative.refusals_for(_policy_sets, input.output, input.user)) | contracts.refusals
+_policy_refusals := (((_rego_refusals | _package_refusals) | declarative.refusals_for(_policy_sets, input.output, input.user)) | _declarative_on_actions) | contracts.refusals
+
+# Rules-as-data policies read each canonical action as well as the raw
+# output, as {"type": <canonical name>, <argument>: <value>, ...}: a policy
+# written for {"type": "transfer", ...} also sees "Transfer", a tool call
+# named transfer in any envelope, and each call of a list. Reading both can
+# only add refusals, never remove one.
+_declarative_on_actions contains r if {
+	some action in canonical.actions
+	some r in declarative.refusals_for(_policy_sets, _action_doc(action), input.user)
+}
+
+_action_doc(action) := object.union(action.arguments, {"type": action.name}) if {
+	is_object(action.arguments)
+} else := {"type": action.name}
 
 _decided_actions := canonical.actions if {
 	_output_ok

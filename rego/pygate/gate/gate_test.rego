@@ -378,3 +378,32 @@ _ok_matches(doc) if {
 	not gate._input_ok with input as doc
 	count(gate._input_refusals) > 0 with input as doc
 }
+
+# Rules-as-data policies read the canonical actions too: a large crypto
+# transfer is sent to review whatever shape or spelling carries it (before,
+# they read only the raw output, so "Transfer" or a tool call skipped them).
+_rich := object.union(_analyst, {"transaction_limit": 1000000})
+
+_crypto_variants := [
+	{"type": "transfer", "amount": 20000, "currency": "BTC"},
+	{"type": "Transfer", "amount": 20000, "currency": "BTC"},
+	{"type": "TRANSFER", "amount": 20000, "currency": "ETH"},
+	{"type": "tool_call", "action": "transfer", "arguments": {"amount": 20000, "currency": "BTC"}},
+	{"tool_calls": [{"type": "function", "function": {"name": "transfer", "arguments": "{\"amount\": 20000, \"currency\": \"BTC\"}"}}]},
+	{"type": "tool_use", "name": "Transfer", "input": {"amount": 20000, "currency": "BTC"}},
+	{"name": "transfer", "arguments": {"amount": 20000, "currency": "ETH"}},
+	{"actions": [{"type": "transfer", "amount": 5, "currency": "BTC"}, {"type": "Transfer", "amount": 20000, "currency": "BTC"}]},
+]
+
+test_declarative_policies_see_every_shape if {
+	every output in _crypto_variants {
+		d := _decide({"output": output, "user": _rich, "context": {"service": "finance"}})
+		d.allowed == false
+		"FIN-DATA-001" in _ids(d)
+	}
+}
+
+test_declarative_policies_allow_the_small_transfer_in_any_shape if {
+	d := _decide({"output": {"type": "Transfer", "amount": 50, "currency": "BTC"}, "user": _rich, "context": {"service": "finance"}})
+	d.allowed == true
+}
