@@ -245,8 +245,12 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
     """Validate the policies, run opa test, build and sign the bundle; print its revision.
 
     The policy folder is --policy-dir (default ./rego); *_test.rego files are left out.
-    The .manifest holds roots ["pygate"] and the revision <git commit>-<content hash>,
-    which OPA reports with every decision and pygate stores in every audit record.
+    The .manifest holds roots ["pygate"] and the revision r<UTC build time>-<git commit>-
+    <content hash>, which OPA reports with every decision and pygate stores in every audit
+    record. Revisions sort by build time: a gate refuses decisions (pygate.bundle) from a
+    bundle older than the newest one its audit store has seen, so an old signed bundle
+    cannot be replayed. To roll back on purpose, build the old policy again: it gets a new
+    time, hence a newer revision.
 
     \b
     Exit codes:

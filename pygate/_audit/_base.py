@@ -1,15 +1,18 @@
-"""What every audit backend shares: record layout, redaction, the hash chain, verification.
+"""What every audit backend shares: record layout, redaction, the keyed chain, verification.
 
-Each record's ``hash`` is SHA-256 over the previous record's hash and this record's canonical
-JSON, so an edited, deleted or reordered record breaks the chain where ``verify`` says.
+Each record's ``hash`` is HMAC-SHA256, under the key named by its ``key_id`` (kept outside the
+database, ``_integrity``), over the previous record's hash and this record's canonical JSON, so
+an edited, deleted or reordered record breaks the chain where ``verify`` says, and a chain
+recomputed without the key does not verify. Signed checkpoints outside the database catch what
+a chain alone cannot: deleted last records, an emptied or dropped table.
 A backend only stores rows, hands them back in order, and keeps the daily-quota counter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
+import logging
 import math
 import re
 import uuid
@@ -19,8 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pygate._audit._integrity import Checkpoint, Integrity
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
+
+log = logging.getLogger("pygate.audit")
 
 GENESIS = "0" * 64
 
@@ -41,7 +47,7 @@ EXTRA_COLUMNS = ("approval_id", "approved_by")
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
 #: when it opens, then sets ``extensions = True``; they are not hash-chained, except
-#: ``chain_anchor``, whose rows chain to each other (see ``anchor_hash``).
+#: ``chain_anchor``, whose rows chain to each other (keyed, see ``anchor_message``).
 EXTENSION_SCHEMA = (
     # A refusal whose action is require_review waits here for a person; approved rows reach OPA
     # in input.context.approvals until they expire or are used once.
@@ -60,7 +66,9 @@ EXTENSION_SCHEMA = (
         decided_by TEXT,
         decided_at TEXT,
         note TEXT,
-        used_audit_id TEXT
+        used_audit_id TEXT,
+        key_id TEXT,
+        mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
     # What the host application says the user did after a refusal (retry / escalate / leave).
@@ -69,7 +77,9 @@ EXTENSION_SCHEMA = (
         audit_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         ts TEXT NOT NULL,
-        note TEXT
+        note TEXT,
+        key_id TEXT,
+        mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS followups_audit ON followups (audit_id)",
     # One checkpoint per retention prune: the hash of the last pruned record becomes the
@@ -82,13 +92,42 @@ EXTENSION_SCHEMA = (
         pruned INTEGER NOT NULL,
         cutoff TEXT NOT NULL,
         prev_anchor_hash TEXT NOT NULL,
-        anchor_hash TEXT NOT NULL
+        anchor_hash TEXT NOT NULL,
+        key_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
+    # The newest bundle revision this deployment has decided with (``revision_stamp``); a
+    # decision by an older one is refused (no rollback). One row per deployment.
+    """CREATE TABLE IF NOT EXISTS bundle_high (
+        name TEXT PRIMARY KEY,
+        stamp TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    )""",
 )
 
 #: Every column a backend stores from a row, in insert order (then ``prev_hash``, ``hash``).
-STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS
+STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS + ("key_id",)
+
+#: The columns of each extension table that its keyed seal (``mac``) covers. A row whose seal
+#: does not verify was written or edited without the audit key: the gate ignores it and
+#: ``verify`` reports it.
+SEALED_COLUMNS = {
+    "approvals": (
+        "approval_id", "audit_id", "created_at", "expires_at", "service", "user_id",
+        "output_hash", "policy_ids", "reason", "status", "decided_by", "decided_at", "note",
+        "used_audit_id",
+    ),
+    "followups": ("followup_id", "audit_id", "kind", "ts", "note"),
+}  # fmt: skip
+
+#: Columns added to existing tables when an older log is opened (``ALTER TABLE … ADD``).
+ADDED_COLUMNS = {
+    "decisions": (*EXTRA_COLUMNS, "key_id"),
+    "approvals": ("key_id", "mac"),
+    "followups": ("key_id", "mac"),
+    "chain_anchor": ("key_id",),
+}
 
 
 #: What a masked value becomes, here and in the generated OPA decision-log mask policy.
@@ -128,11 +167,6 @@ def canonical(row: dict[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
 
 
-def link(prev_hash: str, body: str) -> str:
-    """The hash of one record from the previous record's hash and its ``canonical`` body."""
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
-
-
 def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
     """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
     items = [p for p in patterns if p]
@@ -150,11 +184,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """The hash of one record given the previous record's hash."""
-    return link(prev_hash, canonical(row))
 
 
 def today(now: datetime | None = None) -> str:
@@ -180,13 +209,27 @@ class Summary:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of ``AuditLog.verify``: ok, or the first record where the chain breaks."""
+    """Outcome of ``AuditLog.verify``: ok, or the first problem found.
+
+    Attributes:
+        ok: the chain verifies under the keyring and agrees with the latest checkpoint.
+        checked: records walked.
+        seq: the record where the chain breaks (when one does).
+        audit_id: that record's audit id.
+        problem: what is wrong, in words, naming records by sequence number.
+        missing: ``(first, last)`` sequence numbers of records that should be there and are not.
+        checkpoint_seq: the sequence number the latest checkpoint vouches for (0: none).
+        issues: further problems beyond the first (approvals, follow-ups, quota counters).
+    """
 
     ok: bool
     checked: int
     seq: int | None = None
     audit_id: str | None = None
     problem: str = ""
+    missing: tuple[int, int] | None = None
+    checkpoint_seq: int = 0
+    issues: tuple[str, ...] = ()
 
 
 class AuditLog(ABC):
@@ -201,8 +244,16 @@ class AuditLog(ABC):
     dialect = "sqlite"
 
     def __init__(
-        self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS, redact_patterns: Iterable[str] = ()
+        self,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
+        integrity: Integrity | None = None,
+        *,
+        target: str = "",
     ) -> None:
+        #: The keyring and checkpoint store (``_integrity``); the default state folder when
+        #: not given.
+        self.integrity = integrity or Integrity(target)
         self._redact_keys = frozenset(k.lower() for k in redact_keys)
         try:
             self._redact_pattern = redact_pattern(redact_patterns)
@@ -273,7 +324,164 @@ class AuditLog(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release the connection."""
+        """Write a checkpoint if this handle added records since the last one; release."""
+
+    # --- sealed rows of the extension tables ------------------------------------------------
+    def seal_row(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with ``key_id`` and ``mac``: a keyed seal over its ``SEALED_COLUMNS``."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        key_id, mac = self.integrity.seal(table, fields)
+        return {**row, "key_id": key_id, "mac": mac}
+
+    def sealed(self, table: str, row: dict[str, Any]) -> bool:
+        """Whether a stored row's seal verifies (it was written by pygate with the key)."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        return self.integrity.check_seal(table, fields, row.get("key_id"), row.get("mac"))
+
+    def used_approvals(self, user_id: str | None = None) -> dict[str, str]:
+        """Approval ids the chain records as used by an allow -> that decision's audit id.
+
+        The chain, not the approvals table, is the word on use: a used approval whose row
+        was set back to ``approved`` (with its old, genuine seal) is still used.
+        """
+        where = "allowed = 1 AND approval_id IS NOT NULL"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            where, params = f"user_id = ? AND {where}", (user_id,)
+        used: dict[str, str] = {}
+        for row in self._select_raw(
+            f"SELECT approval_id, audit_id FROM decisions WHERE {where}", params
+        ):
+            for approval_id in str(row["approval_id"]).split(","):
+                used.setdefault(approval_id, str(row["audit_id"]))
+        return used
+
+    def _cross_checks(self) -> list[str]:
+        """What ``verify`` checks beside the chain: sealed rows and the quota counters."""
+        issues: list[str] = []
+        if self.extensions:
+            used = self.used_approvals()
+            for row in self._select_raw("SELECT * FROM approvals ORDER BY created_at"):
+                aid = row["approval_id"]
+                if not self.sealed("approvals", row):
+                    issues.append(
+                        f"approval {aid} ({row['status']}, decided by {row['decided_by']!r}) is "
+                        "not sealed by the audit key: inserted or edited outside pygate, "
+                        "not honoured"
+                    )
+                elif row["status"] in ("pending", "approved") and aid in used:
+                    issues.append(
+                        f"approval {aid} says {row['status']} but decision {used[aid]} in the "
+                        "chain used it: its row was set back, not honoured"
+                    )
+            for row in self._select_raw("SELECT * FROM followups ORDER BY ts"):
+                if not self.sealed("followups", row):
+                    issues.append(
+                        f"follow-up {row['followup_id']} (of {row['audit_id']}) is not sealed by "
+                        "the audit key: inserted or edited outside pygate"
+                    )
+        counters = {
+            (r["user_id"], r["day"]): int(r["used"])
+            for r in self._select_raw("SELECT user_id, day, used FROM quota_usage")
+        }
+        for row in self._select_raw(
+            "SELECT user_id, day, count(*) AS n FROM decisions WHERE allowed = 1 "
+            "AND user_id IS NOT NULL GROUP BY user_id, day ORDER BY day, user_id"
+        ):
+            # Records appended without the gate (no reservation) have no counter to check.
+            have = counters.get((row["user_id"], row["day"]))
+            if have is not None and have < int(row["n"]):
+                issues.append(
+                    f"quota counter of user {row['user_id']!r} on {row['day']} says {have}, the "
+                    f"chain holds {row['n']} allowed decisions: the counter was edited"
+                )
+        return issues
+
+    # --- no rollback ----------------------------------------------------------------------
+    def bundle_high(self) -> tuple[str, str] | None:
+        """``(stamp, revision)`` of the newest bundle decided with here (``None``: none yet)."""
+        if not self.extensions:
+            return None
+        rows = self._select_raw("SELECT stamp, revision FROM bundle_high WHERE name = 'pygate'")
+        return (str(rows[0]["stamp"]), str(rows[0]["revision"])) if rows else None
+
+    def raise_bundle_high(self, stamp: str, revision: str) -> tuple[str, str]:
+        """Record ``revision`` as the newest unless a newer one is recorded; return the newest.
+
+        Atomic in the database, so services sharing the store agree on one high-water mark.
+
+        Raises:
+            AuditError: the store cannot be written.
+        """
+        self._execute(
+            [
+                (
+                    "INSERT INTO bundle_high (name, stamp, revision, seen_at) "
+                    "VALUES ('pygate', ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "stamp = excluded.stamp, revision = excluded.revision, "
+                    "seen_at = excluded.seen_at WHERE excluded.stamp > bundle_high.stamp",
+                    (stamp, revision, datetime.now(UTC).isoformat()),
+                )
+            ]
+        )
+        return self.bundle_high() or (stamp, revision)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _head(self) -> dict[str, Any]:
+        """Where the chain stands now: last record (or latest anchor), count, latest anchor."""
+        last = self._select_raw("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+        anchors = self.anchors()
+        top = anchors[-1] if anchors else None
+        if last:
+            seq, head = int(last[0]["seq"]), str(last[0]["hash"])
+        elif top is not None:
+            seq, head = int(top["through_seq"]), str(top["through_hash"])
+        else:
+            seq, head = 0, GENESIS
+        return {
+            "seq": seq,
+            "head_hash": head,
+            "count": self.count(),
+            "anchor_no": int(top["anchor_no"]) if top else 0,
+            "anchor_hash": str(top["anchor_hash"]) if top else GENESIS,
+        }
+
+    def _holds(self, cp: Checkpoint) -> bool:
+        """Whether the chain as stored still holds the checkpoint's head (or pruned it)."""
+        if cp.seq == 0:
+            return True
+        row = self._select_raw("SELECT hash FROM decisions WHERE seq = ?", (cp.seq,))
+        if row:
+            return bool(row[0]["hash"] == cp.head_hash)
+        return any(
+            int(a["through_seq"]) > cp.seq
+            or (int(a["through_seq"]) == cp.seq and a["through_hash"] == cp.head_hash)
+            for a in self.anchors()
+        )
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Write a signed checkpoint of the chain's head outside the database, now.
+
+        Only ever forward: when the stored checkpoint is newer, or the current chain no
+        longer holds its head (tampering), the stored one is kept and ``None`` returned.
+
+        Raises:
+            AuditError: the log cannot be read.
+            OSError: the checkpoint cannot be written.
+        """
+        return self.integrity.write_checkpoint(self._head(), self._holds)
+
+    def _checkpoint_quietly(self) -> None:
+        """A checkpoint after a commit: a failure is logged, never fails the decision."""
+        try:
+            self.checkpoint()
+        except (AuditError, OSError) as exc:
+            log.error("cannot write audit checkpoint %s: %s", self.integrity.checkpoint_path, exc)
+
+    def _close_checkpoint(self) -> None:
+        """What ``close`` does first: a checkpoint when this handle added records."""
+        if self.integrity.has_pending():
+            self._checkpoint_quietly()
 
     # --- shared behaviour -----------------------------------------------------------------
     def redacted_json(self, output: Any) -> str:
@@ -332,6 +540,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         self._insert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            self._checkpoint_quietly()
         return _stamped(items, rows)
 
     async def aappend_many(
@@ -344,6 +554,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         await self._ainsert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            await asyncio.to_thread(self._checkpoint_quietly)
         return _stamped(items, rows)
 
     def usage_today(self, user_id: str, now: datetime | None = None) -> int:
@@ -404,42 +616,145 @@ class AuditLog(ABC):
         """Where the chain starts: ``(hash, seq, problem)`` after the latest retention anchor.
 
         A pruned log starts from the hash of the last pruned record, kept in a checkpoint that
-        is itself hash-chained; ``problem`` is non-empty when the checkpoints were tampered with.
+        is itself chained and keyed; ``problem`` is non-empty when the checkpoints were
+        tampered with or forged (a row written without the key).
         """
         prev_anchor, start, seq = GENESIS, GENESIS, 0
         for anchor in self.anchors():
+            no = anchor["anchor_no"]
             if anchor["prev_anchor_hash"] != prev_anchor:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: chain broken"
-            if anchor_hash(prev_anchor, anchor) != anchor["anchor_hash"]:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: content was edited"
+                return start, seq, f"retention anchor {no}: chain broken"
+            if not self.integrity.keyring.check(
+                anchor.get("key_id"), anchor_message(prev_anchor, anchor), anchor["anchor_hash"]
+            ):
+                return (
+                    start,
+                    seq,
+                    (
+                        f"retention anchor {no} (covering records up to {anchor['through_seq']}): "
+                        "content was edited, or it was forged without the audit key"
+                    ),
+                )
             prev_anchor = anchor["anchor_hash"]
             start, seq = anchor["through_hash"], int(anchor["through_seq"])
         return start, seq, ""
 
     def verify(self) -> VerifyResult:
-        """Walk the hash chain; report the first edited, deleted or reordered record.
+        """Walk the keyed chain and hold it to the latest checkpoint; report the first problem.
 
-        After a retention prune the chain starts at the latest checkpoint in ``chain_anchor``
+        After a retention prune the chain starts at the latest anchor in ``chain_anchor``
         (the hash of the last pruned record), so a pruned log still verifies end to end.
+        Then the checkpoint: its head must still be in the chain (or covered by a keyed
+        anchor), so deleted last records, an emptied or dropped table and a chain rebuilt
+        from scratch are reported with the sequence numbers concerned.
+
+        Raises:
+            AuditError: the log or the checkpoint cannot be read.
         """
+        keyring = self.integrity.keyring
         prev, last_seq, problem = self._chain_start()
         if problem:
             return VerifyResult(False, 0, None, None, problem)
+        start_seq = last_seq
         checked = 0
         for row in self._select("ORDER BY seq"):
             checked += 1
+            seq = int(row["seq"])
             if row["prev_hash"] != prev:
                 problem = "chain broken: a record before it was deleted, inserted or reordered"
-                if row["seq"] != last_seq + 1:
-                    problem = f"records {last_seq + 1}..{row['seq'] - 1} are missing"
-                return VerifyResult(False, checked, row["seq"], row["audit_id"], problem)
-            if chain_hash(prev, row) != row["hash"]:
-                return VerifyResult(
-                    False, checked, row["seq"], row["audit_id"], "record content was edited"
-                )
+                missing = None
+                if seq != last_seq + 1:
+                    problem = f"records {last_seq + 1}..{seq - 1} are missing"
+                    missing = (last_seq + 1, seq - 1)
+                return VerifyResult(False, checked, seq, row["audit_id"], problem, missing)
+            key_id = row.get("key_id")
+            if not self.integrity.check_link(prev, key_id, canonical(row), row["hash"]):
+                problem = "record content was edited"
+                if not key_id or key_id not in keyring.keys:
+                    problem = (
+                        f"record {seq} names key {key_id!r}, which the keyring "
+                        f"({keyring.source}) does not hold: written without the audit key"
+                    )
+                elif seq != last_seq + 1:
+                    problem = f"records {last_seq + 1}..{seq - 1} are missing"
+                return VerifyResult(False, checked, seq, row["audit_id"], problem)
             prev = row["hash"]
-            last_seq = row["seq"]
-        return VerifyResult(True, checked)
+            last_seq = seq
+        result = self._against_checkpoint(checked, start_seq, last_seq)
+        issues = self._cross_checks()
+        if not issues:
+            return result
+        if result.ok:
+            return VerifyResult(
+                False, checked, None, None, issues[0],
+                checkpoint_seq=result.checkpoint_seq, issues=tuple(issues[1:]),
+            )  # fmt: skip
+        return VerifyResult(**{**result.__dict__, "issues": tuple(issues)})
+
+    def _against_checkpoint(self, checked: int, start_seq: int, last_seq: int) -> VerifyResult:
+        """The second half of ``verify``: the walked chain against the stored checkpoint."""
+        cp = self.integrity.read_checkpoint()
+        where = self.integrity.checkpoint_path
+        if cp is None:
+            if last_seq == 0:
+                return VerifyResult(True, checked)
+            return VerifyResult(
+                False, checked, None, None,
+                f"no checkpoint at {where}: records 1..{last_seq} cannot be checked for "
+                "truncation (was it deleted, or is PYGATE_AUDIT_CHECKPOINT_DIR wrong?)",
+            )  # fmt: skip
+        if not self.integrity.checkpoint_ok(cp):
+            return VerifyResult(
+                False, checked, None, None,
+                f"checkpoint {where} is not signed by a key of the keyring (forged or edited)",
+            )  # fmt: skip
+        fail = _Fail(checked, cp.seq)
+        anchors = {int(a["anchor_no"]): a for a in self.anchors()}
+        if cp.anchor_no and (
+            cp.anchor_no not in anchors or anchors[cp.anchor_no]["anchor_hash"] != cp.anchor_hash
+        ):
+            return fail(f"retention anchor {cp.anchor_no}, recorded in the checkpoint of "
+                        f"{cp.at}, is missing or differs")  # fmt: skip
+        if cp.seq <= start_seq:
+            # Pruned since the checkpoint: the keyed anchor that covers it must agree.
+            top = anchors[max(anchors)] if anchors else None
+            covered = top is not None and (
+                int(top["through_seq"]) > cp.seq or top["through_hash"] == cp.head_hash
+            )
+            if cp.seq and not covered:
+                return fail(f"record {cp.seq} differs from the checkpoint of {cp.at}")
+            return VerifyResult(True, checked, checkpoint_seq=cp.seq)
+        if last_seq < cp.seq:
+            first = last_seq + 1
+            what = (
+                f"every record is missing: the checkpoint of {cp.at} vouches for records up to "
+                f"{cp.seq} and the log has none (emptied, dropped or replaced)"
+                if checked == 0
+                else f"records {first}..{cp.seq} are missing: the log ends at {last_seq}, the "
+                f"checkpoint of {cp.at} vouches for {cp.seq} (the last records were deleted)"
+            )
+            return fail(what, (first, cp.seq))
+        row = self._select_raw("SELECT hash, audit_id FROM decisions WHERE seq = ?", (cp.seq,))
+        if not row or row[0]["hash"] != cp.head_hash:
+            return fail(
+                f"record {cp.seq} differs from the checkpoint of {cp.at}: the chain up to it "
+                "was rewritten or replaced",
+                seq=cp.seq,
+            )
+        return VerifyResult(True, checked, checkpoint_seq=cp.seq)
+
+
+@dataclass(frozen=True)
+class _Fail:
+    """Builds the failed VerifyResult of a checkpoint comparison."""
+
+    checked: int
+    checkpoint_seq: int
+
+    def __call__(
+        self, problem: str, missing: tuple[int, int] | None = None, seq: int | None = None
+    ) -> VerifyResult:
+        return VerifyResult(False, self.checked, seq, None, problem, missing, self.checkpoint_seq)
 
 
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
@@ -452,14 +767,14 @@ def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> l
     ]
 
 
-#: Anchor fields covered by ``anchor_hash``, in hash order.
+#: Anchor fields covered by ``anchor_message``, in hash order.
 ANCHOR_COLUMNS = ("anchor_no", "created_at", "through_seq", "through_hash", "pruned", "cutoff")
 
 
-def anchor_hash(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
-    """The hash of one retention checkpoint, chained to the previous checkpoint."""
+def anchor_message(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
+    """What a retention anchor's keyed hash covers: the previous anchor, its key, its fields."""
     body = json.dumps([anchor[c] for c in ANCHOR_COLUMNS], separators=(",", ":"))
-    return hashlib.sha256(f"{prev_anchor_hash}|{body}".encode()).hexdigest()
+    return f"anchor|{prev_anchor_hash}|{anchor.get('key_id')}|{body}"
 
 
 def to_record(row: dict[str, Any]) -> AuditRecord:
