@@ -451,3 +451,48 @@ def test_a_newer_bundle_moves_the_mark_and_revisions_sort_by_build_time() -> Non
     for unordered in (None, "", "synthetic", "abc1234-0123456789ab", "r2026-x"):
         assert revision_stamp(unordered) is None
     assert revision_stamp(OLD_REV) < revision_stamp(NEW_REV)  # type: ignore[operator]
+
+
+def test_a_reader_refuses_a_missing_log_and_creates_nothing(tmp_path: Path) -> None:
+    from pygate import AuditError
+
+    missing = tmp_path / "typo" / "audit.db"
+    with pytest.raises(AuditError, match="does not exist"):
+        open_audit(missing, create=False)
+    assert not (tmp_path / "typo").exists()
+    log = open_audit(tmp_path / "a.db")
+    _fill(log, 2)
+    log.close()
+    (tmp_path / "a.db.state" / "audit.key").unlink()
+    with pytest.raises(AuditError, match=r"key file .* is missing"):
+        open_audit(tmp_path / "a.db", create=False)
+    assert not (tmp_path / "a.db.state" / "audit.key").exists()
+
+
+def test_rotate_key_and_checkpoint_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "a.db"
+    monkeypatch.setenv("PYGATE_AUDIT_DB", str(db))
+    monkeypatch.setenv("PYGATE_AUDIT_CHECKPOINT_EVERY", "1000")
+    monkeypatch.setenv("PYGATE_AUDIT_CHECKPOINT_SECONDS", "0")
+    log = open_audit(db, checkpoint_every=1000, checkpoint_seconds=0)
+    _fill(log, 3)  # the first commit checkpoints (record 1); the rest wait
+    assert log.integrity.read_checkpoint().seq == 1  # type: ignore[union-attr]
+    runner = CliRunner()
+    done = runner.invoke(main, ["audit", "checkpoint", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["seq"] == 3
+    rotated = runner.invoke(main, ["audit", "rotate-key", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    new_id = json.loads(rotated.output)["key_id"]
+    log.close()
+    log = open_audit(db)
+    assert log.integrity.keyring.current == new_id
+    _fill(log, 1, start=3)
+    assert log.verify().ok
+    log.close()
+    raw_sql(str(db), "DELETE FROM decisions WHERE seq = 4", guards=False)
+    refused = runner.invoke(main, ["audit", "checkpoint"])
+    assert refused.exit_code == 1
+    assert "no longer holds record 4" in refused.output

@@ -20,7 +20,7 @@ from pygate._audit._base import (
 )
 from pygate._audit._integrity import Checkpoint, Integrity, Keyring
 from pygate._audit._sqlite import SqliteAuditLog
-from pygate._errors import ConfigError
+from pygate._errors import AuditError, ConfigError
 
 __all__ = [
     "DEFAULT_REDACT_KEYS",
@@ -46,6 +46,7 @@ def open_audit(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
     checkpoint_seconds: float = 10.0,
+    create: bool = True,
 ) -> AuditLog:
     """Open the audit log named by a path or URL.
 
@@ -59,6 +60,8 @@ def open_audit(
             else the default state folder.
         checkpoint_every: a checkpoint after this many new records (and on close).
         checkpoint_seconds: ... or after this many seconds with new records.
+        create: ``False`` for readers (verify, reports): a missing SQLite file, its folder or
+            a missing audit key is an ``AuditError`` instead of being created.
 
     Raises:
         ConfigError: an unsupported URL scheme, or a malformed keyring.
@@ -71,7 +74,13 @@ def open_audit(
             f"audit_db: unsupported scheme {scheme!r} "
             "(use sqlite:///path, a path, or postgresql://user:password@host:port/db)"
         )
-    integrity = Integrity(text, key_file, checkpoint_dir, checkpoint_every, checkpoint_seconds)
+    if not create and not text.startswith(("postgresql://", "postgres://")):
+        path = Path(text[len("sqlite:///") :] if text.startswith("sqlite:///") else text)
+        if not path.is_file():
+            raise AuditError(f"audit log {path} does not exist")
+    integrity = Integrity(
+        text, key_file, checkpoint_dir, checkpoint_every, checkpoint_seconds, create=create
+    )
     if text.startswith("sqlite:///"):
         return SqliteAuditLog(text[len("sqlite:///") :], redact_keys, redact_patterns, integrity)
     if text.startswith(("postgresql://", "postgres://")):
