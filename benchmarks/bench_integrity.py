@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import random
@@ -32,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pygate._audit._integrity import Keyring  # noqa: E402
 
 CHILD = """
 import sys, time, json
@@ -54,7 +56,7 @@ print(json.dumps({"us_per_append": took / n * 1e6}))
 
 def hash_round(body: str, n: int) -> dict[str, float]:
     """Microseconds per chain step for each contender, in shuffled order."""
-    key = os.urandom(32)
+    keyring = Keyring({"k1234abcd": os.urandom(32)})
     prev = "0" * 64
 
     def unkeyed() -> None:
@@ -65,7 +67,7 @@ def hash_round(body: str, n: int) -> dict[str, float]:
     def keyed() -> None:
         p = prev
         for _ in range(n):
-            p = hmac.new(key, f"{p}|k1234abcd|{body}".encode(), hashlib.sha256).hexdigest()
+            p = keyring.sign(f"{p}|k1234abcd|{body}")  # what Integrity.link does
 
     result = {}
     contenders = [("unkeyed", unkeyed), ("keyed", keyed)]

@@ -360,8 +360,13 @@ class AuditLog(ABC):
         """What ``verify`` checks beside the chain: sealed rows and the quota counters."""
         issues: list[str] = []
         if self.extensions:
+            try:
+                approvals = self._select_raw("SELECT * FROM approvals ORDER BY created_at")
+                followups = self._select_raw("SELECT * FROM followups ORDER BY ts")
+            except AuditError as exc:
+                return [f"the approvals or follow-ups table cannot be read (dropped?): {exc}"]
             used = self.used_approvals()
-            for row in self._select_raw("SELECT * FROM approvals ORDER BY created_at"):
+            for row in approvals:
                 aid = row["approval_id"]
                 if not self.sealed("approvals", row):
                     issues.append(
@@ -374,7 +379,7 @@ class AuditLog(ABC):
                         f"approval {aid} says {row['status']} but decision {used[aid]} in the "
                         "chain used it: its row was set back, not honoured"
                     )
-            for row in self._select_raw("SELECT * FROM followups ORDER BY ts"):
+            for row in followups:
                 if not self.sealed("followups", row):
                     issues.append(
                         f"follow-up {row['followup_id']} (of {row['audit_id']}) is not sealed by "

@@ -91,11 +91,12 @@ class Keyring:
         secret = self.keys.get(key_id)
         if secret is None:
             return None
-        return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(secret, message.encode(), "sha256").hex()
 
     def sign(self, message: str) -> str:
         """HMAC-SHA256 of ``message`` under the current key."""
-        return hmac.new(self.keys[self.current], message.encode(), hashlib.sha256).hexdigest()
+        # hmac.digest is OpenSSL's one-shot HMAC: measurably cheaper than hmac.new per call.
+        return hmac.digest(self.keys[self.current], message.encode(), "sha256").hex()
 
     def check(self, key_id: str | None, message: str, mac: str | None) -> bool:
         """Whether ``mac`` is ``message``'s HMAC under ``key_id`` (constant-time compare)."""
