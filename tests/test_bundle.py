@@ -180,7 +180,10 @@ def test_bundle_build_cli_prints_the_revision(tmp_path: Path, keys: KeyPair) -> 
     assert REVISION.match(cli.stdout.strip())
     as_json = pygate("bundle", "build", "--out", str(out), "--signing-key", str(keys.private),
                      "--json")  # fmt: skip
-    assert json.loads(as_json.stdout)["revision"] == cli.stdout.strip()
+    again = json.loads(as_json.stdout)["revision"]
+    # Same content and commit; the build time (the revision's first part) moved on.
+    assert again.split("-", 1)[1] == cli.stdout.strip().split("-", 1)[1]
+    assert again > cli.stdout.strip()
 
 
 # --- a real sidecar polling a bundle server ------------------------------------------------
@@ -303,6 +306,40 @@ def test_sidecar_refuses_a_tampered_bundle_and_keeps_the_last_good_one(
         decision = gate.evaluate({"type": "transfer", "amount": 500}, {"id": "nolimit"})
     assert decision.allowed  # still the default limit of 1000, not the tampered 10
     assert decision.bundle_revision == good.revision
+
+
+def test_an_older_signed_bundle_replayed_to_a_sidecar_is_refused(
+    tmp_path: Path, keys: KeyPair, bundle_server: tuple[str, Path],
+    start_sidecar: Callable[..., tuple[str, Path]],
+) -> None:  # fmt: skip
+    """OPA activates any validly signed bundle, older ones too; the gate refuses to decide
+    with one older than the newest it has decided with, so a replay cannot undo a tightening."""
+    url, served = bundle_server
+    target = served / "pygate.tar.gz"
+    old = build_bundle(tmp_path / "old.tar.gz", signing_key=keys.private, policy_dir=REGO,
+                       built_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    tight = tmp_path / "tight.json"
+    tight.write_text(json.dumps({"default_transaction_limit": 100}))
+    new = build_bundle(target, signing_key=keys.private, policy_dir=REGO, data_files=[tight],
+                       built_at=datetime(2026, 2, 1, tzinfo=UTC))  # fmt: skip
+    opa_url, _ = start_sidecar(url, keys.public)
+    _wait_for(lambda: _revision(opa_url) == new.revision, "the sidecar to activate the bundle")
+    transfer, user = {"type": "transfer", "amount": 500}, {"id": "nolimit"}
+    audit = SqliteAuditLog(tmp_path / "audit.db")
+    with Gate("finance", opa_url=opa_url, audit=audit) as gate:
+        tightened = gate.evaluate(transfer, user)
+        target.write_bytes(old.path.read_bytes())  # the replay: old, validly signed
+        _wait_for(lambda: _revision(opa_url) == old.revision, "the sidecar to take the old one")
+        replayed = gate.evaluate(transfer, user)
+    assert not tightened.allowed
+    assert tightened.bundle_revision == new.revision
+    assert not replayed.allowed  # the old limit of 1000 would have allowed it
+    assert replayed.policy_id == "pygate.bundle"
+    assert old.revision in replayed.reason
+    assert new.revision in replayed.reason
+    assert audit.tail(1)[0].policy_id == "pygate.bundle"
+    assert audit.verify().ok
+    audit.close()
 
 
 def test_a_sidecar_never_activates_an_unsigned_bundle(

@@ -123,7 +123,7 @@ def test_a_chain_rebuilt_without_the_key_is_detected(audit_db: str, how: str) ->
     assert not result.ok
     assert result.seq == 1
     if how == "sha256":
-        assert result.problem == "record content was edited"
+        assert result.problem.startswith("record content was edited")
     else:
         assert "names key 'kattacker'" in result.problem
     log.close()

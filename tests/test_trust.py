@@ -206,7 +206,7 @@ def test_editing_the_approver_is_detected(audit_db: str, audit_any: AuditLog) ->
     [record] = log.records()
     assert (record.approval_id, record.approved_by) == ("ap", "rita")
     raw_sql(audit_db, "UPDATE decisions SET approved_by = 'mallory'", guards=False)
-    assert log.verify().problem == "record content was edited"
+    assert log.verify().problem.startswith("record content was edited")
 
 
 def test_a_log_from_before_the_new_columns_opens_and_verifies(audit_db: str) -> None:

@@ -674,7 +674,10 @@ class AuditLog(ABC):
                 return VerifyResult(False, checked, seq, row["audit_id"], problem, missing)
             key_id = row.get("key_id")
             if not self.integrity.check_link(prev, key_id, canonical(row), row["hash"]):
-                problem = "record content was edited"
+                problem = (
+                    "record content was edited (its hash does not verify under key "
+                    f"{key_id}; a chain recomputed without the key looks like this too)"
+                )
                 if not key_id or key_id not in keyring.keys:
                     problem = (
                         f"record {seq} names key {key_id!r}, which the keyring "
