@@ -1,6 +1,6 @@
 """What the keyed audit chain costs per decision, interleaved with the unkeyed chain it replaced.
 
-Two measurements, each contender once per round in shuffled order, read as the median of
+Three measurements, each contender once per round in shuffled order, read as the median of
 per-round ratios (CONVENTIONS.md: rows measured minutes apart are not comparable):
 
 1. ``hash``: the chain step alone, in one process: SHA-256 over ``prev|body`` (before) against
@@ -9,6 +9,8 @@ per-round ratios (CONVENTIONS.md: rows measured minutes apart are not comparable
    the key and a checkpoint file every 100 records), each round in a fresh child process
    running either the package at ``--base`` (e.g. a ``git archive`` of the commit before the
    keyed chain) or this checkout.
+3. ``reserve``: a quota reservation for a user with 10,000 allowed records today against one
+   with none (the reservation now counts them, so a reset counter is not honoured).
 
 Usage::
 
@@ -95,6 +97,38 @@ def append_round(base: Path, n: int) -> dict[str, float]:
     return result
 
 
+def reserve_rounds(rounds: int, n: int, allowed: int) -> list[dict[str, float]]:
+    """The quota reservation now also counts the chain's allowed records for that user and
+    day (so a reset counter is not honoured): a user with ``allowed`` records today against
+    one with none, interleaved, in one process (microseconds per reservation)."""
+    from datetime import UTC, datetime
+
+    from pygate import Decision
+    from pygate._audit import SqliteAuditLog
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = SqliteAuditLog(Path(tmp) / "a.db")
+        now = datetime.now(UTC)
+        for start in range(0, allowed, 1000):
+            batch = [(Decision(allowed=True, reason="allowed", user_id="busy", decided_at=now), {})
+                     for _ in range(min(1000, allowed - start))]  # fmt: skip
+            log.append_many(batch)
+        day = now.date().isoformat()
+        for _ in range(rounds):
+            result = {}
+            users = [("keyed", "busy"), ("unkeyed", "idle")]  # "keyed": the counted user
+            random.shuffle(users)
+            for name, user in users:
+                start = time.perf_counter()
+                for _ in range(n):
+                    log.reserve(user, day)
+                result[name] = (time.perf_counter() - start) / n * 1e6
+            out.append(result)
+        log.close()
+    return out
+
+
 def summarise(rounds: list[dict[str, float]]) -> dict[str, float]:
     ratios = [r["keyed"] / r["unkeyed"] for r in rounds]
     return {
@@ -122,7 +156,9 @@ def main() -> int:
     )  # fmt: skip
     hashes = [hash_round(body, 20_000) for _ in range(args.rounds)]
     appends = [append_round(args.base, args.n) for _ in range(args.rounds)]
-    print(json.dumps({"hash": summarise(hashes), "append": summarise(appends)}, indent=1))
+    reserves = reserve_rounds(args.rounds, 200, 10_000)
+    print(json.dumps({"hash": summarise(hashes), "append": summarise(appends),
+                      "reserve_10000_allowed_vs_0": summarise(reserves)}, indent=1))  # fmt: skip
     return 0
 
 

@@ -157,7 +157,7 @@ class Approvals:
             "AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
             (decision.user_id, decision.output_hash, at.isoformat()),
         )
-        if open_:
+        if open_ and self.log.sealed("approvals", open_[0]):
             return _to_approval(open_[0], at)
         approval_id = uuid.uuid4().hex[:12]
         row = self.log.seal_row(
@@ -279,6 +279,12 @@ class Approvals:
         rows = self.log._select_raw("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
         if not rows:
             raise ApprovalError(f"no approval with id {approval_id!r}")
+        if not self.log.sealed("approvals", rows[0]):
+            # Deciding it would put the key's seal on a row someone wrote without the key.
+            raise ApprovalError(
+                f"approval {approval_id} is not sealed by the audit key (inserted or edited "
+                "outside pygate); it cannot be decided or used"
+            )
         sealed = self.log.seal_row("approvals", {**rows[0], **change})
         change = {**change, "key_id": sealed["key_id"], "mac": sealed["mac"]}
         sets = ", ".join(f"{c} = ?" for c in change)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pygate import AuditLog, Decision, Gate, LocalOpa, open_audit
+from pygate import ApprovalError, AuditLog, Decision, Gate, LocalOpa, open_audit
 from pygate._audit._base import GENESIS, anchor_message, canonical
 from pygate._audit._integrity import Integrity, Keyring, rotate_key
 from pygate._audit._retention import prune
@@ -327,6 +327,13 @@ def test_an_inserted_approval_is_not_honoured_and_is_reported(
     raw_sql(audit_db, f"INSERT INTO approvals ({', '.join(row)}) "
             f"VALUES ({', '.join(_sql_value(v) for v in row.values())})")  # fmt: skip
     assert gate.approvals.for_context("ana") == []
+    # A forged *pending* request: an approver cannot launder it by approving it either.
+    pending_row = {**row, "approval_id": "forged2", "status": "pending", "decided_by": None,
+                   "decided_at": None}  # fmt: skip
+    raw_sql(audit_db, f"INSERT INTO approvals ({', '.join(pending_row)}) "
+            f"VALUES ({', '.join(_sql_value(v) for v in pending_row.values())})")  # fmt: skip
+    with pytest.raises(ApprovalError, match="not sealed by the audit key"):
+        gate.approvals.approve("forged2", by="rita")
     again = gate.evaluate(TOOL, ANA)
     assert not again.allowed
     assert again.policy_id == "AST-002"

@@ -78,7 +78,7 @@ def prune(log: AuditLog, older_than_days: float, now: datetime | None = None) ->
     anchor["anchor_hash"] = log.integrity.keyring.sign(anchor_message(prev, anchor))
     result["pruned"] = log._prune(through, anchor)
     result["anchor_no"] = anchor["anchor_no"]
-    log.checkpoint()  # the checkpoint moves past the pruned prefix at once
+    log._checkpoint_quietly()  # the checkpoint moves past the pruned prefix at once
     return result
 
 
