@@ -9,8 +9,9 @@ per-round ratios (CONVENTIONS.md: rows measured minutes apart are not comparable
    the key and a checkpoint file every 100 records), each round in a fresh child process
    running either the package at ``--base`` (e.g. a ``git archive`` of the commit before the
    keyed chain) or this checkout.
-3. ``reserve``: a quota reservation for a user with 10,000 allowed records today against one
-   with none (the reservation now counts them, so a reset counter is not honoured).
+3. ``reserve``: a quota reservation for a user with 100 (the default quota) and 10,000 allowed
+   records today against one with none (the reservation now counts them, so a reset counter
+   is not honoured).
 
 Usage::
 
@@ -156,9 +157,10 @@ def main() -> int:
     )  # fmt: skip
     hashes = [hash_round(body, 20_000) for _ in range(args.rounds)]
     appends = [append_round(args.base, args.n) for _ in range(args.rounds)]
-    reserves = reserve_rounds(args.rounds, 200, 10_000)
+    reserves = {n: reserve_rounds(args.rounds, 200, n) for n in (100, 10_000)}
     print(json.dumps({"hash": summarise(hashes), "append": summarise(appends),
-                      "reserve_10000_allowed_vs_0": summarise(reserves)}, indent=1))  # fmt: skip
+                      **{f"reserve_{n}_allowed_vs_0": summarise(r) for n, r in reserves.items()}},
+                     indent=1))  # fmt: skip
     return 0
 
 
