@@ -503,3 +503,17 @@ def test_rotate_key_and_checkpoint_commands(
     refused = runner.invoke(main, ["audit", "checkpoint"])
     assert refused.exit_code == 1
     assert "no longer holds record 4" in refused.output
+
+
+def test_a_unit_reserved_before_midnight_and_recorded_after_is_not_a_counter_edit(
+    audit: AuditLog,
+) -> None:
+    """Reserved on the 30th, answered at 00:00:01 on the 1st: the record counts on the 1st,
+    whose counter never saw that unit; verify must not call that an edit."""
+    assert audit.reserve("u", "2025-06-30") == 0  # A, just before midnight
+    assert audit.reserve("u", "2025-07-01") == 0  # B, just after
+    for second in (1, 2):  # both recorded on the 1st
+        at = datetime(2025, 7, 1, 0, 0, second, tzinfo=UTC)
+        audit.append(Decision(allowed=True, reason="allowed", user_id="u", decided_at=at), {})
+    checked = audit.verify()
+    assert checked.ok, checked
