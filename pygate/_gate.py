@@ -246,7 +246,7 @@ class _BaseGate:
                 self._bundle_high, self._bundle_high_at = high, time.monotonic()
             except AuditError as exc:
                 reason = f"cannot check bundle revision {revision} against the newest: {exc}"
-                high = None
+                message = "The policy version could not be confirmed as current; refused."
             else:
                 if stamp >= high[0]:
                     checked.append(entry)
@@ -255,12 +255,13 @@ class _BaseGate:
                     f"bundle revision {revision} is older than {high[1]}, which this "
                     "deployment has already decided with (rollback refused)"
                 )
+                message = "The policy bundle was rolled back; no decision can be made with it."
             refusal = _core.own_refusal(
                 BUNDLE_POLICY_ID,
                 reason,
                 service=entry.decision.service,
                 user_id=entry.decision.user_id,
-                message="The policy bundle was rolled back; no decision can be made with it.",
+                message=message,
                 latency_ms=entry.decision.latency_ms,
             ).model_copy(update={"bundle_revision": revision})
             log.error("refusing: %s", reason)

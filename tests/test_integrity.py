@@ -517,3 +517,20 @@ def test_a_unit_reserved_before_midnight_and_recorded_after_is_not_a_counter_edi
         audit.append(Decision(allowed=True, reason="allowed", user_id="u", decided_at=at), {})
     checked = audit.verify()
     assert checked.ok, checked
+
+
+def test_an_unreadable_revision_mark_refuses(
+    audit_db: str, audit: AuditLog, policy_copy: Path, tmp_path: Path
+) -> None:
+    """Without the store's word on the newest revision, a stamped decision is refused."""
+    opa = _opa_with_revision(policy_copy, tmp_path, NEW_REV)
+    raw_sql(audit_db, "DROP TABLE bundle_high")
+    try:
+        with Gate("assistant", opa_url=opa.url, audit=audit) as gate:
+            decision = gate.evaluate({"type": "tool_call", "action": "explain"}, ANA)
+    finally:
+        opa.stop()
+    assert not decision.allowed
+    assert decision.policy_id == "pygate.bundle"
+    assert decision.reason.startswith(f"cannot check bundle revision {NEW_REV}")
+    assert decision.message == "The policy version could not be confirmed as current; refused."
