@@ -13,6 +13,9 @@ The flow, end to end:
    audited with ``approval_id`` and ``approved_by``, and the approval is used up.
 
 Approvals live in the audit store's ``approvals`` table, beside the hash-chained decisions.
+Each row carries a keyed seal (``mac``, ``key_id``; ``AuditLog.seal_row``) over what it says;
+the gate hands OPA only rows whose seal verifies and that no allow in the chain has used, so a
+row inserted or edited in the database without the audit key is never honoured.
 """
 
 from __future__ import annotations
@@ -103,11 +106,14 @@ class Approvals:
         """
         at = _now(now)
         rows = self.log._select_raw(
-            "SELECT approval_id, user_id, output_hash, policy_ids, decided_by, expires_at "
-            "FROM approvals WHERE user_id = ? AND status = 'approved' AND expires_at > ? "
+            "SELECT * FROM approvals WHERE user_id = ? AND status = 'approved' AND expires_at > ? "
             "ORDER BY expires_at DESC LIMIT ?",
             (user_id, at.isoformat(), MAX_IN_CONTEXT),
         )
+        # Only rows pygate wrote with the audit key count, and never one the chain shows used:
+        # an approval inserted (or set back to approved) in the database is not honoured.
+        used = self.log.used_approvals(user_id) if rows else {}
+        rows = [r for r in rows if self.log.sealed("approvals", r) and r["approval_id"] not in used]
         return [
             {
                 "approval_id": r["approval_id"],
@@ -151,28 +157,31 @@ class Approvals:
             "AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
             (decision.user_id, decision.output_hash, at.isoformat()),
         )
-        if open_:
+        if open_ and self.log.sealed("approvals", open_[0]):
             return _to_approval(open_[0], at)
         approval_id = uuid.uuid4().hex[:12]
-        stored = self.log.redacted_json(output)
+        row = self.log.seal_row(
+            "approvals",
+            {
+                "approval_id": approval_id,
+                "audit_id": decision.audit_id or "",
+                "created_at": at.isoformat(),
+                "expires_at": (at + self.ttl).isoformat(),
+                "service": decision.service,
+                "user_id": decision.user_id,
+                "output": self.log.redacted_json(output),
+                "output_hash": decision.output_hash,
+                "policy_ids": json.dumps(sorted(policy_ids)),
+                "reason": decision.reason,
+                "status": "pending",
+            },
+        )
         self.log._execute(
             [
                 (
-                    "INSERT INTO approvals (approval_id, audit_id, created_at, expires_at, "
-                    "service, user_id, output, output_hash, policy_ids, reason, status) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-                    (
-                        approval_id,
-                        decision.audit_id or "",
-                        at.isoformat(),
-                        (at + self.ttl).isoformat(),
-                        decision.service,
-                        decision.user_id,
-                        stored,
-                        decision.output_hash,
-                        json.dumps(sorted(policy_ids)),
-                        decision.reason,
-                    ),
+                    f"INSERT INTO approvals ({', '.join(row)}) "
+                    f"VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
                 )
             ]
         )
@@ -255,27 +264,40 @@ class Approvals:
                 f"approval {approval_id} is {current.status}, not pending; nothing to decide"
             )
         new_expiry = (expires or current.expires_at).isoformat()
-        self.log._execute(
-            [
-                (
-                    "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, note = ?, "
-                    "expires_at = ? WHERE approval_id = ? AND status = 'pending'",
-                    (status, by.strip(), at.isoformat(), note, new_expiry, approval_id),
-                )
-            ]
-        )
+        change = {"status": status, "decided_by": by.strip(), "decided_at": at.isoformat(),
+                  "note": note, "expires_at": new_expiry}  # fmt: skip
+        self.log._execute([self._sealed_update(approval_id, change, "pending")])
         done = self.get(approval_id, at)
         if done.decided_by != by.strip() or done.decided_at != at:
             raise ApprovalError(f"approval {approval_id} was decided by someone else meanwhile")
         return done
 
+    def _sealed_update(
+        self, approval_id: str, change: dict[str, Any], status: str
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The UPDATE that applies ``change`` to a row still in ``status``, re-sealed."""
+        rows = self.log._select_raw("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+        if not rows:
+            raise ApprovalError(f"no approval with id {approval_id!r}")
+        if not self.log.sealed("approvals", rows[0]):
+            # Deciding it would put the key's seal on a row someone wrote without the key.
+            raise ApprovalError(
+                f"approval {approval_id} is not sealed by the audit key (inserted or edited "
+                "outside pygate); it cannot be decided or used"
+            )
+        sealed = self.log.seal_row("approvals", {**rows[0], **change})
+        change = {**change, "key_id": sealed["key_id"], "mac": sealed["mac"]}
+        sets = ", ".join(f"{c} = ?" for c in change)
+        return (
+            f"UPDATE approvals SET {sets} WHERE approval_id = ? AND status = ?",
+            (*change.values(), approval_id, status),
+        )
+
     def _use(self, approval_ids: list[str], audit_id: str) -> None:
         self.log._execute(
             [
-                (
-                    "UPDATE approvals SET status = 'used', used_audit_id = ? "
-                    "WHERE approval_id = ? AND status = 'approved'",
-                    (audit_id, approval_id),
+                self._sealed_update(
+                    approval_id, {"status": "used", "used_audit_id": audit_id}, "approved"
                 )
                 for approval_id in approval_ids
             ]

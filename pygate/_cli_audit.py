@@ -18,6 +18,7 @@ import click
 
 from pygate._approvals import STATUSES, Approval, Approvals
 from pygate._audit import _analytics as analytics
+from pygate._audit._integrity import KEY_FILE, default_state_dir, rotate_key
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._audit._synthetic import generate_history
@@ -62,6 +63,8 @@ def register(audit: click.Group) -> None:
         prune_cmd,
         generate,
         mask_policy,
+        rotate_key_cmd,
+        checkpoint_cmd,
     ):
         audit.add_command(command)
 
@@ -360,6 +363,58 @@ def prune_cmd(ctx: click.Context, days: float, yes: bool, as_json: bool) -> None
             f"(anchor {result['anchor_no']}); kept {result['kept_older']:,} older "
             "records that follow newer ones"
         )
+
+
+@click.command("rotate-key")
+@_JSON
+@click.pass_context
+def rotate_key_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Add a new current audit key to the keyring; older keys keep verifying old records.
+
+    The keyring is audit_key_file (PYGATE_AUDIT_KEY_FILE), else the default beside the log.
+    Every service writing the same log must be given the new keyring before it writes.
+    """
+    settings = settings_from(ctx)
+    path = Path(settings.audit_key_file or default_state_dir(settings.audit_db) / KEY_FILE)
+    try:
+        key_id = rotate_key(path)
+    except OSError as exc:
+        fail(f"cannot write audit key file {path}: {exc}")
+    if as_json:
+        _emit({"key_id": key_id, "key_file": str(path)})
+    else:
+        click.echo(f"new current audit key {key_id} in {path}")
+
+
+@click.command("checkpoint")
+@_JSON
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Write a signed checkpoint of the chain's head now (e.g. before a backup).
+
+    Refused (exit 1) when the log no longer holds the head of the stored checkpoint: the old
+    one is kept as evidence for `pygate audit verify`.
+    """
+    log = audit_from(ctx)
+    try:
+        cp = log.checkpoint()
+    except (PygateError, OSError) as exc:
+        fail(str(exc))
+    if cp is None:
+        stored = log.integrity.read_checkpoint()
+        if stored is not None and not log._holds(stored):
+            fail(f"the log no longer holds record {stored.seq} of the stored checkpoint; "
+                 "kept it (run pygate audit verify)", EXIT_FAILED)  # fmt: skip
+    body = {"written": cp is not None, "path": str(log.integrity.checkpoint_path),
+            **(cp.__dict__ if cp else {})}  # fmt: skip
+    body.pop("mac", None)
+    if as_json:
+        _emit(body)
+    elif cp is None:
+        click.echo(f"checkpoint {log.integrity.checkpoint_path} already up to date")
+    else:
+        click.echo(f"checkpoint at record {cp.seq} ({cp.count} records) written to "
+                   f"{log.integrity.checkpoint_path}")  # fmt: skip
 
 
 @click.command("generate")

@@ -16,6 +16,7 @@ from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
 from pygate._audit._base import today
+from pygate._bundle import revision_stamp
 from pygate._dispatch import decided_call, wants_actions
 from pygate._errors import (
     ApprovalError,
@@ -37,6 +38,10 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 AUDIT_POLICY_ID = "pygate.audit"
+#: Refusals of a decision made by a rolled-back (older) policy bundle.
+BUNDLE_POLICY_ID = "pygate.bundle"
+#: Seconds a gate trusts its cached bundle high-water mark before reading the store again.
+_BUNDLE_CACHE_S = 1.0
 
 
 class _Prepared:
@@ -106,14 +111,17 @@ class _BaseGate:
     def _open_audit(self, audit: AuditLog | str | Path | bool | None) -> None:
         self._owns_audit = not isinstance(audit, AuditLog)
         redaction = (self.settings.redact_keys, self.settings.redact_patterns)
+        options = self.settings.audit_options()
         if audit is True:
-            self.audit = open_audit(self.settings.audit_db, *redaction)
+            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction, **options)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = open_audit(audit, *redaction)
+            self.audit = open_audit(audit, *redaction, **options)
+        self._bundle_high: tuple[str, str] | None = None
+        self._bundle_high_at = 0.0
         self.approvals: Approvals | None = None
         if self.audit is not None and self.audit.extensions:
             self.approvals = Approvals(self.audit, self.settings.approval_ttl)
@@ -260,10 +268,58 @@ class _BaseGate:
         """Audit one decision; an allow that cannot be audited becomes a refusal."""
         return self._write_many([_Entry(decision, output, prepared)])[0]
 
+    def _no_rollback(self, entries: list[_Entry]) -> list[_Entry]:
+        """Refuse decisions made by a bundle older than the newest one decided with here.
+
+        The high-water mark lives in the audit store (shared by every service on it) and is
+        cached for ``_BUNDLE_CACHE_S``; a store that cannot be read refuses (fail closed).
+        Revisions without a build-time stamp (a local policy folder) are not ordered.
+        """
+        if self.audit is None or not self.audit.extensions:
+            return entries
+        checked = []
+        for entry in entries:
+            revision = entry.decision.bundle_revision
+            stamp = revision_stamp(revision)
+            if stamp is None or revision is None:
+                checked.append(entry)
+                continue
+            try:
+                high = self._bundle_high
+                if high is None or time.monotonic() - self._bundle_high_at > _BUNDLE_CACHE_S:
+                    high = self.audit.bundle_high()
+                if high is None or stamp > high[0]:
+                    high = self.audit.raise_bundle_high(stamp, revision)
+                self._bundle_high, self._bundle_high_at = high, time.monotonic()
+            except AuditError as exc:
+                reason = f"cannot check bundle revision {revision} against the newest: {exc}"
+                message = "The policy version could not be confirmed as current; refused."
+            else:
+                if stamp >= high[0]:
+                    checked.append(entry)
+                    continue
+                reason = (
+                    f"bundle revision {revision} is older than {high[1]}, which this "
+                    "deployment has already decided with (rollback refused)"
+                )
+                message = "The policy bundle was rolled back; no decision can be made with it."
+            refusal = _core.own_refusal(
+                BUNDLE_POLICY_ID,
+                reason,
+                service=entry.decision.service,
+                user_id=entry.decision.user_id,
+                message=message,
+                latency_ms=entry.decision.latency_ms,
+            ).model_copy(update={"bundle_revision": revision})
+            log.error("refusing: %s", reason)
+            checked.append(_Entry(refusal, entry.output, entry.prepared))
+        return checked
+
     def _write_many(self, entries: list[_Entry]) -> list[Decision]:
         """Audit decisions in one durable transaction; see ``_audited``."""
         if self.audit is None:
             return [e.decision for e in entries]
+        entries = self._no_rollback(entries)
         try:
             written = self.audit.append_many(
                 [(e.decision, e.output) for e in entries], _releases(entries)
@@ -277,6 +333,8 @@ class _BaseGate:
         """``_write_many`` for the async twin (no worker thread with the SQLite log)."""
         if self.audit is None:
             return [e.decision for e in entries]
+        if any(revision_stamp(e.decision.bundle_revision) for e in entries):
+            entries = await asyncio.to_thread(self._no_rollback, entries)
         try:
             written = await self.audit.aappend_many(
                 [(e.decision, e.output) for e in entries], _releases(entries)

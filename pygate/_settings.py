@@ -43,6 +43,15 @@ class Settings(BaseModel):
             are refused before anything is reserved or sent (``pygate.input``).
         max_output_bytes: an output whose compact UTF-8 JSON is larger is refused the same
             way; its audit record keeps only the size and SHA-256, not the output.
+        audit_key_file: the audit keyring (``<key_id> <hex>`` per line, the last is current);
+            unset: ``PATH.state/audit.key`` beside a SQLite log (created 0600), or a folder
+            under ``$PYGATE_STATE_DIR`` for PostgreSQL. Production keeps it off the database
+            host's writable paths; services sharing one PostgreSQL log share one keyring.
+        audit_checkpoint_dir: where signed checkpoints of the chain head are written (outside
+            the database); unset: the same state folder.
+        audit_checkpoint_every: a checkpoint after this many new records (0: by time only).
+        audit_checkpoint_seconds: ... or this many seconds after the last (0: by count only);
+            always on close. Records after the latest checkpoint can be deleted unseen.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +84,20 @@ class Settings(BaseModel):
         if parts.scheme == "unix" and value.startswith("unix:///"):
             return value
         raise ValueError("expected http://host:port, https://host:port or unix:///path")
+
+    audit_key_file: str | None = None
+    audit_checkpoint_dir: str | None = None
+    audit_checkpoint_every: int = Field(default=100, ge=0)
+    audit_checkpoint_seconds: float = Field(default=10.0, ge=0)
+
+    def audit_options(self) -> dict[str, Any]:
+        """The keyword arguments ``open_audit`` takes from these settings."""
+        return {
+            "key_file": self.audit_key_file,
+            "checkpoint_dir": self.audit_checkpoint_dir,
+            "checkpoint_every": self.audit_checkpoint_every,
+            "checkpoint_seconds": self.audit_checkpoint_seconds,
+        }
 
     @field_validator("redact_keys", "redact_patterns", mode="before")
     @classmethod

@@ -193,7 +193,9 @@ def test_an_unreadable_approval_store_leaves_the_refusal_standing(
     decision = assistant.evaluate(TOOL, ANA)  # no exception: fail closed
     assert not decision.allowed
     assert decision.policy_id == "AST-002"
-    assert audit.verify().ok
+    checked = audit.verify()  # the chain is intact; the dropped table is reported
+    assert not checked.ok
+    assert "approvals or follow-ups table cannot be read" in checked.problem
 
 
 def test_async_gate_uses_approvals_too(opa: LocalOpa, audit: AuditLog) -> None:

@@ -1,15 +1,18 @@
-"""What every audit backend shares: record layout, redaction, the hash chain, verification.
+"""What every audit backend shares: record layout, redaction, the keyed chain, verification.
 
-Each record's ``hash`` is SHA-256 over the previous record's hash and this record's canonical
-JSON, so an edited, deleted or reordered record breaks the chain where ``verify`` says.
+Each record's ``hash`` is HMAC-SHA256, under the key named by its ``key_id`` (kept outside the
+database, ``_integrity``), over the previous record's hash and this record's canonical JSON, so
+an edited, deleted or reordered record breaks the chain where ``verify`` says, and a chain
+recomputed without the key does not verify. Signed checkpoints outside the database catch what
+a chain alone cannot: deleted last records, an emptied or dropped table.
 A backend only stores rows, hands them back in order, and keeps the daily-quota counter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
+import logging
 import math
 import re
 import uuid
@@ -19,8 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pygate._audit._integrity import Checkpoint, Integrity
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
+
+log = logging.getLogger("pygate.audit")
 
 GENESIS = "0" * 64
 
@@ -44,7 +50,7 @@ EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
 #: when it opens, then sets ``extensions = True``; they are not hash-chained, except
-#: ``chain_anchor``, whose rows chain to each other (see ``anchor_hash``).
+#: ``chain_anchor``, whose rows chain to each other (keyed, see ``anchor_message``).
 EXTENSION_SCHEMA = (
     # A refusal whose action is require_review waits here for a person; approved rows reach OPA
     # in input.context.approvals until they expire or are used once.
@@ -63,7 +69,9 @@ EXTENSION_SCHEMA = (
         decided_by TEXT,
         decided_at TEXT,
         note TEXT,
-        used_audit_id TEXT
+        used_audit_id TEXT,
+        key_id TEXT,
+        mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
     # What the host application says the user did after a refusal (retry / escalate / leave).
@@ -72,7 +80,9 @@ EXTENSION_SCHEMA = (
         audit_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         ts TEXT NOT NULL,
-        note TEXT
+        note TEXT,
+        key_id TEXT,
+        mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS followups_audit ON followups (audit_id)",
     # One checkpoint per retention prune: the hash of the last pruned record becomes the
@@ -85,13 +95,42 @@ EXTENSION_SCHEMA = (
         pruned INTEGER NOT NULL,
         cutoff TEXT NOT NULL,
         prev_anchor_hash TEXT NOT NULL,
-        anchor_hash TEXT NOT NULL
+        anchor_hash TEXT NOT NULL,
+        key_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
+    # The newest bundle revision this deployment has decided with (``revision_stamp``); a
+    # decision by an older one is refused (no rollback). One row per deployment.
+    """CREATE TABLE IF NOT EXISTS bundle_high (
+        name TEXT PRIMARY KEY,
+        stamp TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    )""",
 )
 
 #: Every column a backend stores from a row, in insert order (then ``prev_hash``, ``hash``).
-STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS
+STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS + ("key_id",)
+
+#: The columns of each extension table that its keyed seal (``mac``) covers. A row whose seal
+#: does not verify was written or edited without the audit key: the gate ignores it and
+#: ``verify`` reports it.
+SEALED_COLUMNS = {
+    "approvals": (
+        "approval_id", "audit_id", "created_at", "expires_at", "service", "user_id",
+        "output_hash", "policy_ids", "reason", "status", "decided_by", "decided_at", "note",
+        "used_audit_id",
+    ),
+    "followups": ("followup_id", "audit_id", "kind", "ts", "note"),
+}  # fmt: skip
+
+#: Columns added to existing tables when an older log is opened (``ALTER TABLE … ADD``).
+ADDED_COLUMNS = {
+    "decisions": (*EXTRA_COLUMNS, "key_id"),
+    "approvals": ("key_id", "mac"),
+    "followups": ("key_id", "mac"),
+    "chain_anchor": ("key_id",),
+}
 
 
 #: What a masked value becomes, here and in the generated OPA decision-log mask policy.
@@ -132,11 +171,6 @@ def canonical(row: dict[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
 
 
-def link(prev_hash: str, body: str) -> str:
-    """The hash of one record from the previous record's hash and its ``canonical`` body."""
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
-
-
 def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
     """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
     items = [p for p in patterns if p]
@@ -154,11 +188,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """The hash of one record given the previous record's hash."""
-    return link(prev_hash, canonical(row))
 
 
 def today(now: datetime | None = None) -> str:
@@ -184,13 +213,27 @@ class Summary:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of ``AuditLog.verify``: ok, or the first record where the chain breaks."""
+    """Outcome of ``AuditLog.verify``: ok, or the first problem found.
+
+    Attributes:
+        ok: the chain verifies under the keyring and agrees with the latest checkpoint.
+        checked: records walked.
+        seq: the record where the chain breaks (when one does).
+        audit_id: that record's audit id.
+        problem: what is wrong, in words, naming records by sequence number.
+        missing: ``(first, last)`` sequence numbers of records that should be there and are not.
+        checkpoint_seq: the sequence number the latest checkpoint vouches for (0: none).
+        issues: further problems beyond the first (approvals, follow-ups, quota counters).
+    """
 
     ok: bool
     checked: int
     seq: int | None = None
     audit_id: str | None = None
     problem: str = ""
+    missing: tuple[int, int] | None = None
+    checkpoint_seq: int = 0
+    issues: tuple[str, ...] = ()
 
 
 class AuditLog(ABC):
@@ -205,8 +248,16 @@ class AuditLog(ABC):
     dialect = "sqlite"
 
     def __init__(
-        self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS, redact_patterns: Iterable[str] = ()
+        self,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = (),
+        integrity: Integrity | None = None,
+        *,
+        target: str = "",
     ) -> None:
+        #: The keyring and checkpoint store (``_integrity``); the default state folder when
+        #: not given.
+        self.integrity = integrity or Integrity(target)
         self._redact_keys = frozenset(k.lower() for k in redact_keys)
         try:
             self._redact_pattern = redact_pattern(redact_patterns)
@@ -277,7 +328,140 @@ class AuditLog(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release the connection."""
+        """Write a checkpoint if this handle added records since the last one; release."""
+
+    # --- sealed rows of the extension tables ------------------------------------------------
+    def seal_row(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with ``key_id`` and ``mac``: a keyed seal over its ``SEALED_COLUMNS``."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        key_id, mac = self.integrity.seal(table, fields)
+        return {**row, "key_id": key_id, "mac": mac}
+
+    def sealed(self, table: str, row: dict[str, Any]) -> bool:
+        """Whether a stored row's seal verifies (it was written by pygate with the key)."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        return self.integrity.check_seal(table, fields, row.get("key_id"), row.get("mac"))
+
+    def used_approvals(self, user_id: str | None = None) -> dict[str, str]:
+        """Approval ids the chain records as used by an allow -> that decision's audit id.
+
+        The chain, not the approvals table, is the word on use: a used approval whose row
+        was set back to ``approved`` (with its old, genuine seal) is still used.
+        """
+        where = "allowed = 1 AND approval_id IS NOT NULL"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            where, params = f"user_id = ? AND {where}", (user_id,)
+        used: dict[str, str] = {}
+        for row in self._select_raw(
+            f"SELECT approval_id, audit_id FROM decisions WHERE {where}", params
+        ):
+            for approval_id in str(row["approval_id"]).split(","):
+                used.setdefault(approval_id, str(row["audit_id"]))
+        return used
+
+    def verify(self) -> VerifyResult:
+        """Walk the keyed chain and hold it to the latest checkpoint; report the first problem.
+
+        After a retention prune the chain starts at the latest anchor in ``chain_anchor``
+        (the hash of the last pruned record), so a pruned log still verifies end to end.
+        Then the checkpoint: its head must still be in the chain (or covered by a keyed
+        anchor), so deleted last records, an emptied or dropped table and a chain rebuilt
+        from scratch are reported with the sequence numbers concerned. Last, the sealed
+        approval and follow-up rows and the quota counters (``_verify``).
+
+        Raises:
+            AuditError: the log or the checkpoint cannot be read.
+        """
+        from pygate._audit._verify import verify_log  # the walk lives in its own module
+
+        return verify_log(self)
+
+    # --- no rollback ----------------------------------------------------------------------
+    def bundle_high(self) -> tuple[str, str] | None:
+        """``(stamp, revision)`` of the newest bundle decided with here (``None``: none yet)."""
+        if not self.extensions:
+            return None
+        rows = self._select_raw("SELECT stamp, revision FROM bundle_high WHERE name = 'pygate'")
+        return (str(rows[0]["stamp"]), str(rows[0]["revision"])) if rows else None
+
+    def raise_bundle_high(self, stamp: str, revision: str) -> tuple[str, str]:
+        """Record ``revision`` as the newest unless a newer one is recorded; return the newest.
+
+        Atomic in the database, so services sharing the store agree on one high-water mark.
+
+        Raises:
+            AuditError: the store cannot be written.
+        """
+        self._execute(
+            [
+                (
+                    "INSERT INTO bundle_high (name, stamp, revision, seen_at) "
+                    "VALUES ('pygate', ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "stamp = excluded.stamp, revision = excluded.revision, "
+                    "seen_at = excluded.seen_at WHERE excluded.stamp > bundle_high.stamp",
+                    (stamp, revision, datetime.now(UTC).isoformat()),
+                )
+            ]
+        )
+        return self.bundle_high() or (stamp, revision)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _head(self) -> dict[str, Any]:
+        """Where the chain stands now: last record (or latest anchor), count, latest anchor."""
+        last = self._select_raw("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+        anchors = self.anchors()
+        top = anchors[-1] if anchors else None
+        if last:
+            seq, head = int(last[0]["seq"]), str(last[0]["hash"])
+        elif top is not None:
+            seq, head = int(top["through_seq"]), str(top["through_hash"])
+        else:
+            seq, head = 0, GENESIS
+        return {
+            "seq": seq,
+            "head_hash": head,
+            "count": self.count(),
+            "anchor_no": int(top["anchor_no"]) if top else 0,
+            "anchor_hash": str(top["anchor_hash"]) if top else GENESIS,
+        }
+
+    def _holds(self, cp: Checkpoint) -> bool:
+        """Whether the chain as stored still holds the checkpoint's head (or pruned it)."""
+        if cp.seq == 0:
+            return True
+        row = self._select_raw("SELECT hash FROM decisions WHERE seq = ?", (cp.seq,))
+        if row:
+            return bool(row[0]["hash"] == cp.head_hash)
+        return any(
+            int(a["through_seq"]) > cp.seq
+            or (int(a["through_seq"]) == cp.seq and a["through_hash"] == cp.head_hash)
+            for a in self.anchors()
+        )
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Write a signed checkpoint of the chain's head outside the database, now.
+
+        Only ever forward: when the stored checkpoint is newer, or the current chain no
+        longer holds its head (tampering), the stored one is kept and ``None`` returned.
+
+        Raises:
+            AuditError: the log cannot be read.
+            OSError: the checkpoint cannot be written.
+        """
+        return self.integrity.write_checkpoint(self._head(), self._holds)
+
+    def _checkpoint_quietly(self) -> None:
+        """A checkpoint after a commit: a failure is logged, never fails the decision."""
+        try:
+            self.checkpoint()
+        except (AuditError, OSError) as exc:
+            log.error("cannot write audit checkpoint %s: %s", self.integrity.checkpoint_path, exc)
+
+    def _close_checkpoint(self) -> None:
+        """What ``close`` does first: a checkpoint when this handle added records."""
+        if self.integrity.has_pending():
+            self._checkpoint_quietly()
 
     # --- shared behaviour -----------------------------------------------------------------
     def redacted_json(self, output: Any) -> str:
@@ -339,6 +523,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         self._insert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            self._checkpoint_quietly()
         return _stamped(items, rows)
 
     async def aappend_many(
@@ -351,6 +537,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         await self._ainsert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            await asyncio.to_thread(self._checkpoint_quietly)
         return _stamped(items, rows)
 
     def usage_today(self, user_id: str, now: datetime | None = None) -> int:
@@ -407,47 +595,6 @@ class AuditLog(ABC):
             return []
         return self._select_raw("SELECT * FROM chain_anchor ORDER BY anchor_no")
 
-    def _chain_start(self) -> tuple[str, int, str]:
-        """Where the chain starts: ``(hash, seq, problem)`` after the latest retention anchor.
-
-        A pruned log starts from the hash of the last pruned record, kept in a checkpoint that
-        is itself hash-chained; ``problem`` is non-empty when the checkpoints were tampered with.
-        """
-        prev_anchor, start, seq = GENESIS, GENESIS, 0
-        for anchor in self.anchors():
-            if anchor["prev_anchor_hash"] != prev_anchor:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: chain broken"
-            if anchor_hash(prev_anchor, anchor) != anchor["anchor_hash"]:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: content was edited"
-            prev_anchor = anchor["anchor_hash"]
-            start, seq = anchor["through_hash"], int(anchor["through_seq"])
-        return start, seq, ""
-
-    def verify(self) -> VerifyResult:
-        """Walk the hash chain; report the first edited, deleted or reordered record.
-
-        After a retention prune the chain starts at the latest checkpoint in ``chain_anchor``
-        (the hash of the last pruned record), so a pruned log still verifies end to end.
-        """
-        prev, last_seq, problem = self._chain_start()
-        if problem:
-            return VerifyResult(False, 0, None, None, problem)
-        checked = 0
-        for row in self._select("ORDER BY seq"):
-            checked += 1
-            if row["prev_hash"] != prev:
-                problem = "chain broken: a record before it was deleted, inserted or reordered"
-                if row["seq"] != last_seq + 1:
-                    problem = f"records {last_seq + 1}..{row['seq'] - 1} are missing"
-                return VerifyResult(False, checked, row["seq"], row["audit_id"], problem)
-            if chain_hash(prev, row) != row["hash"]:
-                return VerifyResult(
-                    False, checked, row["seq"], row["audit_id"], "record content was edited"
-                )
-            prev = row["hash"]
-            last_seq = row["seq"]
-        return VerifyResult(True, checked)
-
 
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
     """The decisions carrying the audit id and time of their committed records."""
@@ -459,14 +606,14 @@ def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> l
     ]
 
 
-#: Anchor fields covered by ``anchor_hash``, in hash order.
+#: Anchor fields covered by ``anchor_message``, in hash order.
 ANCHOR_COLUMNS = ("anchor_no", "created_at", "through_seq", "through_hash", "pruned", "cutoff")
 
 
-def anchor_hash(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
-    """The hash of one retention checkpoint, chained to the previous checkpoint."""
+def anchor_message(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
+    """What a retention anchor's keyed hash covers: the previous anchor, its key, its fields."""
     body = json.dumps([anchor[c] for c in ANCHOR_COLUMNS], separators=(",", ":"))
-    return hashlib.sha256(f"{prev_anchor_hash}|{body}".encode()).hexdigest()
+    return f"anchor|{prev_anchor_hash}|{anchor.get('key_id')}|{body}"
 
 
 def to_record(row: dict[str, Any]) -> AuditRecord:

@@ -33,14 +33,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from pygate._audit._base import (
+    ADDED_COLUMNS,
     DEFAULT_REDACT_KEYS,
     EXTENSION_SCHEMA,
-    EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
-    chain_hash,
+    canonical,
 )
+from pygate._audit._integrity import Integrity
 from pygate._errors import AuditError
 
 #: First key of every pygate advisory lock ("pyga"); the second is the schema's hash.
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     fallback INTEGER NOT NULL,
     latency_ms DOUBLE PRECISION NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
 CREATE OR REPLACE FUNCTION pygate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -115,9 +117,13 @@ _INSERT = (
     f"VALUES ({', '.join(['%s'] * (len(STORED_COLUMNS) + 2))})"
 )
 
+# The counter never goes below the allowed decisions the chain holds for that user and day:
+# a counter reset or deleted behind pygate's back is not honoured (``verify`` reports it).
 _RESERVE = (
-    "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 1) "
-    "ON CONFLICT (user_id, day) DO UPDATE SET used = quota_usage.used + 1 RETURNING used"
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (%(u)s, %(d)s, (SELECT count(*) "
+    "FROM decisions WHERE user_id = %(u)s AND day = %(d)s AND allowed = 1) + 1) "
+    "ON CONFLICT (user_id, day) DO UPDATE "
+    "SET used = GREATEST(quota_usage.used + 1, EXCLUDED.used) RETURNING used"
 )
 _RELEASE = (
     "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 0) "
@@ -142,6 +148,9 @@ class PostgresAuditLog(AuditLog):
         url: ``postgresql://user:password@host:port/database`` (libpq URL, query options
             such as ``sslmode`` or ``options=-csearch_path=…`` allowed).
         redact_keys: keys whose values are masked in the stored output.
+        redact_patterns: regexes whose matches are masked inside any string of the output.
+        integrity: the audit key and checkpoint store (default: a folder per database under
+            ``$PYGATE_STATE_DIR``); services sharing one database must share one keyring.
         connect_timeout: seconds to wait for the server when (re)connecting.
 
     Raises:
@@ -155,10 +164,11 @@ class PostgresAuditLog(AuditLog):
         url: str,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         redact_patterns: Iterable[str] = (),
+        integrity: Integrity | None = None,
         *,
         connect_timeout: float = 5.0,
     ) -> None:
-        super().__init__(redact_keys, redact_patterns)
+        super().__init__(redact_keys, redact_patterns, integrity, target=url)
         self.url = url
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -192,18 +202,19 @@ class PostgresAuditLog(AuditLog):
         The columns are looked up first so that an up-to-date database is not ALTERed (which
         would take an exclusive lock on ``decisions`` at every open).
         """
-        have = {
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'decisions'"
-            ).fetchall()
-        }
-        for column in EXTRA_COLUMNS:
-            if column not in have:
-                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
         for statement in (*_EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
             conn.execute(statement)
+        have = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"
+            ).fetchall()
+        }
+        for table, columns in ADDED_COLUMNS.items():
+            for column in columns:
+                if (table, column) not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} TEXT")
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
@@ -213,6 +224,7 @@ class PostgresAuditLog(AuditLog):
         return self._conn
 
     def close(self) -> None:
+        self._close_checkpoint()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -226,7 +238,7 @@ class PostgresAuditLog(AuditLog):
                 prev = _last_hash(cur)
                 params = []
                 for row in rows:
-                    digest = chain_hash(prev, row)
+                    row["key_id"], digest = self.integrity.link(prev, canonical(row))
                     params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                     prev = digest
                 if params:
@@ -264,7 +276,7 @@ class PostgresAuditLog(AuditLog):
 
     def reserve(self, user_id: str, day: str) -> int:
         with self._lock, self._translate("reserve quota"):
-            row = self._connection().execute(_RESERVE, (user_id, day)).fetchone()
+            row = self._connection().execute(_RESERVE, {"u": user_id, "d": day}).fetchone()
         if row is None:  # RETURNING always yields a row; be loud if it ever does not
             raise AuditError("quota reservation returned nothing")
         return int(row[0]) - 1

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from pygate._audit._base import (
+    ADDED_COLUMNS,
     DEFAULT_REDACT_KEYS,
     EXTENSION_SCHEMA,
-    EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
     canonical,
-    link,
 )
 from pygate._audit._group_commit import GroupCommit
+from pygate._audit._integrity import Integrity
 from pygate._errors import AuditError
 
 _SCHEMA = """
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     fallback INTEGER NOT NULL,
     latency_ms REAL NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
@@ -89,9 +90,13 @@ _ANCHOR_GUARDS = tuple(
 
 # Run inside BEGIN IMMEDIATE: the increment and its result are atomic across processes.
 # Takes n units at once; the caller hands out used-n .. used-1 in order.
+# The counter never goes below the allowed decisions the chain holds for that user and day:
+# a counter reset or deleted behind pygate's back is not honoured (``verify`` reports it).
 _RESERVE = (
-    "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, ?) "
-    "ON CONFLICT (user_id, day) DO UPDATE SET used = used + excluded.used RETURNING used"
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (?1, ?2, (SELECT count(*) FROM "
+    "decisions WHERE user_id = ?1 AND day = ?2 AND allowed = 1) + ?3) "
+    "ON CONFLICT (user_id, day) DO UPDATE SET used = max(used + ?3, excluded.used) "
+    "RETURNING used"
 )
 
 
@@ -115,6 +120,8 @@ class SqliteAuditLog(AuditLog):
     Args:
         path: the database file (created with its folder when missing).
         redact_keys: keys whose values are masked in the stored output.
+        redact_patterns: regexes whose matches are masked inside any string of the output.
+        integrity: the audit key and checkpoint store (default: ``PATH.state/`` beside it).
     """
 
     def __init__(
@@ -122,8 +129,9 @@ class SqliteAuditLog(AuditLog):
         path: str | Path,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         redact_patterns: Iterable[str] = (),
+        integrity: Integrity | None = None,
     ) -> None:
-        super().__init__(redact_keys, redact_patterns)
+        super().__init__(redact_keys, redact_patterns, integrity, target=str(path))
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
@@ -160,6 +168,7 @@ class SqliteAuditLog(AuditLog):
         return f"SqliteAuditLog({str(self.path)!r})"
 
     def close(self) -> None:
+        self._close_checkpoint()
         self._commit.close()
         with self._lock:
             self._db.close()
@@ -185,12 +194,13 @@ class SqliteAuditLog(AuditLog):
         # log at once, and one that read them before another's ALTER would add a duplicate.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
-            for column in EXTRA_COLUMNS:
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
             for statement in (*EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
                 self._db.execute(statement)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             self._db.execute("COMMIT")
         except sqlite3.Error:
             self._abort()
@@ -270,7 +280,7 @@ class SqliteAuditLog(AuditLog):
                         prev = last[0] if last else self._anchor_hash()
                     params = []
                     for row, body in op.rows:
-                        digest = link(prev, body)
+                        row["key_id"], digest = self.integrity.link(prev, body)
                         params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                         prev = digest
                     self._db.executemany(_INSERT, params)
