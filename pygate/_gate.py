@@ -113,7 +113,7 @@ class _BaseGate:
         redaction = (self.settings.redact_keys, self.settings.redact_patterns)
         options = self.settings.audit_options()
         if audit is True:
-            self.audit: AuditLog | None = open_audit(self.settings.audit_db, *redaction, **options)
+            self.audit = open_audit(self.settings.audit_db, *redaction, **options)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
