@@ -47,7 +47,12 @@ def audit_from(ctx: click.Context) -> AuditLog:
     """The configured audit log, with the configured redaction (exit 2 if it cannot open)."""
     settings = settings_from(ctx)
     try:
-        log = open_audit(settings.audit_db, settings.redact_keys, settings.redact_patterns)
+        log = open_audit(
+            settings.audit_db,
+            settings.redact_keys,
+            settings.redact_patterns,
+            settings.audit_timeout,
+        )
     except PygateError as exc:
         fail(str(exc))
     # Closed when the command ends: a PostgreSQL connection is not left for the collector.

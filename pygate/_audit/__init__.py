@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pygate._audit._base import (
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     GENESIS,
     AuditLog,
     Summary,
@@ -36,7 +38,8 @@ __all__ = [
 def open_audit(
     target: str | Path,
     redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-    redact_patterns: Iterable[str] = (),
+    redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+    timeout: float = DEFAULT_AUDIT_TIMEOUT,
 ) -> AuditLog:
     """Open the audit log named by a path or URL.
 
@@ -44,6 +47,7 @@ def open_audit(
         target: ``sqlite:///path`` or a plain path.
         redact_keys: keys whose values are masked before a record is written.
         redact_patterns: regexes masked inside any string of the output.
+        timeout: seconds an audit write may wait for a lock or the server (``audit_timeout``).
 
     Raises:
         ConfigError: an unsupported URL scheme.
@@ -51,16 +55,18 @@ def open_audit(
     """
     text = str(target)
     if text.startswith("sqlite:///"):
-        return SqliteAuditLog(text[len("sqlite:///") :], redact_keys, redact_patterns)
+        return SqliteAuditLog(
+            text[len("sqlite:///") :], redact_keys, redact_patterns, timeout=timeout
+        )
     if text.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite users never load the PostgreSQL driver.
         from pygate._audit._postgres import PostgresAuditLog
 
-        return PostgresAuditLog(text, redact_keys, redact_patterns)
+        return PostgresAuditLog(text, redact_keys, redact_patterns, timeout=timeout)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigError(
             f"audit_db: unsupported scheme {scheme!r} "
             "(use sqlite:///path, a path, or postgresql://user:password@host:port/db)"
         )
-    return SqliteAuditLog(text, redact_keys, redact_patterns)
+    return SqliteAuditLog(text, redact_keys, redact_patterns, timeout=timeout)

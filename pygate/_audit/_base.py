@@ -19,15 +19,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# Re-exported (``X as X``): the backends and _mask import these from here.
+from pygate._audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
+from pygate._audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
+from pygate._audit._redact import MASK as MASK
+from pygate._audit._redact import key_names, redact_text
+from pygate._audit._redact import redact as redact
+from pygate._audit._redact import redact_pattern as redact_pattern
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
 
 GENESIS = "0" * 64
 
-#: Keys whose values are masked before anything is written (case-insensitive).
-DEFAULT_REDACT_KEYS = frozenset(
-    {"password", "secret", "token", "api_key", "apikey", "authorization", "ssn", "card_number"}
-)
+#: Seconds an audit write may wait (a held lock, a busy server) before the decision is refused.
+DEFAULT_AUDIT_TIMEOUT = 2.0
 
 #: The hashed columns, in hash order. ``seq``, ``prev_hash`` and ``hash`` are added by the store.
 COLUMNS = (
@@ -60,7 +65,8 @@ EXTENSION_SCHEMA = (
         decided_by TEXT,
         decided_at TEXT,
         note TEXT,
-        used_audit_id TEXT
+        used_audit_id TEXT,
+        review_output TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
     # What the host application says the user did after a refusal (retry / escalate / leave).
@@ -87,33 +93,12 @@ EXTENSION_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
 )
 
+#: Columns added to ``approvals`` after it first shipped: ``(name, type)``, added at open.
+#: ``review_output`` holds the unmasked output for the approver until the request is decided.
+APPROVAL_COLUMNS_ADDED = (("review_output", "TEXT"),)
+
 #: Every column a backend stores from a row, in insert order (then ``prev_hash``, ``hash``).
 STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS
-
-
-#: What a masked value becomes, here and in the generated OPA decision-log mask policy.
-MASK = "***"
-
-
-def redact(
-    value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS, pattern: re.Pattern[str] | None = None
-) -> Any:
-    """Return a copy of ``value`` with secret-looking values masked.
-
-    The value of every key in ``keys`` (compared lower-cased) becomes ``"***"``, whatever it
-    is; when ``pattern`` is given, each match of it inside any other string becomes ``"***"``
-    too (free text: account numbers, card numbers). ``rego/pygate/log/mask.rego`` applies
-    the same rule to OPA's own decision logs.
-    """
-    if isinstance(value, dict):
-        return {
-            k: MASK if k.lower() in keys else redact(v, keys, pattern) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v, keys, pattern) for v in value]
-    if pattern is not None and isinstance(value, str):
-        return pattern.sub(MASK, value)
-    return value
 
 
 def canonical(row: dict[str, Any]) -> str:
@@ -131,14 +116,6 @@ def canonical(row: dict[str, Any]) -> str:
 def link(prev_hash: str, body: str) -> str:
     """The hash of one record from the previous record's hash and its ``canonical`` body."""
     return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
-
-
-def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
-    items = [p for p in patterns if p]
-    if not items:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in items))
 
 
 def _finite(value: Any) -> Any:
@@ -193,17 +170,20 @@ class AuditLog(ABC):
     """An append-only, hash-chained store of decisions, plus the daily-quota counter.
 
     Args:
-        redact_keys: keys whose values are masked in the stored output.
-        redact_patterns: regexes whose matches are masked inside any string of the output.
+        redact_keys: keys whose values are masked in the stored output (``_redact``).
+        redact_patterns: regexes whose matches are masked inside any string of the output
+            (default ``DEFAULT_REDACT_PATTERNS``); Luhn-valid card numbers always are.
     """
 
     #: Which SQL dialect analytics speak to this backend (``sqlite`` or ``postgres``).
     dialect = "sqlite"
 
     def __init__(
-        self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS, redact_patterns: Iterable[str] = ()
+        self,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
     ) -> None:
-        self._redact_keys = frozenset(k.lower() for k in redact_keys)
+        self._redact_keys = key_names(redact_keys)
         try:
             self._redact_pattern = redact_pattern(redact_patterns)
         except re.error as exc:
@@ -211,11 +191,18 @@ class AuditLog(ABC):
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """Chain and commit ``rows`` (COLUMNS only) durably, in order, atomically.
 
         In the same transaction, give back one quota unit per ``(user_id, day)`` in
-        ``releases`` (reserved for requests that were then refused).
+        ``releases``. ``checks`` (one list per row) are run just before their row, each in
+        the row's savepoint: when a ``must_change`` statement changes no row, the row's
+        checks are rolled back and the row is NOT written. Returns the skipped row indexes.
         """
 
     @abstractmethod
@@ -245,9 +232,14 @@ class AuditLog(ABC):
         """``reserve_many`` for asyncio callers (a backend may avoid the worker thread)."""
         return await asyncio.to_thread(self.reserve_many, keys)
 
-    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    async def _ainsert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
-        await asyncio.to_thread(self._insert, rows, releases)
+        return await asyncio.to_thread(self._insert, rows, releases, checks)
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run write statements on the extension tables in one transaction (``?`` placeholders).
@@ -271,11 +263,49 @@ class AuditLog(ABC):
         """Give back a unit taken by ``reserve`` without writing a record."""
         self._insert([], [(user_id, day)])
 
+    def quota_used(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The committed daily-quota counter of each ``(user_id, day)`` (0 when none)."""
+        used: dict[tuple[str, str], int] = {}
+        for user_id, day in dict.fromkeys(keys):
+            value = self._scalar(
+                "SELECT used FROM quota_usage WHERE user_id = ? AND day = ?", (user_id, day)
+            )
+            used[(user_id, day)] = int(value or 0)
+        return used
+
+    def append_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """Write records whose effects are claimed in their own transaction (see ``Checked``).
+
+        Returns:
+            Per item, the audited decision, or ``None`` when a claim failed (an approval
+            already used, a quota counter that moved): nothing of that item was written,
+            the caller decides it again.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
+        rows = [self._row(i.decision, i.output) for i in items]
+        skipped = set(
+            self._insert(rows, [], [claims(i, r) for i, r in zip(items, rows, strict=True)])
+        )
+        return _checked(items, rows, skipped)
+
+    async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """``append_checked`` for asyncio callers."""
+        rows = [self._row(i.decision, i.output) for i in items]
+        checks = [claims(i, r) for i, r in zip(items, rows, strict=True)]
+        skipped = set(await self._ainsert(rows, [], checks))
+        return _checked(items, rows, skipped)
+
     @abstractmethod
     def close(self) -> None:
         """Release the connection."""
 
     # --- shared behaviour -----------------------------------------------------------------
+    def masked(self, value: Any) -> Any:
+        """``value`` with this log's redaction applied (keys and text patterns)."""
+        return redact(value, self._redact_keys, self._redact_pattern)
+
     def redacted_json(self, output: Any) -> str:
         """``output`` as stored: configured fields masked, then canonical, strict JSON.
 
@@ -295,7 +325,8 @@ class AuditLog(ABC):
             "user_id": decision.user_id,
             "output": self.redacted_json(output),
             "allowed": int(decision.allowed),
-            "reason": decision.reason,
+            # A policy's reason may quote the output: the same text rules apply to it.
+            "reason": redact_text(decision.reason, self._redact_pattern),
             "policy_id": decision.policy_id,
             "policy_ids": json.dumps(decision.policy_ids),
             "action": decision.action,
@@ -442,6 +473,13 @@ class AuditLog(ABC):
         return VerifyResult(True, checked)
 
 
+def _checked(
+    items: list[Checked], rows: list[dict[str, Any]], skipped: set[int]
+) -> list[Decision | None]:
+    stamped = _stamped([(i.decision, i.output) for i in items], rows)
+    return [None if n in skipped else d for n, d in enumerate(stamped)]
+
+
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
     """The decisions carrying the audit id and time of their committed records."""
     return [
@@ -473,3 +511,83 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "fallback": bool(row["fallback"]),
         }
     )
+
+
+# --- claims: what a record may only be written with ------------------------------------------
+
+#: One statement run in an audit record's transaction: ``(sql, params, must_change)``.
+Check = tuple[str, tuple[Any, ...], bool]
+
+#: The refusal action of a quota policy: such a refusal is final only if the usage it saw
+#: is still the committed one (see ``claims``).
+QUOTA_ACTION = "show_quota"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A decision to audit together with what it claims.
+
+    Attributes:
+        decision: what was decided.
+        output: the model output (redacted before it is stored).
+        quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
+            ``None`` when the decision is not counted (no quota was asked about).
+    """
+
+    decision: Decision
+    output: Any
+    quota: tuple[str, str, int] | None = None
+
+
+def claims(item: Checked, row: dict[str, Any]) -> list[Check]:
+    """The statements that make ``item``'s effects exact, in its record's transaction.
+
+    - An allow takes its quota unit only if the committed counter is still at most the usage
+      OPA saw (a policy that allowed at ``usage`` allows at any lower figure), so concurrent
+      requests never pass the quota; a refusal takes nothing, so they never fall short of it.
+    - A quota refusal stands only if the counter reached the usage it saw; otherwise (the
+      requests ahead of it were refused after all) it is decided again.
+    - An allow that used approvals uses each of them up: only one record can, ever.
+    """
+    decision = item.decision
+    checks: list[Check] = []
+    if item.quota is not None:
+        user_id, day, usage = item.quota
+        checks.append(
+            (
+                "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, 0) "
+                "ON CONFLICT (user_id, day) DO NOTHING",
+                (user_id, day),
+                False,
+            )
+        )
+        if decision.allowed:
+            checks.append(
+                (
+                    "UPDATE quota_usage SET used = used + 1 "
+                    "WHERE user_id = ? AND day = ? AND used <= ?",
+                    (user_id, day, usage),
+                    True,
+                )
+            )
+        elif any(r.action == QUOTA_ACTION for r in decision.refusals):
+            checks.append(
+                (
+                    "UPDATE quota_usage SET used = used "
+                    "WHERE user_id = ? AND day = ? AND used >= ?",
+                    (user_id, day, usage),
+                    True,
+                )
+            )
+    if decision.allowed and decision.approval_id:
+        now = datetime.now(UTC).isoformat()
+        for approval_id in decision.approval_id.split(","):
+            checks.append(
+                (
+                    "UPDATE approvals SET status = 'used', used_audit_id = ? "
+                    "WHERE approval_id = ? AND status = 'approved' AND expires_at > ?",
+                    (row["audit_id"], approval_id, now),
+                    True,
+                )
+            )
+    return checks

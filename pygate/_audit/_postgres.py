@@ -33,12 +33,16 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from pygate._audit._base import (
+    APPROVAL_COLUMNS_ADDED,
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     EXTENSION_SCHEMA,
     EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
+    Check,
     chain_hash,
 )
 from pygate._errors import AuditError
@@ -143,6 +147,8 @@ class PostgresAuditLog(AuditLog):
             such as ``sslmode`` or ``options=-csearch_path=…`` allowed).
         redact_keys: keys whose values are masked in the stored output.
         connect_timeout: seconds to wait for the server when (re)connecting.
+        timeout: seconds one statement (a lock wait included) may take, and one caller may
+            wait for this client's connection, before it fails (the decision is then refused).
 
     Raises:
         AuditError: the database cannot be reached or the schema cannot be created.
@@ -154,13 +160,15 @@ class PostgresAuditLog(AuditLog):
         self,
         url: str,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-        redact_patterns: Iterable[str] = (),
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         *,
         connect_timeout: float = 5.0,
+        timeout: float = DEFAULT_AUDIT_TIMEOUT,
     ) -> None:
         super().__init__(redact_keys, redact_patterns)
         self.url = url
         self._connect_timeout = connect_timeout
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         with self._lock, self._translate("open the audit log"):
@@ -204,13 +212,34 @@ class PostgresAuditLog(AuditLog):
                 conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
         for statement in (*_EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
             conn.execute(statement)
+        for column, kind in APPROVAL_COLUMNS_ADDED:
+            conn.execute(f"ALTER TABLE approvals ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
             )
+            # Server-side bound on every statement, lock waits included: a row or advisory
+            # lock held by another session cannot stall a decision past the audit timeout.
+            self._conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (str(max(1, round(self.timeout * 1000))),),
+            )
         return self._conn
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This client's connection, waited for at most ``timeout`` seconds."""
+        if not self._lock.acquire(timeout=self.timeout):
+            raise AuditError(
+                f"audit log {safe_url(self.url)} busy for more than {self.timeout:g} s "
+                "(audit_timeout)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock:
@@ -218,14 +247,23 @@ class PostgresAuditLog(AuditLog):
                 self._conn.close()
                 self._conn = None
 
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        with self._lock, self._translate("write audit records"):
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        skipped = []
+        with self._locked(), self._translate("write audit records"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(_LOCK, (_LOCK_NAMESPACE,))
                 prev = _last_hash(cur)
                 params = []
-                for row in rows:
+                for n, row in enumerate(rows):
+                    if not _checks_hold(cur, checks[n] if checks else []):
+                        skipped.append(n)
+                        continue
                     digest = chain_hash(prev, row)
                     params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                     prev = digest
@@ -233,9 +271,10 @@ class PostgresAuditLog(AuditLog):
                     cur.executemany(_INSERT, params)
                 if releases:
                     cur.executemany(_RELEASE, releases)
+        return skipped
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._lock, self._translate("write the extension tables"):
+        with self._locked(), self._translate("write the extension tables"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 for sql, params in statements:
@@ -243,7 +282,7 @@ class PostgresAuditLog(AuditLog):
 
     def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
         columns = ", ".join(anchor)
-        with self._lock, self._translate("prune the audit log"):
+        with self._locked(), self._translate("prune the audit log"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 # Under the chain lock: no append reads the last hash while the prefix goes.
@@ -263,14 +302,14 @@ class PostgresAuditLog(AuditLog):
         return int(deleted)
 
     def reserve(self, user_id: str, day: str) -> int:
-        with self._lock, self._translate("reserve quota"):
+        with self._locked(), self._translate("reserve quota"):
             row = self._connection().execute(_RESERVE, (user_id, day)).fetchone()
         if row is None:  # RETURNING always yields a row; be loud if it ever does not
             raise AuditError("quota reservation returned nothing")
         return int(row[0]) - 1
 
     def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock, self._translate("read the audit log"):
+        with self._locked(), self._translate("read the audit log"):
             cur = self._connection().execute(sql.replace("?", "%s"), params)
             names = [d.name for d in cur.description or ()]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -279,9 +318,24 @@ class PostgresAuditLog(AuditLog):
         return self._select_raw(f"SELECT * FROM decisions {sql_tail}", params)
 
     def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._lock, self._translate("read the audit log"):
+        with self._locked(), self._translate("read the audit log"):
             row = self._connection().execute(sql.replace("?", "%s"), params).fetchone()
         return row[0] if row else None
+
+
+def _checks_hold(cur: psycopg.Cursor[tuple[Any, ...]], checks: list[Check]) -> bool:
+    """Run one row's checks in a savepoint; undo them and say so when one fails."""
+    if not checks:
+        return True
+    cur.execute("SAVEPOINT pygate_checks")
+    for sql, params, must_change in checks:
+        cur.execute(sql.replace("?", "%s"), params)
+        if cur.rowcount != 1 and must_change:
+            cur.execute("ROLLBACK TO SAVEPOINT pygate_checks")
+            cur.execute("RELEASE SAVEPOINT pygate_checks")
+            return False
+    cur.execute("RELEASE SAVEPOINT pygate_checks")
+    return True
 
 
 def _last_hash(cur: psycopg.Cursor[tuple[Any, ...]]) -> str:

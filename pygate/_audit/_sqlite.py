@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from pygate._audit._base import (
+    APPROVAL_COLUMNS_ADDED,
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     EXTENSION_SCHEMA,
     EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
+    Check,
     canonical,
     link,
 )
@@ -104,6 +108,7 @@ class _Reserve:
 class _Append:
     rows: list[tuple[dict[str, Any], str]]  # (row, canonical body)
     releases: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[list[Check]] = field(default_factory=list)  # per row, may be empty
 
 
 _RELEASE = "UPDATE quota_usage SET used = max(used - 1, 0) WHERE user_id = ? AND day = ?"
@@ -115,21 +120,26 @@ class SqliteAuditLog(AuditLog):
     Args:
         path: the database file (created with its folder when missing).
         redact_keys: keys whose values are masked in the stored output.
+        timeout: seconds a write waits for another connection's lock (SQLite's busy
+            timeout) before it fails and the decision is refused.
     """
 
     def __init__(
         self,
         path: str | Path,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-        redact_patterns: Iterable[str] = (),
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        *,
+        timeout: float = DEFAULT_AUDIT_TIMEOUT,
     ) -> None:
         super().__init__(redact_keys, redact_patterns)
         self.path = Path(path)
+        self.timeout = timeout
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30
+                self.path, check_same_thread=False, isolation_level=None, timeout=timeout
             )
             self._setup()
         except sqlite3.Error as exc:
@@ -146,6 +156,9 @@ class SqliteAuditLog(AuditLog):
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                # Cleared values (an approver's unmasked copy once decided) are overwritten
+                # on disk, not left in free pages.
+                self._db.execute("PRAGMA secure_delete=ON")
                 self._synchronous = "FULL"
                 self._db.executescript(_SCHEMA)
                 self._extend()
@@ -172,12 +185,39 @@ class SqliteAuditLog(AuditLog):
         except sqlite3.Error:
             pass
 
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        self._commit.run(_Append([(r, canonical(r)) for r in rows], releases))
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        skipped: list[int] = self._commit.run(
+            _Append([(r, canonical(r)) for r in rows], releases, checks or [])
+        )
+        return skipped
 
-    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        op = _Append([(r, canonical(r)) for r in rows], releases)
-        await asyncio.wrap_future(self._commit.submit(op))
+    async def _ainsert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        op = _Append([(r, canonical(r)) for r in rows], releases, checks or [])
+        skipped: list[int] = await asyncio.wrap_future(self._commit.submit(op))
+        return skipped
+
+    def _checks_hold(self, checks: list[Check]) -> bool:
+        """Run one row's checks in a savepoint; undo them and say so when one fails."""
+        if not checks:
+            return True
+        self._db.execute("SAVEPOINT pygate_checks")
+        for sql, params, must_change in checks:
+            if self._db.execute(sql, params).rowcount != 1 and must_change:
+                self._db.execute("ROLLBACK TO pygate_checks")
+                self._db.execute("RELEASE pygate_checks")
+                return False
+        self._db.execute("RELEASE pygate_checks")
+        return True
 
     def _extend(self) -> None:
         """Add the extension tables and the appended hashed columns (idempotent)."""
@@ -191,6 +231,10 @@ class SqliteAuditLog(AuditLog):
                     self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
             for statement in (*EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
                 self._db.execute(statement)
+            approval_columns = {r[1] for r in self._db.execute("PRAGMA table_info(approvals)")}
+            for column, kind in APPROVAL_COLUMNS_ADDED:
+                if column not in approval_columns:
+                    self._db.execute(f"ALTER TABLE approvals ADD COLUMN {column} {kind}")
             self._db.execute("COMMIT")
         except sqlite3.Error:
             self._abort()
@@ -269,13 +313,17 @@ class SqliteAuditLog(AuditLog):
                         ).fetchone()
                         prev = last[0] if last else self._anchor_hash()
                     params = []
-                    for row, body in op.rows:
+                    skipped = []
+                    for n, (row, body) in enumerate(op.rows):
+                        if not self._checks_hold(op.checks[n] if op.checks else []):
+                            skipped.append(n)
+                            continue
                         digest = link(prev, body)
                         params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                         prev = digest
                     self._db.executemany(_INSERT, params)
                     self._db.executemany(_RELEASE, op.releases)
-                    results.append(None)
+                    results.append(skipped)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._abort()
