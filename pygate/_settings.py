@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pygate._audit._base import DEFAULT_AUDIT_TIMEOUT
 from pygate._audit._redact import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_PATTERNS
@@ -76,6 +83,15 @@ class Settings(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> Settings:
+        if self.approval_ttl > self.approval_ttl_max:
+            raise ValueError(
+                f"approval_ttl ({self.approval_ttl:g} s) exceeds approval_ttl_max "
+                f"({self.approval_ttl_max:g} s)"
+            )
+        return self
+
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> Settings:
         """Read the config file, then env vars, then ``overrides`` (``None`` values ignored).
@@ -101,4 +117,5 @@ class Settings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"setting {field!r}: {first['msg']}") from exc
+            where = f"setting {field!r}" if field else "settings"
+            raise ConfigError(f"{where}: {first['msg']}") from exc

@@ -345,3 +345,11 @@ def test_api_approve_ttl_is_bounded(assistant: Gate) -> None:
             assistant.approvals.approve(approval_id, by="rita", ttl=bad)
     done = assistant.approvals.approve(approval_id, by="rita", ttl=3600)
     assert done.expires_at - done.decided_at == timedelta(seconds=3600)  # type: ignore[operator]
+
+
+def test_approval_ttl_setting_may_not_exceed_its_maximum() -> None:
+    from pygate import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="approval_ttl_max"):
+        Settings.load({"approval_ttl": 30 * 86400})
+    assert Settings.load({"approval_ttl": 30 * 86400, "approval_ttl_max": 31 * 86400})

@@ -111,6 +111,11 @@ class _Append:
     checks: list[list[Check]] = field(default_factory=list)  # per row, may be empty
 
 
+def _not_a_lock_timeout(exc: Exception) -> bool:
+    """A batch that timed out on another connection's lock fails as a whole, at once."""
+    return "locked" not in str(exc) and "busy" not in str(exc)
+
+
 _RELEASE = "UPDATE quota_usage SET used = max(used - 1, 0) WHERE user_id = ? AND day = ?"
 
 
@@ -144,7 +149,9 @@ class SqliteAuditLog(AuditLog):
             self._setup()
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit log {self.path}: {exc}") from exc
-        self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(self._execute_batch)
+        self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(
+            self._execute_batch, isolate=_not_a_lock_timeout
+        )
 
     def _setup(self) -> None:
         # Several processes opening one log at once can get "database is locked" here
