@@ -222,8 +222,13 @@ def _approved(gate: Gate, output: dict[str, object] = TOOL) -> str:
     return approval_id
 
 
-def test_one_approval_lets_one_item_of_a_batch_through(assistant: Gate, audit: AuditLog) -> None:
+def test_one_approval_lets_one_item_of_a_batch_through(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
     """Attack: one approval, the same output 50 times in one evaluate_many (was: 50 allowed)."""
+    # 50 items in one request: a generous engine timeout, so a loaded machine cannot turn
+    # the batch into fallback refusals (which would hide what this test is about).
+    assistant = make_gate("assistant", timeout=10)
     approval_id = _approved(assistant)
     result = assistant.evaluate_many([(TOOL, ANA)] * 50)
     assert [d.allowed for d in result] == [True] + [False] * 49
