@@ -6,7 +6,9 @@ import asyncio
 import functools
 import inspect
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -17,7 +19,7 @@ from pygate import _core
 from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
-from pygate._audit._base import Checked, redact, today
+from pygate._audit._base import QUOTA_ACTION, Checked, redact, today
 from pygate._errors import ApprovalError, AuditError, EngineError, InputError, Refused
 from pygate._models import Decision, JSONObject
 from pygate._opa_process import LocalOpa
@@ -35,7 +37,7 @@ AUDIT_POLICY_ID = "pygate.audit"
 class _Prepared:
     """A validated request: the input document plus what the audit record needs."""
 
-    __slots__ = ("day", "document", "output", "service", "usage", "user_id")
+    __slots__ = ("day", "document", "exact", "output", "service", "usage", "user_id")
 
     def __init__(self, document: JSONObject, service: str | None, user_id: str) -> None:
         self.document = document
@@ -45,12 +47,14 @@ class _Prepared:
         self.day = today()
         #: The daily-quota usage OPA was asked with (``None``: not counted).
         self.usage: int | None = None
+        #: Ask with the committed figure only (its last quota refusal did not stand).
+        self.exact = False
 
 
 #: How many times a decision is asked again when what it claimed moved meanwhile (an approval
 #: used by a concurrent request, the quota counter): each retry means another request
 #: committed, so this is only reached under extreme contention; then the item is refused.
-MAX_ROUNDS = 25
+MAX_ROUNDS = 50
 
 
 class _BaseGate:
@@ -91,6 +95,8 @@ class _BaseGate:
         else:
             self.audit = open_audit(audit, *redaction)
         self.approvals: Approvals | None = None
+        self._flight_lock = threading.Lock()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
         if self.audit is not None and self.audit.extensions:
             self.approvals = Approvals(
                 self.audit, self.settings.approval_ttl, self.settings.approval_ttl_max
@@ -136,20 +142,38 @@ class _BaseGate:
             # require_review refusal stands; the decision itself goes ahead.
             log.error("cannot read approvals, deciding without them: %s", exc)
 
-    @staticmethod
-    def _use_quota(prepared: list[_Prepared], used: dict[tuple[str, str], int]) -> None:
+    def _use_quota(self, prepared: list[_Prepared], used: dict[tuple[str, str], int]) -> None:
         """Give each request the usage to decide with: the committed counter, plus one per
-        earlier item of the same user in this call (as if each of those is allowed).
+        request of that user this gate has in flight ahead of it (as if each is allowed),
+        or, for a request whose quota refusal did not stand, one per earlier item of the same
+        user in this call only.
 
         Nothing is taken here: an allow takes its unit in its own audit transaction, only if
-        the counter has not passed the figure OPA saw (``_audit._base.claims``).
+        the counter has not passed the figure OPA saw (``_audit._base.claims``). Counting
+        the in-flight requests makes concurrent allows of one user in one process succeed in
+        one round instead of conflicting with each other; a quota refusal decided again
+        counts only the committed figure, so it settles instead of chasing the others.
+        ``_done`` forgets the in-flight requests.
         """
-        ahead: dict[tuple[str, str], int] = {}
-        for item in prepared:
-            key = (item.user_id, item.day)
-            item.usage = used[key] + ahead.get(key, 0)
-            ahead[key] = ahead.get(key, 0) + 1
-            item.document["context"]["usage_today"] = item.usage
+        ahead: Counter[tuple[str, str]] = Counter()
+        with self._flight_lock:
+            for item in prepared:
+                key = (item.user_id, item.day)
+                item.usage = used[key] + (ahead[key] if item.exact else self._in_flight[key])
+                self._in_flight[key] += 1
+                ahead[key] += 1
+                item.document["context"]["usage_today"] = item.usage
+
+    def _done(self, prepared: list[_Prepared]) -> None:
+        """These requests' round is over (audited, conflicted or failed): not in flight."""
+        with self._flight_lock:
+            for item in prepared:
+                if item.usage is None:
+                    continue
+                key = (item.user_id, item.day)
+                self._in_flight[key] -= 1
+                if self._in_flight[key] <= 0:
+                    del self._in_flight[key]
 
     def _quota_keys(self, prepared: list[_Prepared]) -> list[tuple[str, str]]:
         for item in prepared:
@@ -382,17 +406,39 @@ class _Entry:
 
 
 def _checked(entries: list[_Entry]) -> list[Checked]:
-    """The audit items: each with the quota usage OPA decided with, when it was asked one."""
-    return [
-        Checked(
-            e.decision,
-            e.output,
-            (e.prepared.user_id, e.prepared.day, e.prepared.usage)
-            if e.prepared is not None and e.prepared.usage is not None
-            else None,
-        )
-        for e in entries
-    ]
+    """The audit items: each with the quota usage OPA decided with, when it was asked one.
+
+    A quota refusal carries the lowest usage at which OPA refused this user by quota in
+    this round: the quota is at most that, so the refusal stands once the counter reaches
+    it (items of one batch past the boundary see higher figures than the counter will).
+    """
+    floor: dict[tuple[str, str], int] = {}
+    for e in entries:
+        if e.prepared is not None and e.prepared.usage is not None and _quota_refusal(e):
+            key = (e.prepared.user_id, e.prepared.day)
+            floor[key] = min(floor.get(key, e.prepared.usage), e.prepared.usage)
+    items = []
+    for e in entries:
+        quota = None
+        if e.prepared is not None and e.prepared.usage is not None:
+            key = (e.prepared.user_id, e.prepared.day)
+            usage = floor[key] if _quota_refusal(e) else e.prepared.usage
+            quota = (e.prepared.user_id, e.prepared.day, usage)
+        items.append(Checked(e.decision, e.output, quota))
+    return items
+
+
+def _mark_exact(entries: list[_Entry], written: list[Decision | None]) -> None:
+    """A quota refusal that did not stand is asked again with the committed figure only."""
+    for entry, decision in zip(entries, written, strict=True):
+        if decision is None and entry.prepared is not None:
+            entry.prepared.exact = _quota_refusal(entry)
+
+
+def _quota_refusal(entry: _Entry) -> bool:
+    return not entry.decision.allowed and any(
+        r.action == QUOTA_ACTION for r in entry.decision.refusals
+    )
 
 
 def _audit_refusal(exc: AuditError, service: str | None, user_id: str | None) -> Decision:
@@ -492,8 +538,13 @@ class Gate(_BaseGate):
         todo = list(range(len(slots)))
         for attempt in range(MAX_ROUNDS):
             prepared = self._round(slots, todo, attempt)
-            decisions = self._ask(prepared, started, single)
-            written = self._write_many(self._merge([slots[i] for i in todo], decisions))
+            try:
+                decisions = self._ask(prepared, started, single)
+                entries = self._merge([slots[i] for i in todo], decisions)
+                written = self._write_many(entries)
+            finally:
+                self._done(prepared)
+            _mark_exact(entries, written)
             todo = self._settled(results, todo, written)
             if not todo:
                 break
@@ -600,8 +651,13 @@ class AsyncGate(_BaseGate):
         todo = list(range(len(slots)))
         for attempt in range(MAX_ROUNDS):
             prepared = self._round(slots, todo, attempt)
-            decisions = await self._ask(prepared, started, single)
-            written = await self._awrite_many(self._merge([slots[i] for i in todo], decisions))
+            try:
+                decisions = await self._ask(prepared, started, single)
+                entries = self._merge([slots[i] for i in todo], decisions)
+                written = await self._awrite_many(entries)
+            finally:
+                self._done(prepared)
+            _mark_exact(entries, written)
             todo = self._settled(results, todo, written)
             if not todo:
                 break

@@ -5,14 +5,25 @@ Every test runs on both audit backends (SQLite and PostgreSQL) with the real OPA
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from pygate import AuditLog, Decision, Gate, LocalOpa, PostgresAuditLog, Settings, open_audit
+from pygate import (
+    AsyncGate,
+    AuditLog,
+    Decision,
+    Gate,
+    LocalOpa,
+    PostgresAuditLog,
+    Settings,
+    open_audit,
+)
 from tests.conftest import raw_sql
 
 ASK = {"type": "tool_call", "action": "explain"}
@@ -74,7 +85,7 @@ def _day() -> str:
 
 
 def test_a_batch_counts_only_the_items_allowed_before(opa: LocalOpa, audit: AuditLog) -> None:
-    with Gate("assistant", opa_url=opa.url, audit=audit) as gate:
+    with Gate("assistant", opa_url=opa.url, audit=audit, timeout=10) as gate:
         result = gate.evaluate_many([(ASK, USER)] * 60 + [(CODE, USER)] * 10 + [(ASK, USER)] * 45)
     assert [d.allowed for d in result] == [True] * 60 + [False] * 10 + [True] * 40 + [False] * 5
     assert {d.policy_id for d in result[60:70]} == {"AST-001"}
@@ -112,7 +123,7 @@ def test_a_failed_audit_write_takes_no_quota_unit(
 ) -> None:
     """Before: the unit was reserved before the write and never given back (1-22 per fault)."""
     user = {"id": "faulty", "role": "analyst"}
-    with Gate("assistant", opa_url=opa.url, audit=audit_db) as gate:
+    with Gate("assistant", opa_url=opa.url, audit=audit_db, timeout=10) as gate:
         assert gate.evaluate(ASK, user).allowed
         _inject_insert_fault(audit_db, "faulty")
         faulted = [gate.evaluate(ASK, user) for _ in range(7)]
@@ -215,3 +226,40 @@ def test_audit_timeout_setting_is_validated() -> None:
     for bad in ("0", "-1", "nan", "1e9"):
         with pytest.raises(ConfigError, match="audit_timeout"):
             Settings.load({"audit_timeout": bad})
+
+
+def test_a_burst_of_one_user_in_one_process_gets_exactly_the_quota(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    """120 concurrent async requests of one user, one in three refused by AST-001: exactly
+    the 80 asks pass while under the quota, none is refused for contention (before the
+    in-flight count, concurrent allows of one user conflicted with each other and the last
+    ones ran out of retries)."""
+    user = {"id": "burst", "role": "analyst"}
+
+    async def run() -> list[Decision]:
+        async with AsyncGate("assistant", opa_url=opa.url, audit=audit, timeout=10) as gate:
+            first = await asyncio.gather(
+                *(gate.evaluate(CODE if i % 3 == 0 else ASK, user) for i in range(120))
+            )
+            second = await asyncio.gather(*(gate.evaluate(ASK, user) for _ in range(40)))
+            return [*first, *second]
+
+    result = asyncio.run(run())
+    odd = [d.reason for d in result if d.policy_id not in (None, "AST-001", "AST-003")]
+    assert odd == []
+    assert sum(d.allowed for d in result[:120]) == 80
+    assert sum(d.allowed for d in result) == QUOTA
+    assert audit.usage_today("burst") == QUOTA
+
+
+def test_threads_of_one_user_share_one_gate_without_contention_refusals(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    user = {"id": "threads", "role": "analyst"}
+    gate = Gate("assistant", opa_url=opa.url, audit=audit, timeout=10)
+    with gate, ThreadPoolExecutor(16) as pool:
+        result = list(pool.map(lambda _: gate.evaluate(ASK, user), range(130)))
+    assert {d.policy_id for d in result if not d.allowed} == {"AST-003"}
+    assert sum(d.allowed for d in result) == QUOTA
+    assert audit.usage_today("threads") == QUOTA
