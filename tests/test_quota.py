@@ -263,3 +263,31 @@ def test_threads_of_one_user_share_one_gate_without_contention_refusals(
     assert {d.policy_id for d in result if not d.allowed} == {"AST-003"}
     assert sum(d.allowed for d in result) == QUOTA
     assert audit.usage_today("threads") == QUOTA
+
+
+def test_a_locked_postgres_quota_table_refuses_within_the_audit_timeout(
+    opa: LocalOpa, pg_schema_url: str
+) -> None:
+    """The quota read before OPA is asked is bounded too (ACCESS EXCLUSIVE blocks reads)."""
+    import psycopg
+
+    settings = Settings(
+        opa_url=opa.url, audit_db=pg_schema_url, service="assistant", audit_timeout=0.5
+    )
+    with Gate(settings=settings) as gate:
+        assert gate.evaluate(ASK, USER).allowed
+        with psycopg.connect(pg_schema_url) as holder:
+            holder.execute("LOCK TABLE quota_usage IN ACCESS EXCLUSIVE MODE")
+            decision = _evaluate_in_thread(gate)
+            holder.rollback()
+        assert not decision.allowed
+        assert decision.policy_id == "pygate.audit"
+        assert gate.evaluate(ASK, USER).allowed
+
+
+def test_postgres_analytics_reads_are_not_cut_by_the_audit_timeout(pg_schema_url: str) -> None:
+    log = PostgresAuditLog(pg_schema_url, timeout=0.2)
+    try:
+        assert log._scalar("SELECT count(*) FROM (SELECT pg_sleep(0.4)) AS s") == 1
+    finally:
+        log.close()

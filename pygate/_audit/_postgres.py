@@ -220,13 +220,19 @@ class PostgresAuditLog(AuditLog):
             self._conn = psycopg.connect(
                 self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
             )
-            # Server-side bound on every statement, lock waits included: a row or advisory
-            # lock held by another session cannot stall a decision past the audit timeout.
-            self._conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                (str(max(1, round(self.timeout * 1000))),),
-            )
         return self._conn
+
+    def _bound(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        """Bound this write transaction's statements, lock waits included, by the timeout.
+
+        Transaction-local (``is_local``): a row, table or advisory lock held by another session
+        cannot stall a decision past ``audit_timeout``, while long analytics reads on the same
+        connection are not cut short.
+        """
+        cur.execute(
+            "SELECT set_config('statement_timeout', %s, true)",
+            (str(max(1, round(self.timeout * 1000))),),
+        )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -257,6 +263,7 @@ class PostgresAuditLog(AuditLog):
         with self._locked(), self._translate("write audit records"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
                 cur.execute(_LOCK, (_LOCK_NAMESPACE,))
                 prev = _last_hash(cur)
                 params = []
@@ -277,6 +284,7 @@ class PostgresAuditLog(AuditLog):
         with self._locked(), self._translate("write the extension tables"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
                 for sql, params in statements:
                     cur.execute(sql.replace("?", "%s"), params)
 
@@ -300,6 +308,23 @@ class PostgresAuditLog(AuditLog):
                 deleted = cur.rowcount
                 cur.execute("SELECT set_config('pygate.prune_through', '', true)")
         return int(deleted)
+
+    def quota_used(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The committed counters, read within ``audit_timeout`` (a decision waits on it)."""
+        wanted = list(dict.fromkeys(keys))
+        used = dict.fromkeys(wanted, 0)
+        with self._locked(), self._translate("read the quota"):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
+                for user_id, day in wanted:
+                    cur.execute(
+                        "SELECT used FROM quota_usage WHERE user_id = %s AND day = %s",
+                        (user_id, day),
+                    )
+                    row = cur.fetchone()
+                    used[(user_id, day)] = int(row[0]) if row else 0
+        return used
 
     def reserve(self, user_id: str, day: str) -> int:
         with self._locked(), self._translate("reserve quota"):
