@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pygate._audit._base import (
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     GENESIS,
     AuditLog,
     Summary,
@@ -40,13 +42,14 @@ __all__ = [
 def open_audit(
     target: str | Path,
     redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-    redact_patterns: Iterable[str] = (),
+    redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
     *,
     key_file: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
     checkpoint_seconds: float = 10.0,
     create: bool = True,
+    timeout: float = DEFAULT_AUDIT_TIMEOUT,
 ) -> AuditLog:
     """Open the audit log named by a path or URL.
 
@@ -62,6 +65,7 @@ def open_audit(
         checkpoint_seconds: ... or after this many seconds with new records.
         create: ``False`` for readers (verify, reports): a missing SQLite file, its folder or
             a missing audit key is an ``AuditError`` instead of being created.
+        timeout: seconds an audit write may wait for a lock or the server (``audit_timeout``).
 
     Raises:
         ConfigError: an unsupported URL scheme, or a malformed keyring.
@@ -82,10 +86,12 @@ def open_audit(
         text, key_file, checkpoint_dir, checkpoint_every, checkpoint_seconds, create=create
     )
     if text.startswith("sqlite:///"):
-        return SqliteAuditLog(text[len("sqlite:///") :], redact_keys, redact_patterns, integrity)
+        return SqliteAuditLog(
+            text[len("sqlite:///") :], redact_keys, redact_patterns, integrity, timeout=timeout
+        )
     if text.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite users never load the PostgreSQL driver.
         from pygate._audit._postgres import PostgresAuditLog
 
-        return PostgresAuditLog(text, redact_keys, redact_patterns, integrity)
-    return SqliteAuditLog(text, redact_keys, redact_patterns, integrity)
+        return PostgresAuditLog(text, redact_keys, redact_patterns, integrity, timeout=timeout)
+    return SqliteAuditLog(text, redact_keys, redact_patterns, integrity, timeout=timeout)

@@ -23,6 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pygate._audit._integrity import Checkpoint, Integrity
+
+# Re-exported (``X as X``): the backends and _mask import these from here.
+from pygate._audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
+from pygate._audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
+from pygate._audit._redact import MASK as MASK
+from pygate._audit._redact import key_names, redact_text
+from pygate._audit._redact import redact as redact
+from pygate._audit._redact import redact_pattern as redact_pattern
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
 
@@ -30,10 +38,8 @@ log = logging.getLogger("pygate.audit")
 
 GENESIS = "0" * 64
 
-#: Keys whose values are masked before anything is written (case-insensitive).
-DEFAULT_REDACT_KEYS = frozenset(
-    {"password", "secret", "token", "api_key", "apikey", "authorization", "ssn", "card_number"}
-)
+#: Seconds an audit write may wait (a held lock, a busy server) before the decision is refused.
+DEFAULT_AUDIT_TIMEOUT = 2.0
 
 #: The hashed columns, in hash order. ``seq``, ``prev_hash`` and ``hash`` are added by the store.
 COLUMNS = (
@@ -71,7 +77,8 @@ EXTENSION_SCHEMA = (
         note TEXT,
         used_audit_id TEXT,
         key_id TEXT,
-        mac TEXT
+        mac TEXT,
+        review_output TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
     # What the host application says the user did after a refusal (retry / escalate / leave).
@@ -114,7 +121,10 @@ STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS + ("key_id",)
 
 #: The columns of each extension table that its keyed seal (``mac``) covers. A row whose seal
 #: does not verify was written or edited without the audit key: the gate ignores it and
-#: ``verify`` reports it.
+#: ``verify`` reports it. ``approvals.review_output`` (the unmasked output shown to the
+#: approver) is deliberately outside the seal: it is transient, set at request and cleared
+#: (NULL) when the request is decided or expires, and it never decides anything: OPA matches
+#: ``output_hash``, which is sealed. ``output`` (the masked copy) is likewise only for display.
 SEALED_COLUMNS = {
     "approvals": (
         "approval_id", "audit_id", "created_at", "expires_at", "service", "user_id",
@@ -127,35 +137,10 @@ SEALED_COLUMNS = {
 #: Columns added to existing tables when an older log is opened (``ALTER TABLE … ADD``).
 ADDED_COLUMNS = {
     "decisions": (*EXTRA_COLUMNS, "key_id"),
-    "approvals": ("key_id", "mac"),
+    "approvals": ("key_id", "mac", "review_output"),
     "followups": ("key_id", "mac"),
     "chain_anchor": ("key_id",),
 }
-
-
-#: What a masked value becomes, here and in the generated OPA decision-log mask policy.
-MASK = "***"
-
-
-def redact(
-    value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS, pattern: re.Pattern[str] | None = None
-) -> Any:
-    """Return a copy of ``value`` with secret-looking values masked.
-
-    The value of every key in ``keys`` (compared lower-cased) becomes ``"***"``, whatever it
-    is; when ``pattern`` is given, each match of it inside any other string becomes ``"***"``
-    too (free text: account numbers, card numbers). ``rego/pygate/log/mask.rego`` applies
-    the same rule to OPA's own decision logs.
-    """
-    if isinstance(value, dict):
-        return {
-            k: MASK if k.lower() in keys else redact(v, keys, pattern) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v, keys, pattern) for v in value]
-    if pattern is not None and isinstance(value, str):
-        return pattern.sub(MASK, value)
-    return value
 
 
 def canonical(row: dict[str, Any]) -> str:
@@ -169,14 +154,6 @@ def canonical(row: dict[str, Any]) -> str:
         last = max(i for i, u in enumerate(used) if u)
         values += [row.get(c) for g in EXTRA_GENERATIONS[: last + 1] for c in g]
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
-
-
-def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
-    items = [p for p in patterns if p]
-    if not items:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in items))
 
 
 def _finite(value: Any) -> Any:
@@ -240,17 +217,20 @@ class AuditLog(ABC):
     """An append-only, hash-chained store of decisions, plus the daily-quota counter.
 
     Args:
-        redact_keys: keys whose values are masked in the stored output.
-        redact_patterns: regexes whose matches are masked inside any string of the output.
+        redact_keys: keys whose values are masked in the stored output (``_redact``).
+        redact_patterns: regexes whose matches are masked inside any string of the output
+            (default ``DEFAULT_REDACT_PATTERNS``); Luhn-valid card numbers always are.
     """
 
     #: Which SQL dialect analytics speak to this backend (``sqlite`` or ``postgres``).
     dialect = "sqlite"
+    #: The SQL function giving the larger of two values (``max`` in SQLite).
+    _GREATEST = "max"
 
     def __init__(
         self,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-        redact_patterns: Iterable[str] = (),
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         integrity: Integrity | None = None,
         *,
         target: str = "",
@@ -258,7 +238,7 @@ class AuditLog(ABC):
         #: The keyring and checkpoint store (``_integrity``); the default state folder when
         #: not given.
         self.integrity = integrity or Integrity(target)
-        self._redact_keys = frozenset(k.lower() for k in redact_keys)
+        self._redact_keys = key_names(redact_keys)
         try:
             self._redact_pattern = redact_pattern(redact_patterns)
         except re.error as exc:
@@ -266,11 +246,18 @@ class AuditLog(ABC):
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """Chain and commit ``rows`` (COLUMNS only) durably, in order, atomically.
 
         In the same transaction, give back one quota unit per ``(user_id, day)`` in
-        ``releases`` (reserved for requests that were then refused).
+        ``releases``. ``checks`` (one list per row) are run just before their row, each in
+        the row's savepoint: when a ``must_change`` statement changes no row, the row's
+        checks are rolled back and the row is NOT written. Returns the skipped row indexes.
         """
 
     @abstractmethod
@@ -300,9 +287,14 @@ class AuditLog(ABC):
         """``reserve_many`` for asyncio callers (a backend may avoid the worker thread)."""
         return await asyncio.to_thread(self.reserve_many, keys)
 
-    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    async def _ainsert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
-        await asyncio.to_thread(self._insert, rows, releases)
+        return await asyncio.to_thread(self._insert, rows, releases, checks)
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run write statements on the extension tables in one transaction (``?`` placeholders).
@@ -325,6 +317,49 @@ class AuditLog(ABC):
     def release(self, user_id: str, day: str) -> None:
         """Give back a unit taken by ``reserve`` without writing a record."""
         self._insert([], [(user_id, day)])
+
+    def quota_used(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The committed daily-quota usage of each ``(user_id, day)`` (0 when none).
+
+        The counter, but never less than the allowed records the chain holds for that user
+        and day: a counter set back or deleted in the database is not honoured.
+        """
+        used: dict[tuple[str, str], int] = {}
+        for user_id, day in dict.fromkeys(keys):
+            value = self._scalar(
+                f"SELECT {self._GREATEST}(coalesce((SELECT used FROM quota_usage "
+                f"WHERE user_id = ? AND day = ?), 0), {CHAIN_USAGE})",
+                (user_id, day, user_id, day),
+            )
+            used[(user_id, day)] = int(value or 0)
+        return used
+
+    def append_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """Write records whose effects are claimed in their own transaction (see ``Checked``).
+
+        Returns:
+            Per item, the audited decision, or ``None`` when a claim failed (an approval
+            already used, a quota counter that moved): nothing of that item was written,
+            the caller decides it again.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
+        rows = [self._row(i.decision, i.output) for i in items]
+        checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
+        skipped = set(self._insert(rows, [], checks))
+        if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
+            self._checkpoint_quietly()
+        return _checked(items, rows, skipped)
+
+    async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """``append_checked`` for asyncio callers."""
+        rows = [self._row(i.decision, i.output) for i in items]
+        checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
+        skipped = set(await self._ainsert(rows, [], checks))
+        if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
+            await asyncio.to_thread(self._checkpoint_quietly)
+        return _checked(items, rows, skipped)
 
     @abstractmethod
     def close(self) -> None:
@@ -464,6 +499,10 @@ class AuditLog(ABC):
             self._checkpoint_quietly()
 
     # --- shared behaviour -----------------------------------------------------------------
+    def masked(self, value: Any) -> Any:
+        """``value`` with this log's redaction applied (keys and text patterns)."""
+        return redact(value, self._redact_keys, self._redact_pattern)
+
     def redacted_json(self, output: Any) -> str:
         """``output`` as stored: configured fields masked, then canonical, strict JSON.
 
@@ -483,7 +522,8 @@ class AuditLog(ABC):
             "user_id": decision.user_id,
             "output": self.redacted_json(output),
             "allowed": int(decision.allowed),
-            "reason": decision.reason,
+            # A policy's reason may quote the output: the same text rules apply to it.
+            "reason": redact_text(decision.reason, self._redact_pattern),
             "policy_id": decision.policy_id,
             "policy_ids": json.dumps(decision.policy_ids),
             "action": decision.action,
@@ -596,6 +636,13 @@ class AuditLog(ABC):
         return self._select_raw("SELECT * FROM chain_anchor ORDER BY anchor_no")
 
 
+def _checked(
+    items: list[Checked], rows: list[dict[str, Any]], skipped: set[int]
+) -> list[Decision | None]:
+    stamped = _stamped([(i.decision, i.output) for i in items], rows)
+    return [None if n in skipped else d for n, d in enumerate(stamped)]
+
+
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
     """The decisions carrying the audit id and time of their committed records."""
     return [
@@ -627,4 +674,103 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "fallback": bool(row["fallback"]),
             "actions": json.loads(row["actions"]) if row.get("actions") else None,
         }
+    )
+
+
+# --- claims: what a record may only be written with ------------------------------------------
+
+#: One statement run in an audit record's transaction: ``(sql, params, must_change)``.
+Check = tuple[str, tuple[Any, ...], bool]
+
+#: The refusal action of a quota policy: such a refusal is final only if the usage it saw
+#: is still the committed one (see ``claims``).
+QUOTA_ACTION = "show_quota"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A decision to audit together with what it claims.
+
+    Attributes:
+        decision: what was decided.
+        output: the model output (redacted before it is stored).
+        quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
+            ``None`` when the decision is not counted (no quota was asked about).
+    """
+
+    decision: Decision
+    output: Any
+    quota: tuple[str, str, int] | None = None
+
+
+def claims(log: AuditLog, item: Checked, row: dict[str, Any]) -> list[Check]:
+    """The statements that make ``item``'s effects exact, in its record's transaction.
+
+    - An allow takes its quota unit only if the usage is still at most the figure OPA saw
+      (a policy that allowed at ``usage`` allows at any lower figure), so concurrent
+      requests never pass the quota; a refusal takes nothing, so they never fall short of it.
+      The usage is the counter, but never less than the allowed records the chain holds for
+      that user and day (``chain_usage``): a counter reset or deleted behind pygate's back
+      is not honoured, and the allow writes the corrected figure back.
+    - A quota refusal stands only if the usage reached the figure it saw; otherwise (the
+      requests ahead of it were refused after all) it is decided again.
+    - An allow that used approvals uses each of them up: only one record can, ever. The
+      row is re-sealed as used (``log.seal_row``) and only changes if it still is the sealed
+      row that was read (same ``mac``): an approval without a valid seal is never used.
+    """
+    decision = item.decision
+    checks: list[Check] = []
+    if item.quota is not None:
+        user_id, day, usage = item.quota
+        # ``used`` never counts below the chain: max(counter, allowed records of the day).
+        current = f"{log._GREATEST}(used, {CHAIN_USAGE})"
+        checks.append(
+            (
+                "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, 0) "
+                "ON CONFLICT (user_id, day) DO NOTHING",
+                (user_id, day),
+                False,
+            )
+        )
+        if decision.allowed:
+            checks.append(
+                (
+                    f"UPDATE quota_usage SET used = {current} + 1 "
+                    f"WHERE user_id = ? AND day = ? AND {current} <= ?",
+                    (user_id, day, user_id, day, user_id, day, usage),
+                    True,
+                )
+            )
+        elif any(r.action == QUOTA_ACTION for r in decision.refusals):
+            checks.append(
+                (
+                    f"UPDATE quota_usage SET used = used WHERE user_id = ? AND day = ? "
+                    f"AND {current} >= ?",
+                    (user_id, day, user_id, day, usage),
+                    True,
+                )
+            )
+    if decision.allowed and decision.approval_id:
+        now = datetime.now(UTC).isoformat()
+        for approval_id in decision.approval_id.split(","):
+            checks.append(_use_approval(log, approval_id, row["audit_id"], now))
+    return checks
+
+
+#: The allowed records the chain holds for ``(user_id, day)``: what a counter may not be below.
+CHAIN_USAGE = "(SELECT count(*) FROM decisions WHERE user_id = ? AND day = ? AND allowed = 1)"
+
+
+def _use_approval(log: AuditLog, approval_id: str, audit_id: str, now: str) -> Check:
+    """The statement that uses up one approval for the record ``audit_id``, re-sealed."""
+    rows = log._select_raw("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+    if not rows or not log.sealed("approvals", rows[0]):
+        # Never honoured: the claim fails, the item is decided again without it.
+        return ("UPDATE approvals SET status = status WHERE 1 = 0", (), True)
+    used = log.seal_row("approvals", {**rows[0], "status": "used", "used_audit_id": audit_id})
+    return (
+        "UPDATE approvals SET status = 'used', used_audit_id = ?, key_id = ?, mac = ? "
+        "WHERE approval_id = ? AND status = 'approved' AND expires_at > ? AND mac = ?",
+        (audit_id, used["key_id"], used["mac"], approval_id, now, rows[0]["mac"]),
+        True,
     )
