@@ -369,6 +369,58 @@ def test_a_used_approval_set_back_to_approved_is_not_honoured(
     assert "was set back, not honoured" in " ".join([result.problem, *result.issues])
 
 
+def test_using_an_approval_reseals_it_and_an_edited_one_is_never_used(
+    make_gate: Callable[..., Gate], audit: AuditLog, audit_db: str
+) -> None:
+    """Merge of i13a and i13b: the single-use claim re-seals the row it uses up, and uses
+    up only the sealed row it read (an edit after the gate read it makes the claim fail)."""
+    from pygate._audit._base import Checked, today
+
+    gate = make_gate("assistant")
+    refused = gate.evaluate(TOOL, ANA)
+    assert gate.approvals is not None
+    [pending] = gate.approvals.find("pending")
+    assert pending.review_output == TOOL  # the approver's unmasked view, outside the seal
+    gate.approvals.approve(pending.approval_id, by="rita")
+    [approved] = audit._select_raw(
+        "SELECT * FROM approvals WHERE approval_id = ?", (pending.approval_id,)
+    )
+    assert approved["review_output"] is None  # cleared on decision, the row still sealed
+    assert audit.sealed("approvals", approved)
+    # An allow naming the approval, written after someone edited the row without the key.
+    raw_sql(audit_db, f"UPDATE approvals SET note = 'edited' "
+            f"WHERE approval_id = '{pending.approval_id}'")  # fmt: skip
+    allow = refused.model_copy(
+        update={
+            "allowed": True,
+            "refusals": [],
+            "approval_id": pending.approval_id,
+            "audit_id": None,
+        }
+    )
+    quota = ("ana", today(), 50)  # as the gate asks: the usage OPA saw, far from the quota
+    before = audit.count()
+    assert audit.append_checked([Checked(allow, TOOL, quota)]) == [None]
+    assert audit.count() == before  # nothing written, the claim failed
+    [edited] = audit._select_raw(
+        "SELECT * FROM approvals WHERE approval_id = ?", (pending.approval_id,)
+    )
+    assert edited["status"] == "approved"
+    # Restored as pygate sealed it: now the same allow uses it up, re-sealed as used.
+    raw_sql(audit_db, f"UPDATE approvals SET note = NULL "
+            f"WHERE approval_id = '{pending.approval_id}'")  # fmt: skip
+    [written] = audit.append_checked([Checked(allow, TOOL, quota)])
+    assert written is not None
+    [used] = audit._select_raw(
+        "SELECT * FROM approvals WHERE approval_id = ?", (pending.approval_id,)
+    )
+    assert (used["status"], used["used_audit_id"]) == ("used", written.audit_id)
+    assert audit.sealed("approvals", used)
+    assert used["mac"] != approved["mac"]
+    assert audit.append_checked([Checked(allow, TOOL, quota)]) == [None]  # single use
+    assert audit.verify().ok
+
+
 def test_an_edited_quota_counter_is_detected_and_not_honoured(
     make_gate: Callable[..., Gate], audit: AuditLog, audit_db: str
 ) -> None:
