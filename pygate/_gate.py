@@ -166,7 +166,7 @@ class _BaseGate:
         service = ctx.get("service")
         if self.audit is not None:
             # The gate, not the caller, knows today's usage: never trust a supplied figure.
-            # ``_use_quota`` fills it in from a reservation before OPA is asked.
+            # ``_use_quota`` fills it in from the committed counter before OPA is asked.
             ctx.pop("usage_today", None)
         # Approvals reach OPA only from the approval store; a caller's own are dropped.
         ctx.pop("approvals", None)
@@ -597,10 +597,10 @@ class Gate(_BaseGate):
             the service when the gate has none (a trusted router); off by default, because
             whoever picks the service picks the policies.
 
-    Input is checked before anything is reserved or sent (``pygate._input``): duplicate keys
-    in embedded ``arguments`` JSON, lone surrogates, nesting deeper than ``max_depth``, an
-    output over ``max_output_bytes``, a non-object context and look-alike user ids are
-    refused as ``pygate.input`` naming the field.
+    Input is checked before the quota is read or anything is sent (``pygate._input``):
+    duplicate keys in embedded ``arguments`` JSON, lone surrogates, nesting deeper than
+    ``max_depth``, an output over ``max_output_bytes``, a non-object context and look-alike
+    user ids are refused as ``pygate.input`` naming the field.
         policy_dir: your own policy folder for the embedded OPA: a Rego project loaded
             alongside pygate's Rego library (see "Your own policies" in the README), or a
             whole pygate policy tree. Default: pygate's example policies.
@@ -642,7 +642,7 @@ class Gate(_BaseGate):
 
         For a document read by the caller that failed strict parsing (e.g. duplicate keys,
         see ``pygate._input.loads``): the refusal is policy ``pygate.input``, names the
-        field and is audited like any other; nothing is reserved and OPA is not asked.
+        field and is audited like any other; no quota is read and OPA is not asked.
 
         Args:
             exc: the problem, naming the field.
