@@ -52,7 +52,8 @@ def test_review_refusal_opens_one_pending_approval(assistant: Gate) -> None:
     assert pending.output == TOOL  # what output
     assert pending.reason == "Action 'delete_records' needs review"  # why
     assert pending.audit_id == first.audit_id
-    assert pending.policy_ids == ["AST-002"]
+    # Both review refusals: the allowlist's and the service's undeclared-action rule.
+    assert pending.policy_ids == ["AST-002", "GATE-011"]
     assert pending.output_hash == first.output_hash
     again = assistant.evaluate(TOOL, ANA)  # a retry does not flood the approvers
     assert not again.allowed
@@ -132,7 +133,7 @@ def test_caller_supplied_approvals_are_ignored(assistant: Gate) -> None:
         "approved_by": "me",
         "user_id": "ana",
         "output_hash": first.output_hash,
-        "policy_ids": ["AST-002"],
+        "policy_ids": ["AST-002", "GATE-011"],
         "expires_at_ns": 2**62,
     }
     assert not assistant.evaluate(TOOL, ANA, {"approvals": [forged]}).allowed

@@ -168,7 +168,9 @@ def test_empty_batch(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
 
 
 def test_quota_is_reserved_per_item(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
-    gate = make_gate("assistant")
+    # 115 decisions in one query: a generous timeout, so a loaded machine cannot turn
+    # this quota test into a fallback test
+    gate = make_gate("assistant", timeout=30)
     user = {"id": "batch-quota", "role": "analyst"}
     ask = {"type": "tool_call", "action": "explain"}
     denied = {"type": "tool_call", "action": "delete_everything"}  # AST-002, gives its unit back
