@@ -53,27 +53,24 @@ _pattern := "(?:\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b)|(?:-----BEGIN [A-Z0-9 ]*PRIVAT
 
 # mask tells OPA which parts of a decision-log event to replace. The masked
 # copy of the input is built with json.patch (it addresses array items, which
-# a mask upsert cannot), then each changed top-level field is upserted.
+# a mask upsert cannot), then each changed top-level field is upserted. The
+# result is masked the same way: its canonical actions repeat the output's
+# arguments.
 mask contains {"op": "upsert", "path": concat("/", ["/input", key]), "value": value} if {
 	some key, value in _patched
 	value != input.input[key]
 }
 
-# Should the patch ever fail, the whole input is erased: never logged unmasked.
+mask contains {"op": "upsert", "path": concat("/", ["/result", key]), "value": value} if {
+	some key, value in _patched_result
+	value != input.result[key]
+}
+
+# Should a patch ever fail, the whole input (or result) is erased: never
+# logged unmasked.
 mask contains "/input" if {
 	count(_ops) > 0
 	not _patch_ok
-}
-
-_patch_ok if _patched
-
-_patched := json.patch(input.input, [op | some op in _ops])
-
-# The result carries the canonical actions the gate decided on, their arguments
-# included: it is masked by the same rule and upserted whole when it changed.
-mask contains {"op": "upsert", "path": "/result", "value": _patched_result} if {
-	count(_result_ops) > 0
-	_result_patch_ok
 }
 
 mask contains "/result" if {
@@ -81,32 +78,35 @@ mask contains "/result" if {
 	not _result_patch_ok
 }
 
+_patch_ok if _patched
+
 _result_patch_ok if _patched_result
+
+_patched := json.patch(input.input, [op | some op in _ops])
 
 _patched_result := json.patch(input.result, [op | some op in _result_ops])
 
-_ops := _ops_in(input.input)
+_ops := _ops_for(input.input)
 
-_result_ops := _ops_in(input.result)
+_result_ops := _ops_for(input.result) if {
+	is_object(input.result)
+} else := set()
 
-# _ops_in(doc) is the json.patch that masks doc: masked keys' values, then
-# pattern matches and card numbers inside every other string.
-_ops_in(doc) := keys | texts if {
-	keys := {{"op": "replace", "path": _pointer(path), "value": _mask} |
-		walk(doc, [path, _])
-		count(path) > 0
-		_masked_key(path[count(path) - 1])
-		not _under_masked_key(path)
-	}
-	texts := {{"op": "replace", "path": _pointer(path), "value": masked} |
-		walk(doc, [path, value])
-		is_string(value)
-		count(path) > 0
-		not _masked_key(path[count(path) - 1])
-		not _under_masked_key(path)
-		masked := _cards(_patterns(value))
-		masked != value
-	}
+_ops_for(doc) := {op |
+	walk(doc, [path, _])
+	count(path) > 0
+	_masked_key(path[count(path) - 1])
+	not _under_masked_key(path)
+	op := {"op": "replace", "path": _pointer(path), "value": _mask}
+} | {op |
+	walk(doc, [path, value])
+	is_string(value)
+	count(path) > 0
+	not _masked_key(path[count(path) - 1])
+	not _under_masked_key(path)
+	masked := _cards(_patterns(value))
+	masked != value
+	op := {"op": "replace", "path": _pointer(path), "value": masked}
 }
 
 _patterns(s) := regex.replace(s, _pattern, _mask) if _pattern != ""

@@ -42,21 +42,19 @@ _no_patch(_, _) := x if {
 	false
 }
 
-test_result_actions_masked_like_the_input if {
-	args := {"topic": "x", "token": "s3cr3t", "note": "card 4111-1111-1111-1111"}
+test_result_actions_masked_like_the_output if {
 	event := {
-		"input": {"output": {"type": "t"}},
-		"result": {"allowed": true, "actions": [{"name": "analyze", "arguments": args}]},
+		"input": {"output": {"action": "explain", "password": "hunter2"}},
+		"result": {"allowed": true, "actions": [{"name": "explain", "arguments": {"password": "hunter2", "n": 1}}]},
 	}
-	masks := log.mask with input as event with log._pattern as `\d{4}-\d{4}-\d{4}-\d{4}`
-	masks == {{"op": "upsert", "path": "/result", "value": {
-		"allowed": true,
-		"actions": [{"name": "analyze", "arguments": {"topic": "x", "token": "***", "note": "card ***"}}],
-	}}}
+	masks := log.mask with input as event
+	some m in masks
+	m.path == "/result/actions"
+	m.value == [{"name": "explain", "arguments": {"password": "***", "n": 1}}]
 }
 
 test_failed_result_patch_erases_the_result if {
-	event := {"input": {}, "result": {"actions": [{"arguments": {"token": "x"}}]}}
+	event := {"input": {"output": {}}, "result": {"actions": [{"arguments": {"token": "x"}}]}}
 	masks := log.mask with input as event with json.patch as _no_patch
 	masks == {"/result"}
 }
