@@ -10,13 +10,14 @@ ARG PIP_SOURCES=""
 COPY . /src
 RUN python3 -m venv /opt/pygate \
  && /opt/pygate/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_SOURCES /src \
- && mkdir -p /app /var/lib/pygate \
+ && mkdir -p /app /var/lib/pygate/state /var/lib/pygate/checkpoints \
  && cp /src/examples/service/app.py /app/app.py \
  && rm -rf /src \
- && chown 65534:65534 /var/lib/pygate
+ && chown -R 65534:65534 /var/lib/pygate
 ENV PATH=/opt/pygate/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYGATE_AUDIT_DB=/var/lib/pygate/audit.db \
+    PYGATE_STATE_DIR=/var/lib/pygate/state \
     SERVICE_HOST=0.0.0.0 \
     SERVICE_PORT=8000
 WORKDIR /app

@@ -40,7 +40,7 @@ import httpx  # noqa: E402
 from opa_client import AsyncOpaClient, OpaClient  # noqa: E402
 
 from pygate import AsyncGate, Gate, LocalOpa, SqliteAuditLog  # noqa: E402
-from pygate._audit._base import COLUMNS, GENESIS, canonical, link  # noqa: E402
+from pygate._audit._base import COLUMNS, GENESIS, canonical  # noqa: E402
 from pygate._core import DECISION_PATH, build_input, request_body  # noqa: E402
 from pygate._policy_index import with_index  # noqa: E402
 from pygate._transport import data_url  # noqa: E402
@@ -571,13 +571,14 @@ def policies(b: Budget) -> list[Row]:
 def _fill_audit(path: Path, n: int) -> float:
     """``n`` records with a valid hash chain, on past days, via bulk SQL; returns seconds."""
     start = time.perf_counter()
-    SqliteAuditLog(path).close()  # the schema
+    schema = SqliteAuditLog(path)  # the schema, and the audit key the chain is keyed with
+    schema.close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=OFF")
     db.execute("BEGIN")
     insert = (
-        f"INSERT INTO decisions ({', '.join(COLUMNS)}, prev_hash, hash) "
-        f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+        f"INSERT INTO decisions ({', '.join(COLUMNS)}, key_id, prev_hash, hash) "
+        f"VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
     )
     prev = GENESIS
     chunk: list[tuple[Any, ...]] = []
@@ -601,8 +602,8 @@ def _fill_audit(path: Path, n: int) -> float:
             "fallback": 0,
             "latency_ms": 0.5,
         }
-        digest = link(prev, canonical(row))
-        chunk.append((*(row[c] for c in COLUMNS), prev, digest))
+        key_id, digest = schema.integrity.link(prev, canonical(row))
+        chunk.append((*(row[c] for c in COLUMNS), key_id, prev, digest))
         prev = digest
         if len(chunk) == 50_000:
             db.executemany(insert, chunk)

@@ -4,9 +4,14 @@ One bundle (``rego/`` without its tests, plus policy data) is built once, signed
 private key, and served to every OPA sidecar; each sidecar verifies the signature with the
 public key and keeps the last good bundle when a download or a signature check fails.
 
-The revision written into ``.manifest`` is ``<short git commit or "nogit">-<12 hex of the
-SHA-256 of the bundle's content>``: OPA reports it with every decision (``?provenance=true``)
-and pygate stores it in each audit record, so a decision names the policy version that made it.
+The revision written into ``.manifest`` is ``r<UTC build time>-<short git commit or "nogit">-
+<12 hex of the SHA-256 of the bundle's content>``, e.g. ``r20260102T030405.000006Z-ab12cd3-…``:
+OPA reports it with every decision (``?provenance=true``) and pygate stores it in each audit
+record, so a decision names the policy version that made it. The time prefix has a fixed width,
+so revisions sort in build order as plain strings: the gate refuses a decision made by a bundle
+older than the newest one its deployment has already decided with (``revision_stamp``; no
+rollback). A deliberate rollback is a NEW build of the old content: check out the old policy,
+``pygate bundle build`` (new time, so a newer revision) and publish it.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +229,7 @@ def build_bundle(
     policy_dir: str | os.PathLike[str] | None = None,
     data_files: Sequence[str | os.PathLike[str]] = (),
     opa_bin: str | os.PathLike[str] | None = None,
+    built_at: datetime | None = None,
 ) -> Bundle:
     """Validate, test, build and sign the policy bundle.
 
@@ -241,6 +249,8 @@ def build_bundle(
             ``pygate`` plus the user's top-level names.
         data_files: JSON files whose top-level keys replace those of the folder's data.
         opa_bin: the ``opa`` binary (default: ``find_opa_binary()``).
+        built_at: the build time the revision starts with (default: now, UTC); revisions
+            order bundles, so a later build must not carry an earlier time.
 
     Returns:
         The bundle, with its revision.
@@ -276,7 +286,7 @@ def build_bundle(
             _run("opa test", [opa, "test", str(stage), *tests])
         commit = git_commit(folder)
         digest = content_hash(stage)
-        revision = f"{commit}-{digest}"
+        revision = f"r{revision_time(built_at)}-{commit}-{digest}"
         manifest = {"revision": revision, "roots": roots}
         (stage / ".manifest").write_text(json.dumps(manifest))
         files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*")
@@ -293,6 +303,24 @@ def build_bundle(
         finally:
             partial.unlink(missing_ok=True)
     return Bundle(target, revision, commit, digest, key_id, files)
+
+
+#: ``r<YYYYMMDDTHHMMSS.ffffffZ>-…``: the ordered prefix of a revision ``build_bundle`` writes.
+_STAMP = re.compile(r"^r(\d{8}T\d{6}\.\d{6}Z)-")
+
+
+def revision_time(at: datetime | None = None) -> str:
+    """The fixed-width UTC time a revision starts with (sorts as a string)."""
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def revision_stamp(revision: str | None) -> str | None:
+    """The build time of a revision ``build_bundle`` wrote; ``None`` for any other revision.
+
+    Several bundles (comma-joined by the gate) give their newest stamp.
+    """
+    stamps = [m.group(1) for part in (revision or "").split(",") if (m := _STAMP.match(part))]
+    return max(stamps) if stamps else None
 
 
 def sidecar_command(

@@ -360,18 +360,28 @@ def audit_summary(ctx: click.Context, top: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check the hash chain; exit 1 and name the first bad record if it was tampered with."""
+    """Check the keyed hash chain against the latest signed checkpoint.
+
+    Needs the audit key (PYGATE_AUDIT_KEY_FILE, or the default beside the log) and the
+    checkpoint folder (PYGATE_AUDIT_CHECKPOINT_DIR). Exit 0 when every record verifies and
+    the log still holds what the checkpoint vouches for; exit 1 naming the first problem and
+    the records concerned (edited, missing, rebuilt without the key, a forged retention
+    anchor, a log emptied or dropped); exit 2 when the log or key cannot be read.
+    """
     log = audit_from(ctx)
     with progress("verifying the hash chain"):
         result = log.verify()
     if as_json:
         click.echo(json.dumps(result.__dict__))
     elif result.ok:
-        click.echo(f"ok: {result.checked} records, hash chain intact")
+        vouched = f", checkpoint at record {result.checkpoint_seq}" if result.checkpoint_seq else ""
+        click.echo(f"ok: {result.checked} records, keyed hash chain intact{vouched}")
     else:
-        click.echo(
-            f"TAMPERED at record {result.seq} (audit id {result.audit_id}): {result.problem}"
-        )
+        where = f"record {result.seq}" if result.seq is not None else "the log"
+        audit_id = f" (audit id {result.audit_id})" if result.audit_id else ""
+        click.echo(f"TAMPERED at {where}{audit_id}: {result.problem}")
+    for issue in result.issues:
+        click.echo(f"  also: {issue}")
     sys.exit(0 if result.ok else 1)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from pygate._approvals import STATUSES, Approval, Approvals
+from pygate._approvals import STATUSES, Approval, Approvals, check_ttl
 from pygate._audit import _analytics as analytics
+from pygate._audit._integrity import KEY_FILE, default_state_dir, rotate_key
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._audit._synthetic import generate_history
@@ -62,6 +63,8 @@ def register(audit: click.Group) -> None:
         prune_cmd,
         generate,
         mask_policy,
+        rotate_key_cmd,
+        checkpoint_cmd,
     ):
         audit.add_command(command)
 
@@ -362,6 +365,58 @@ def prune_cmd(ctx: click.Context, days: float, yes: bool, as_json: bool) -> None
         )
 
 
+@click.command("rotate-key")
+@_JSON
+@click.pass_context
+def rotate_key_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Add a new current audit key to the keyring; older keys keep verifying old records.
+
+    The keyring is audit_key_file (PYGATE_AUDIT_KEY_FILE), else the default beside the log.
+    Every service writing the same log must be given the new keyring before it writes.
+    """
+    settings = settings_from(ctx)
+    path = Path(settings.audit_key_file or default_state_dir(settings.audit_db) / KEY_FILE)
+    try:
+        key_id = rotate_key(path)
+    except OSError as exc:
+        fail(f"cannot write audit key file {path}: {exc}")
+    if as_json:
+        _emit({"key_id": key_id, "key_file": str(path)})
+    else:
+        click.echo(f"new current audit key {key_id} in {path}")
+
+
+@click.command("checkpoint")
+@_JSON
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Write a signed checkpoint of the chain's head now (e.g. before a backup).
+
+    Refused (exit 1) when the log no longer holds the head of the stored checkpoint: the old
+    one is kept as evidence for `pygate audit verify`.
+    """
+    log = audit_from(ctx)
+    try:
+        cp = log.checkpoint()
+    except (PygateError, OSError) as exc:
+        fail(str(exc))
+    if cp is None:
+        stored = log.integrity.read_checkpoint()
+        if stored is not None and not log._holds(stored):
+            fail(f"the log no longer holds record {stored.seq} of the stored checkpoint; "
+                 "kept it (run pygate audit verify)", EXIT_FAILED)  # fmt: skip
+    body = {"written": cp is not None, "path": str(log.integrity.checkpoint_path),
+            **(cp.__dict__ if cp else {})}  # fmt: skip
+    body.pop("mac", None)
+    if as_json:
+        _emit(body)
+    elif cp is None:
+        click.echo(f"checkpoint {log.integrity.checkpoint_path} already up to date")
+    else:
+        click.echo(f"checkpoint at record {cp.seq} ({cp.count} records) written to "
+                   f"{log.integrity.checkpoint_path}")  # fmt: skip
+
+
 @click.command("generate")
 @click.option("--records", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True)
 @click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True)
@@ -431,25 +486,38 @@ def approvals() -> None:
 
     \b
     A require_review refusal (e.g. AST-002) opens a pending approval. Once approved, the same
-    user re-submitting the same output is allowed by policy (pygate.approvals in Rego), once,
-    until the approval expires (setting approval_ttl, default 24 h).
-    Exit codes: 0 ok, 2 unknown id / not pending / bad input.
+    user re-submitting the same output is allowed by policy (pygate.approvals in Rego), once:
+    the allow that uses it uses it up in its own audit transaction, so a batch, threads or
+    processes get one allow between them. It expires after approval_ttl (default 24 h; --ttl
+    at most approval_ttl_max, default 7 days). The requesting user cannot decide their own
+    request. `list` and `show` display a pending request's output exactly as submitted
+    (unmasked, for the approver; dropped once decided or expired).
+    Exit codes: 0 ok, 2 unknown id / not pending / self-approval / bad --ttl / bad input.
     """
 
 
 def _queue(ctx: click.Context) -> Approvals:
     settings = settings_from(ctx)
     log = audit_from(ctx)
-    return Approvals(log, settings.approval_ttl)
+    try:
+        return Approvals(log, settings.approval_ttl, settings.approval_ttl_max)
+    except PygateError as exc:
+        fail(str(exc))
 
 
-def _show(a: Approval) -> None:
+def _show(a: Approval, full: bool = False) -> None:
     click.echo(
         f"{a.approval_id}  {a.status:8}  user {a.user_id}  {', '.join(a.policy_ids)}  "
         f"audit {a.audit_id}"
     )
     click.echo(f"    why:     {a.reason}")
-    click.echo(f"    output:  {json.dumps(a.output)[:120]}")
+    if full and a.review_output is not None:
+        click.echo("    output (as submitted, unmasked, for the approver):")
+        click.echo(json.dumps(a.review_output, indent=2, sort_keys=True))
+    elif a.review_output is not None:
+        click.echo(f"    output:  {json.dumps(a.review_output, sort_keys=True)[:160]}")
+    else:
+        click.echo(f"    output:  {json.dumps(a.output)[:120]}")
     when = f"    created {a.created_at:%Y-%m-%d %H:%M:%S}, expires {a.expires_at:%Y-%m-%d %H:%M:%S}"
     click.echo(when + (f", {a.status} by {a.decided_by}" if a.decided_by else ""))
 
@@ -472,6 +540,22 @@ def approvals_list(ctx: click.Context, status: str, as_json: bool) -> None:
         _show(a)
 
 
+@approvals.command("show")
+@click.argument("approval_id")
+@_JSON
+@click.pass_context
+def approvals_show(ctx: click.Context, approval_id: str, as_json: bool) -> None:
+    """One request in full: for a pending one, the output exactly as it was submitted."""
+    try:
+        found = _queue(ctx).get(approval_id)
+    except PygateError as exc:
+        fail(str(exc))
+    if as_json:
+        _emit(found.model_dump(mode="json"))
+    else:
+        _show(found, full=True)
+
+
 def _decide(
     ctx: click.Context,
     approval_id: str,
@@ -483,6 +567,8 @@ def _decide(
 ) -> None:
     queue = _queue(ctx)
     try:
+        if ttl is not None:
+            check_ttl(ttl, queue.max_ttl, "--ttl")
         if verb == "approve":
             done = queue.approve(approval_id, by, note, ttl)
         else:
@@ -499,7 +585,11 @@ def _decide(
 @click.argument("approval_id")
 @click.option("--by", required=True, help="Who approves (recorded, and audited on use).")
 @click.option("--note", help="Why.")
-@click.option("--ttl", type=click.FloatRange(min=1), help="Seconds it stays usable.")
+@click.option(
+    "--ttl",
+    type=float,
+    help="Seconds it stays usable (default approval_ttl; at most approval_ttl_max).",
+)
 @_JSON
 @click.pass_context
 def approvals_approve(

@@ -171,7 +171,12 @@ def audit_from(ctx: click.Context, *, must_exist: bool = True) -> AuditLog:
             field="audit_db",
         )
     try:
-        log = open_audit(settings.audit_db, settings.redact_keys, settings.redact_patterns)
+        log = open_audit(
+            settings.audit_db,
+            settings.redact_keys,
+            settings.redact_patterns,
+            **settings.audit_options(),
+        )
     except PygateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -284,8 +284,12 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
     The policy folder is --policy-dir (default: pygate's own policies); *_test.rego files
     are left out. A policy project of your own (`pygate init`) is built with pygate's Rego
     library beside it, and the .manifest roots are "pygate" plus your top-level names
-    (e.g. ["acme", "pygate"]). The revision is <git commit>-<content hash>,
+    (e.g. ["acme", "pygate"]). The revision is r<UTC build time>-<git commit>-<content hash>,
     which OPA reports with every decision and pygate stores in every audit record.
+    Revisions sort by build time: a gate refuses decisions (pygate.bundle) from a
+    bundle older than the newest one its audit store has seen, so an old signed bundle
+    cannot be replayed. To roll back on purpose, build the old policy again: it gets a new
+    time, hence a newer revision.
 
     \b
     Exit codes:

@@ -6,16 +6,21 @@ import asyncio
 import functools
 import inspect
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
+
+from pydantic import BaseModel
 
 from pygate import _core
 from pygate._approvals import Approvals
 from pygate._audit import AuditLog, open_audit
 from pygate._audit._analytics import record_followup
-from pygate._audit._base import today
+from pygate._audit._base import QUOTA_ACTION, Checked, redact, today
+from pygate._bundle import revision_stamp
 from pygate._dispatch import decided_call, wants_actions
 from pygate._errors import (
     ApprovalError,
@@ -37,12 +42,16 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 AUDIT_POLICY_ID = "pygate.audit"
+#: Refusals of a decision made by a rolled-back (older) policy bundle.
+BUNDLE_POLICY_ID = "pygate.bundle"
+#: Seconds a gate trusts its cached bundle high-water mark before reading the store again.
+_BUNDLE_CACHE_S = 1.0
 
 
 class _Prepared:
     """A validated request: the input document plus what the audit record needs."""
 
-    __slots__ = ("day", "document", "output", "reserved", "service", "user_id")
+    __slots__ = ("day", "document", "exact", "output", "service", "usage", "user_id")
 
     def __init__(self, document: JSONObject, service: str | None, user_id: str) -> None:
         self.document = document
@@ -50,7 +59,16 @@ class _Prepared:
         self.service = service
         self.user_id = user_id
         self.day = today()
-        self.reserved = False
+        #: The daily-quota usage OPA was asked with (``None``: not counted).
+        self.usage: int | None = None
+        #: Ask with the committed figure only (its last quota refusal did not stand).
+        self.exact = False
+
+
+#: How many times a decision is asked again when what it claimed moved meanwhile (an approval
+#: used by a concurrent request, the quota counter): each retry means another request
+#: committed, so this is only reached under extreme contention; then the item is refused.
+MAX_ROUNDS = 50
 
 
 class _BaseGate:
@@ -106,17 +124,24 @@ class _BaseGate:
     def _open_audit(self, audit: AuditLog | str | Path | bool | None) -> None:
         self._owns_audit = not isinstance(audit, AuditLog)
         redaction = (self.settings.redact_keys, self.settings.redact_patterns)
+        options = self.settings.audit_options()
         if audit is True:
-            self.audit = open_audit(self.settings.audit_db, *redaction)
+            self.audit = open_audit(self.settings.audit_db, *redaction, **options)
         elif audit is None or audit is False:
             self.audit = None
         elif isinstance(audit, AuditLog):
             self.audit = audit
         else:
-            self.audit = open_audit(audit, *redaction)
+            self.audit = open_audit(audit, *redaction, **options)
+        self._bundle_high: tuple[str, str] | None = None
+        self._bundle_high_at = 0.0
         self.approvals: Approvals | None = None
+        self._flight_lock = threading.Lock()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
         if self.audit is not None and self.audit.extensions:
-            self.approvals = Approvals(self.audit, self.settings.approval_ttl)
+            self.approvals = Approvals(
+                self.audit, self.settings.approval_ttl, self.settings.approval_ttl_max
+            )
 
     def _prepare(self, output: Any, user: Any, context: Any) -> _Prepared:
         """Validate and build the OPA input (raises InputError naming the field)."""
@@ -141,33 +166,133 @@ class _BaseGate:
         service = ctx.get("service")
         if self.audit is not None:
             # The gate, not the caller, knows today's usage: never trust a supplied figure.
-            # ``_use_quota`` fills it in from a reservation before OPA is asked.
+            # ``_use_quota`` fills it in from the committed counter before OPA is asked.
             ctx.pop("usage_today", None)
         # Approvals reach OPA only from the approval store; a caller's own are dropped.
         ctx.pop("approvals", None)
-        if self.approvals is not None:
-            try:
-                ctx["approvals"] = self.approvals.for_context(usr["id"])
-            except AuditError as exc:
-                # Fail closed: without the store's word there is no approval, so a
-                # require_review refusal stands; the decision itself goes ahead.
-                log.error("cannot read approvals, deciding without them: %s", exc)
-        return _Prepared(
+        prepared = _Prepared(
             _core.build_input(out, usr, ctx),
             service if isinstance(service, str) else None,
             usr["id"],
         )
+        self._load_approvals(prepared)
+        return prepared
+
+    def _load_approvals(self, prepared: _Prepared) -> None:
+        """Put the user's usable approvals, as the store has them now, into the input."""
+        if self.approvals is None:
+            return
+        context = prepared.document["context"]
+        context.pop("approvals", None)
+        try:
+            context["approvals"] = self.approvals.for_context(prepared.user_id)
+        except AuditError as exc:
+            # Fail closed: without the store's word there is no approval, so a
+            # require_review refusal stands; the decision itself goes ahead.
+            log.error("cannot read approvals, deciding without them: %s", exc)
+
+    def _use_quota(self, prepared: list[_Prepared], used: dict[tuple[str, str], int]) -> None:
+        """Give each request the usage to decide with: the committed counter, plus one per
+        request of that user this gate has in flight ahead of it (as if each is allowed),
+        or, for a request whose quota refusal did not stand, one per earlier item of the same
+        user in this call only.
+
+        Nothing is taken here: an allow takes its unit in its own audit transaction, only if
+        the counter has not passed the figure OPA saw (``_audit._base.claims``). Counting
+        the in-flight requests makes concurrent allows of one user in one process succeed in
+        one round instead of conflicting with each other; a quota refusal decided again
+        counts only the committed figure, so it settles instead of chasing the others.
+        ``_done`` forgets the in-flight requests.
+        """
+        ahead: Counter[tuple[str, str]] = Counter()
+        with self._flight_lock:
+            for item in prepared:
+                key = (item.user_id, item.day)
+                item.usage = used[key] + (ahead[key] if item.exact else self._in_flight[key])
+                self._in_flight[key] += 1
+                ahead[key] += 1
+                item.document["context"]["usage_today"] = item.usage
+
+    def _done(self, prepared: list[_Prepared]) -> None:
+        """These requests' round is over (audited, conflicted or failed): not in flight."""
+        with self._flight_lock:
+            for item in prepared:
+                if item.usage is None:
+                    continue
+                key = (item.user_id, item.day)
+                self._in_flight[key] -= 1
+                if self._in_flight[key] <= 0:
+                    del self._in_flight[key]
+
+    def _quota_keys(self, prepared: list[_Prepared]) -> list[tuple[str, str]]:
+        for item in prepared:
+            item.usage = None
+            item.day = today()
+        return [(p.user_id, p.day) for p in prepared]
+
+    def _round(
+        self, slots: list[_Prepared | _Entry], todo: list[int], attempt: int
+    ) -> list[_Prepared]:
+        """The items to ask OPA about in this round (approvals re-read after the first)."""
+        prepared = [s for i in todo if isinstance(s := slots[i], _Prepared)]
+        if attempt:
+            for item in prepared:
+                self._load_approvals(item)
+        return prepared
 
     @staticmethod
-    def _use_quota(prepared: list[_Prepared], usages: list[int]) -> None:
-        """Give each request its reserved usage figure.
+    def _settled(
+        results: list[Decision | None],
+        todo: list[int],
+        written: list[Decision | None],
+    ) -> list[int]:
+        """Store this round's audited decisions; return the items to decide again."""
+        again = []
+        for index, decision in zip(todo, written, strict=True):
+            if decision is None:
+                again.append(index)
+            else:
+                results[index] = decision
+        return again
 
-        Reserving (not just reading) keeps the quota exact under concurrency; the unit is
-        given back with the audit record when the request is refused.
+    def _contended(self, slots: list[_Prepared | _Entry], todo: list[int]) -> list[_Entry]:
+        """Items still unsettled after MAX_ROUNDS: refused, and audited as such."""
+        entries = []
+        for index in todo:
+            slot = slots[index]
+            assert isinstance(slot, _Prepared)  # only prepared items carry claims
+            decision = _core.own_refusal(
+                AUDIT_POLICY_ID,
+                "The quota or approval this decision needed kept changing under concurrent "
+                "requests; refused to be safe",
+                fallback=True,
+                service=slot.service,
+                user_id=slot.user_id,
+            )
+            slot.usage = None
+            entries.append(_Entry(decision, slot.output, slot))
+        return entries
+
+    def _input_record(self, exc: InputError, output: Any) -> Any:
+        """What is stored for an output that failed validation: masked, THEN shown.
+
+        An oversize output is never stored: only its size and digest. Otherwise ``repr`` of
+        the raw value would write every secret in it in clear, so the value is masked like
+        any other output first (its text patterns apply to the resulting text too).
         """
-        for item, usage in zip(prepared, usages, strict=True):
-            item.document["context"]["usage_today"] = usage
-            item.reserved = True
+        if isinstance(exc, _core.OversizeOutput):
+            return digest_summary(output)
+        value = output
+        if isinstance(output, BaseModel):
+            value = output.model_dump(mode="python")
+        elif not isinstance(output, (dict, list, tuple, str, int, float, bool, type(None))):
+            attrs = getattr(output, "__dict__", None)
+            value = {"type": type(output).__name__, **attrs} if isinstance(attrs, dict) else output
+        try:
+            value = self.audit.masked(value) if self.audit is not None else redact(value)
+        except RecursionError:
+            return f"<{type(output).__name__} nested too deeply to show>"
+        return safe_repr(value)
 
     def _prepare_many(self, items: Iterable[Any]) -> list[_Prepared | _Entry]:
         """Prepare each batch item; a bad one becomes its own refusal (an ``_Entry``)."""
@@ -183,7 +308,9 @@ class _BaseGate:
                     named = exc
                 decision = self._rejected(named, output, user, context)
                 oversize = isinstance(exc, _core.OversizeOutput)
-                slots.append(_Entry(decision, _rejected_output(exc, output if oversize else item)))
+                slots.append(
+                    _Entry(decision, self._input_record(exc, output if oversize else item))
+                )
         return slots
 
     def _decide_many(
@@ -254,45 +381,96 @@ class _BaseGate:
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _write(
-        self, decision: Decision, output: Any, prepared: _Prepared | None = None
-    ) -> Decision:
-        """Audit one decision; an allow that cannot be audited becomes a refusal."""
-        return self._write_many([_Entry(decision, output, prepared)])[0]
+    def _write(self, decision: Decision, output: Any) -> Decision:
+        """Audit one decision that claims nothing (an input refusal)."""
+        written = self._write_many([_Entry(decision, output)])[0]
+        assert written is not None  # nothing claimed, so nothing can be skipped
+        return written
 
-    def _write_many(self, entries: list[_Entry]) -> list[Decision]:
-        """Audit decisions in one durable transaction; see ``_audited``."""
+    def _no_rollback(self, entries: list[_Entry]) -> list[_Entry]:
+        """Refuse decisions made by a bundle older than the newest one decided with here.
+
+        The high-water mark lives in the audit store (shared by every service on it) and is
+        cached for ``_BUNDLE_CACHE_S``; a store that cannot be read refuses (fail closed).
+        Revisions without a build-time stamp (a local policy folder) are not ordered.
+        """
+        if self.audit is None or not self.audit.extensions:
+            return entries
+        checked = []
+        for entry in entries:
+            revision = entry.decision.bundle_revision
+            stamp = revision_stamp(revision)
+            if stamp is None or revision is None:
+                checked.append(entry)
+                continue
+            try:
+                high = self._bundle_high
+                if high is None or time.monotonic() - self._bundle_high_at > _BUNDLE_CACHE_S:
+                    high = self.audit.bundle_high()
+                if high is None or stamp > high[0]:
+                    high = self.audit.raise_bundle_high(stamp, revision)
+                self._bundle_high, self._bundle_high_at = high, time.monotonic()
+            except AuditError as exc:
+                reason = f"cannot check bundle revision {revision} against the newest: {exc}"
+                message = "The policy version could not be confirmed as current; refused."
+            else:
+                if stamp >= high[0]:
+                    checked.append(entry)
+                    continue
+                reason = (
+                    f"bundle revision {revision} is older than {high[1]}, which this "
+                    "deployment has already decided with (rollback refused)"
+                )
+                message = "The policy bundle was rolled back; no decision can be made with it."
+            refusal = _core.own_refusal(
+                BUNDLE_POLICY_ID,
+                reason,
+                service=entry.decision.service,
+                user_id=entry.decision.user_id,
+                message=message,
+                latency_ms=entry.decision.latency_ms,
+            ).model_copy(update={"bundle_revision": revision})
+            log.error("refusing: %s", reason)
+            checked.append(_Entry(refusal, entry.output, entry.prepared))
+        return checked
+
+    def _write_many(self, entries: list[_Entry]) -> list[Decision | None]:
+        """Audit decisions in one durable transaction, each with its claims.
+
+        Returns:
+            Per entry, the audited decision, or ``None`` when its claim failed (decide again).
+            An allow that cannot be audited becomes a refusal (and takes no quota unit).
+        """
         if self.audit is None:
             return [e.decision for e in entries]
+        entries = self._no_rollback(entries)
         try:
-            written = self.audit.append_many(
-                [(e.decision, e.output) for e in entries], _releases(entries)
-            )
+            written = self.audit.append_checked(_checked(entries))
         except AuditError as exc:
-            return _unaudited(entries, exc)
+            return list(_unaudited(entries, exc))
         self._book_approvals(entries, written)
         return written
 
-    async def _awrite_many(self, entries: list[_Entry]) -> list[Decision]:
+    async def _awrite_many(self, entries: list[_Entry]) -> list[Decision | None]:
         """``_write_many`` for the async twin (no worker thread with the SQLite log)."""
         if self.audit is None:
             return [e.decision for e in entries]
+        if any(revision_stamp(e.decision.bundle_revision) for e in entries):
+            entries = await asyncio.to_thread(self._no_rollback, entries)
         try:
-            written = await self.audit.aappend_many(
-                [(e.decision, e.output) for e in entries], _releases(entries)
-            )
+            written = await self.audit.aappend_checked(_checked(entries))
         except AuditError as exc:
-            return _unaudited(entries, exc)
+            return list(_unaudited(entries, exc))
         if self.approvals is not None:
             await asyncio.to_thread(self._book_approvals, entries, written)
         return written
 
-    def _book_approvals(self, entries: list[_Entry], written: list[Decision]) -> None:
-        """Open review requests for require_review refusals; mark used approvals."""
+    def _book_approvals(self, entries: list[_Entry], written: list[Decision | None]) -> None:
+        """Open review requests for require_review refusals."""
         if self.approvals is None:
             return
         for entry, decision in zip(entries, written, strict=True):
-            if entry.prepared is None:
+            if entry.prepared is None or decision is None:
                 continue
             try:
                 self.approvals.after_decision(decision, entry.prepared.output)
@@ -338,21 +516,40 @@ class _Entry:
         self.prepared = prepared
 
 
-def _rejected_output(exc: InputError, output: Any) -> Any:
-    """What the audit keeps of input that was refused: a short repr, or for an oversize
-    output only its size and digest (the output itself is never stored)."""
-    if isinstance(exc, _core.OversizeOutput):
-        return digest_summary(output)
-    return safe_repr(output)
+def _checked(entries: list[_Entry]) -> list[Checked]:
+    """The audit items: each with the quota usage OPA decided with, when it was asked one.
+
+    A quota refusal carries the lowest usage at which OPA refused this user by quota in
+    this round: the quota is at most that, so the refusal stands once the counter reaches
+    it (items of one batch past the boundary see higher figures than the counter will).
+    """
+    floor: dict[tuple[str, str], int] = {}
+    for e in entries:
+        if e.prepared is not None and e.prepared.usage is not None and _quota_refusal(e):
+            key = (e.prepared.user_id, e.prepared.day)
+            floor[key] = min(floor.get(key, e.prepared.usage), e.prepared.usage)
+    items = []
+    for e in entries:
+        quota = None
+        if e.prepared is not None and e.prepared.usage is not None:
+            key = (e.prepared.user_id, e.prepared.day)
+            usage = floor[key] if _quota_refusal(e) else e.prepared.usage
+            quota = (e.prepared.user_id, e.prepared.day, usage)
+        items.append(Checked(e.decision, e.output, quota))
+    return items
 
 
-def _releases(entries: list[_Entry]) -> list[tuple[str, str]]:
-    """Quota units to give back: those reserved for requests that were refused."""
-    return [
-        (e.prepared.user_id, e.prepared.day)
-        for e in entries
-        if e.prepared is not None and e.prepared.reserved and not e.decision.allowed
-    ]
+def _mark_exact(entries: list[_Entry], written: list[Decision | None]) -> None:
+    """A quota refusal that did not stand is asked again with the committed figure only."""
+    for entry, decision in zip(entries, written, strict=True):
+        if decision is None and entry.prepared is not None:
+            entry.prepared.exact = _quota_refusal(entry)
+
+
+def _quota_refusal(entry: _Entry) -> bool:
+    return not entry.decision.allowed and any(
+        r.action == QUOTA_ACTION for r in entry.decision.refusals
+    )
 
 
 def _audit_refusal(exc: AuditError, service: str | None, user_id: str | None) -> Decision:
@@ -373,7 +570,7 @@ def _unaudited(entries: list[_Entry], exc: AuditError) -> list[Decision]:
 
 
 def _unreserved(prepared: list[_Prepared], exc: AuditError) -> list[Decision]:
-    """The quota could not be reserved, so nothing was asked of OPA: refuse each request."""
+    """The quota could not be read, so nothing was asked of OPA: refuse each request."""
     return [_audit_refusal(exc, p.service, p.user_id) for p in prepared]
 
 
@@ -400,10 +597,10 @@ class Gate(_BaseGate):
             the service when the gate has none (a trusted router); off by default, because
             whoever picks the service picks the policies.
 
-    Input is checked before anything is reserved or sent (``pygate._input``): duplicate keys
-    in embedded ``arguments`` JSON, lone surrogates, nesting deeper than ``max_depth``, an
-    output over ``max_output_bytes``, a non-object context and look-alike user ids are
-    refused as ``pygate.input`` naming the field.
+    Input is checked before the quota is read or anything is sent (``pygate._input``):
+    duplicate keys in embedded ``arguments`` JSON, lone surrogates, nesting deeper than
+    ``max_depth``, an output over ``max_output_bytes``, a non-object context and look-alike
+    user ids are refused as ``pygate.input`` naming the field.
         policy_dir: your own policy folder for the embedded OPA: a Rego project loaded
             alongside pygate's Rego library (see "Your own policies" in the README), or a
             whole pygate policy tree. Default: pygate's example policies.
@@ -436,42 +633,32 @@ class Gate(_BaseGate):
         try:
             prepared = self._prepare(output, user, context)
         except InputError as exc:
-            decision = self._rejected(exc, output, user, context)
-            return self._write(decision, _rejected_output(exc, output))
-        if self.audit is not None:
-            try:
-                self._use_quota([prepared], [self.audit.reserve(prepared.user_id, prepared.day)])
-            except AuditError as exc:
-                return _unreserved([prepared], exc)[0]
-        try:
-            status, body = self._transport.post(
-                _core.DECISION_PATH, _core.request_body(prepared.document)
-            )
-            decision = self._decide(prepared, status, body, started)
-        except EngineError as exc:
-            decision = self._fallback(prepared, exc, started)
-        return self._write(decision, prepared.output, prepared)
+            rejected = self._rejected(exc, output, user, context)
+            return self._write(rejected, self._input_record(exc, output))
+        return self._settle([prepared], started, single=True)[0]
 
     def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
         """Record a refusal for input the caller could not even turn into a request.
 
         For a document read by the caller that failed strict parsing (e.g. duplicate keys,
         see ``pygate._input.loads``): the refusal is policy ``pygate.input``, names the
-        field and is audited like any other; nothing is reserved and OPA is not asked.
+        field and is audited like any other; no quota is read and OPA is not asked.
 
         Args:
             exc: the problem, naming the field.
             raw: what was received (kept as a short repr; its digest if it is oversize).
             user: the user, if known, for the audit record.
         """
-        return self._write(self._rejected(exc, raw, user, None), _rejected_output(exc, raw))
+        return self._write(self._rejected(exc, raw, user, None), self._input_record(exc, raw))
 
     def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Decide many outputs with ONE request to OPA's batch entry point.
 
         Each item is decided on its own: a malformed item is refused alone and never
-        changes another item's result. Every item gets its own audit record; all of them
-        are committed in one durable transaction before this returns.
+        changes another item's result. Every item gets its own audit record, committed
+        durably before this returns. Items decide as if submitted one after another: an
+        approval lets only the first matching item through, and the quota counts only
+        the items allowed before.
 
         Args:
             items: ``(output, user)`` or ``(output, user, context)`` tuples, or dicts with
@@ -482,24 +669,52 @@ class Gate(_BaseGate):
             fail-closed refusal (each audited).
         """
         started = time.perf_counter()
-        slots = self._prepare_many(items)
-        prepared = [s for s in slots if isinstance(s, _Prepared)]
-        decisions: list[Decision] = []
-        if prepared:
-            if self.audit is not None:
-                keys = [(p.user_id, p.day) for p in prepared]
-                try:
-                    self._use_quota(prepared, self.audit.reserve_many(keys))
-                except AuditError as exc:
-                    return self._write_many(self._merge(slots, _unreserved(prepared, exc)))
+        return self._settle(self._prepare_many(items), started, single=False)
+
+    def _settle(
+        self, slots: list[_Prepared | _Entry], started: float, single: bool
+    ) -> list[Decision]:
+        """Decide and audit until every item's claims hold (see ``MAX_ROUNDS``)."""
+        results: list[Decision | None] = [None] * len(slots)
+        todo = list(range(len(slots)))
+        for attempt in range(MAX_ROUNDS):
+            prepared = self._round(slots, todo, attempt)
             try:
+                decisions = self._ask(prepared, started, single)
+                entries = self._merge([slots[i] for i in todo], decisions)
+                written = self._write_many(entries)
+            finally:
+                self._done(prepared)
+            _mark_exact(entries, written)
+            todo = self._settled(results, todo, written)
+            if not todo:
+                break
+        else:
+            self._settled(results, todo, self._write_many(self._contended(slots, todo)))
+        return [d for d in results if d is not None]
+
+    def _ask(self, prepared: list[_Prepared], started: float, single: bool) -> list[Decision]:
+        """OPA's decisions for ``prepared``, each asked with its quota usage."""
+        if not prepared:
+            return []
+        if self.audit is not None:
+            keys = self._quota_keys(prepared)
+            try:
+                self._use_quota(prepared, self.audit.quota_used(keys))
+            except AuditError as exc:
+                return _unreserved(prepared, exc)
+        try:
+            if single:
                 status, body = self._transport.post(
-                    _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                    _core.DECISION_PATH, _core.request_body(prepared[0].document)
                 )
-                decisions = self._decide_many(prepared, status, body, started)
-            except EngineError as exc:
-                decisions = [self._fallback(p, exc, started) for p in prepared]
-        return self._write_many(self._merge(slots, decisions))
+                return [self._decide(prepared[0], status, body, started)]
+            status, body = self._transport.post(
+                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+            )
+            return self._decide_many(prepared, status, body, started)
+        except EngineError as exc:
+            return [self._fallback(p, exc, started) for p in prepared]
 
     def execute(self, output: Any, user: Any, run: Callable[..., T], context: Any = None) -> T:
         """Run ``run`` only if the gate allows ``output``, handing it what was decided.
@@ -569,44 +784,62 @@ class AsyncGate(_BaseGate):
             prepared = self._prepare(output, user, context)
         except InputError as exc:
             decision = self._rejected(exc, output, user, context)
-            return (await self._awrite_many([_Entry(decision, _rejected_output(exc, output))]))[0]
-        if self.audit is not None:
-            keys = [(prepared.user_id, prepared.day)]
-            try:
-                self._use_quota([prepared], await self.audit.areserve_many(keys))
-            except AuditError as exc:
-                return _unreserved([prepared], exc)[0]
-        try:
-            status, body = await self._transport.post(
-                _core.DECISION_PATH, _core.request_body(prepared.document)
-            )
-            decision = self._decide(prepared, status, body, started)
-        except EngineError as exc:
-            decision = self._fallback(prepared, exc, started)
-        return (await self._awrite_many([_Entry(decision, prepared.output, prepared)]))[0]
+            written = await self._awrite_many([_Entry(decision, self._input_record(exc, output))])
+            assert written[0] is not None  # nothing claimed, so nothing can be skipped
+            return written[0]
+        return (await self._settle([prepared], started, single=True))[0]
 
     async def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Async ``Gate.evaluate_many``: one request to OPA, one audit transaction."""
         started = time.perf_counter()
-        slots = self._prepare_many(items)
-        prepared = [s for s in slots if isinstance(s, _Prepared)]
-        decisions: list[Decision] = []
-        if prepared:
-            if self.audit is not None:
-                keys = [(p.user_id, p.day) for p in prepared]
-                try:
-                    self._use_quota(prepared, await self.audit.areserve_many(keys))
-                except AuditError as exc:
-                    unreserved = self._merge(slots, _unreserved(prepared, exc))
-                    return await self._awrite_many(unreserved)
+        return await self._settle(self._prepare_many(items), started, single=False)
+
+    async def _settle(
+        self, slots: list[_Prepared | _Entry], started: float, single: bool
+    ) -> list[Decision]:
+        """Async ``Gate._settle``."""
+        results: list[Decision | None] = [None] * len(slots)
+        todo = list(range(len(slots)))
+        for attempt in range(MAX_ROUNDS):
+            prepared = self._round(slots, todo, attempt)
             try:
+                decisions = await self._ask(prepared, started, single)
+                entries = self._merge([slots[i] for i in todo], decisions)
+                written = await self._awrite_many(entries)
+            finally:
+                self._done(prepared)
+            _mark_exact(entries, written)
+            todo = self._settled(results, todo, written)
+            if not todo:
+                break
+        else:
+            written = await self._awrite_many(self._contended(slots, todo))
+            self._settled(results, todo, written)
+        return [d for d in results if d is not None]
+
+    async def _ask(self, prepared: list[_Prepared], started: float, single: bool) -> list[Decision]:
+        """Async ``Gate._ask``."""
+        if not prepared:
+            return []
+        if self.audit is not None:
+            keys = self._quota_keys(prepared)
+            try:
+                used = await asyncio.to_thread(self.audit.quota_used, keys)
+            except AuditError as exc:
+                return _unreserved(prepared, exc)
+            self._use_quota(prepared, used)
+        try:
+            if single:
                 status, body = await self._transport.post(
-                    _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                    _core.DECISION_PATH, _core.request_body(prepared[0].document)
                 )
-                decisions = self._decide_many(prepared, status, body, started)
-            except EngineError as exc:
-                decisions = [self._fallback(p, exc, started) for p in prepared]
-        return await self._awrite_many(self._merge(slots, decisions))
+                return [self._decide(prepared[0], status, body, started)]
+            status, body = await self._transport.post(
+                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+            )
+            return self._decide_many(prepared, status, body, started)
+        except EngineError as exc:
+            return [self._fallback(p, exc, started) for p in prepared]
 
     async def execute(
         self, output: Any, user: Any, run: Callable[..., Awaitable[T]], context: Any = None

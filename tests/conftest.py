@@ -206,6 +206,17 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
 # --- one test, both audit backends ------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _audit_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys and checkpoints of PostgreSQL logs go under the test's folder, not ``~``.
+
+    (A SQLite log keeps them beside its file, already under ``tmp_path``.)
+    """
+    monkeypatch.setenv("PYGATE_STATE_DIR", str(tmp_path / "pygate-state"))
+    for name in ("PYGATE_AUDIT_KEY", "PYGATE_AUDIT_KEY_FILE", "PYGATE_AUDIT_CHECKPOINT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where an audit log lives, on each backend: a SQLite file, or PostgreSQL on a fresh schema.

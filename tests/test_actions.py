@@ -25,7 +25,7 @@ from pygate import (
     adispatch,
     dispatch,
 )
-from pygate._audit._base import chain_hash
+from pygate._audit._base import canonical
 from pygate._core import ENGINE_POLICY_ID
 from pygate._dispatch import decided_call
 from tests.conftest import ANALYST
@@ -253,9 +253,10 @@ def test_records_without_actions_hash_as_before() -> None:
     row = {c: None for c in ("audit_id", "ts", "day", "service", "user_id", "output")}
     row.update(allowed=1, reason="r", policy_id=None, policy_ids="[]", action=None,
                decision_id=None, bundle_revision=None, fallback=0, latency_ms=0.0)  # fmt: skip
-    plain = chain_hash("0" * 64, row)
-    assert chain_hash("0" * 64, {**row, "actions": None}) == plain
+    # The keyed chain hashes ``prev|key_id|canonical(row)``: the canonical body decides.
+    plain = canonical(row)
+    assert canonical({**row, "actions": None}) == plain
     approved = {**row, "approval_id": "a", "approved_by": None}
     # a record with an approval hashes exactly as it did before the actions column existed
-    assert chain_hash("0" * 64, {**approved, "actions": None}) == chain_hash("0" * 64, approved)
-    assert chain_hash("0" * 64, {**row, "actions": "[]"}) != plain
+    assert canonical({**approved, "actions": None}) == canonical(approved)
+    assert canonical({**row, "actions": "[]"}) != plain

@@ -167,25 +167,26 @@ def test_empty_batch(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
     assert audit.count() == 0
 
 
-def test_quota_is_reserved_per_item(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
+def test_quota_counts_per_item_and_only_allowed_items(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
     # 115 decisions in one query: a generous timeout, so a loaded machine cannot turn
     # this quota test into a fallback test
     gate = make_gate("assistant", timeout=30)
     user = {"id": "batch-quota", "role": "analyst"}
     ask = {"type": "tool_call", "action": "explain"}
-    denied = {"type": "tool_call", "action": "delete_everything"}  # AST-002, gives its unit back
+    denied = {"type": "tool_call", "action": "delete_everything"}  # AST-002: takes no unit
     result = gate.evaluate_many([(ask, user)] * 60 + [(denied, user)] * 10 + [(ask, user)] * 45)
     assert [d.allowed for d in result[:60]] == [True] * 60
     assert {d.policy_id for d in result[60:70]} == {"AST-002"}
-    # Each item saw the units of the items before it as taken, the refused ones included
-    # (their units come back only when the batch is recorded), exactly as concurrent
-    # single decisions would: a batch can under-use the quota, never exceed it.
-    assert [d.allowed for d in result[70:]] == [True] * 30 + [False] * 15
-    assert {d.policy_id for d in result[100:]} == {"AST-003"}
-    assert audit.usage_today("batch-quota") == 90
-    # the 25 refused units were given back: 10 more fit, then the quota holds
+    # Items decide as if sent one after another: the refused ones take no unit, so exactly
+    # the quota is allowed (before issue 13 the refused items' units were counted while the
+    # batch was in flight, and 30 instead of 40 passed).
+    assert [d.allowed for d in result[70:]] == [True] * 40 + [False] * 5
+    assert {d.policy_id for d in result[110:]} == {"AST-003"}
+    assert audit.usage_today("batch-quota") == 100
     again = gate.evaluate_many([(ask, user)] * 15)
-    assert [d.allowed for d in again] == [True] * 10 + [False] * 5
+    assert [d.allowed for d in again] == [False] * 15
     assert audit.usage_today("batch-quota") == 100
     assert gate.evaluate(ask, user).policy_id == "AST-003"
 

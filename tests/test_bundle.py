@@ -13,6 +13,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ from pygate._opa_process import free_port
 from tests.conftest import ANALYST, REGO
 from tests.test_cli import pygate
 
-REVISION = re.compile(r"^([0-9a-f]{7,40}|nogit)-[0-9a-f]{12}$")
+REVISION = re.compile(r"^r\d{8}T\d{6}\.\d{6}Z-([0-9a-f]{7,40}|nogit)-[0-9a-f]{12}$")
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +98,11 @@ def test_build_writes_a_signed_bundle_without_tests(tmp_path: Path, keys: KeyPai
 
 
 def test_revision_follows_the_content(tmp_path: Path, keys: KeyPair) -> None:
-    a = build_bundle(tmp_path / "a.tar.gz", signing_key=keys.private, policy_dir=REGO)
-    b = build_bundle(tmp_path / "b.tar.gz", signing_key=keys.private, policy_dir=REGO)
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    a = build_bundle(tmp_path / "a.tar.gz", signing_key=keys.private, policy_dir=REGO, built_at=at)
+    b = build_bundle(tmp_path / "b.tar.gz", signing_key=keys.private, policy_dir=REGO, built_at=at)
     assert a.revision == b.revision
+    assert a.revision.startswith("r20260102T030405.000006Z-")
     lower = tmp_path / "lower.json"
     lower.write_text(json.dumps({"default_transaction_limit": 10}))
     c = build_bundle(
@@ -118,7 +121,7 @@ def test_outside_git_the_revision_says_nogit(
     built = build_bundle(tmp_path / "b.tar.gz", signing_key=keys.private, policy_dir=policy_copy)
     if built.commit != "nogit":  # tmp_path inside a git checkout: nothing to learn here
         pytest.skip("the temporary folder is inside a git checkout")
-    assert built.revision.startswith("nogit-")
+    assert "-nogit-" in built.revision
 
 
 def test_a_malformed_policy_stops_the_build_naming_policy_and_field(
@@ -178,7 +181,10 @@ def test_bundle_build_cli_prints_the_revision(tmp_path: Path, keys: KeyPair) -> 
     assert REVISION.match(cli.stdout.strip())
     as_json = pygate("bundle", "build", "--out", str(out), "--signing-key", str(keys.private),
                      "--json")  # fmt: skip
-    assert json.loads(as_json.stdout)["revision"] == cli.stdout.strip()
+    again = json.loads(as_json.stdout)["revision"]
+    # Same content and commit; the build time (the revision's first part) moved on.
+    assert again.split("-", 1)[1] == cli.stdout.strip().split("-", 1)[1]
+    assert again > cli.stdout.strip()
 
 
 # --- a real sidecar polling a bundle server ------------------------------------------------
@@ -301,6 +307,40 @@ def test_sidecar_refuses_a_tampered_bundle_and_keeps_the_last_good_one(
         decision = gate.evaluate({"type": "transfer", "amount": 500}, {"id": "nolimit"})
     assert decision.allowed  # still the default limit of 1000, not the tampered 10
     assert decision.bundle_revision == good.revision
+
+
+def test_an_older_signed_bundle_replayed_to_a_sidecar_is_refused(
+    tmp_path: Path, keys: KeyPair, bundle_server: tuple[str, Path],
+    start_sidecar: Callable[..., tuple[str, Path]],
+) -> None:  # fmt: skip
+    """OPA activates any validly signed bundle, older ones too; the gate refuses to decide
+    with one older than the newest it has decided with, so a replay cannot undo a tightening."""
+    url, served = bundle_server
+    target = served / "pygate.tar.gz"
+    old = build_bundle(tmp_path / "old.tar.gz", signing_key=keys.private, policy_dir=REGO,
+                       built_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    tight = tmp_path / "tight.json"
+    tight.write_text(json.dumps({"default_transaction_limit": 100}))
+    new = build_bundle(target, signing_key=keys.private, policy_dir=REGO, data_files=[tight],
+                       built_at=datetime(2026, 2, 1, tzinfo=UTC))  # fmt: skip
+    opa_url, _ = start_sidecar(url, keys.public)
+    _wait_for(lambda: _revision(opa_url) == new.revision, "the sidecar to activate the bundle")
+    transfer, user = {"type": "transfer", "amount": 500}, {"id": "nolimit"}
+    audit = SqliteAuditLog(tmp_path / "audit.db")
+    with Gate("finance", opa_url=opa_url, audit=audit) as gate:
+        tightened = gate.evaluate(transfer, user)
+        target.write_bytes(old.path.read_bytes())  # the replay: old, validly signed
+        _wait_for(lambda: _revision(opa_url) == old.revision, "the sidecar to take the old one")
+        replayed = gate.evaluate(transfer, user)
+    assert not tightened.allowed
+    assert tightened.bundle_revision == new.revision
+    assert not replayed.allowed  # the old limit of 1000 would have allowed it
+    assert replayed.policy_id == "pygate.bundle"
+    assert old.revision in replayed.reason
+    assert new.revision in replayed.reason
+    assert audit.tail(1)[0].policy_id == "pygate.bundle"
+    assert audit.verify().ok
+    audit.close()
 
 
 def test_a_sidecar_never_activates_an_unsigned_bundle(

@@ -72,5 +72,5 @@ def test_audit_commands_read_the_postgres_log(opa: LocalOpa, pg_schema_url: str)
     assert json.loads(summary.stdout)["total"] == 2
     verify = pygate("--audit-db", pg_schema_url, "audit", "verify")
     assert verify.returncode == 0, verify.stderr
-    assert "2 records, hash chain intact" in verify.stdout
+    assert "2 records, keyed hash chain intact" in verify.stdout
     assert "pygate:pygate" not in verify.stdout + verify.stderr

@@ -4,7 +4,6 @@ masks the same fields in pygate's audit log and in OPA's own decision logs."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import sqlite3
@@ -29,7 +28,7 @@ from pygate import (
     open_audit,
 )
 from pygate._audit import DEFAULT_REDACT_KEYS
-from pygate._audit._base import COLUMNS, chain_hash
+from pygate._audit._base import COLUMNS, canonical
 from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
 from pygate._audit._retention import export_csv, export_jsonl, prune
 from pygate._cli import main
@@ -161,7 +160,7 @@ def test_edited_or_removed_anchor_is_detected(audit_db: str, audit_any: AuditLog
     raw_sql(audit_db, "UPDATE chain_anchor SET pruned = 1", guards=False)
     result = audit_any.verify()
     assert not result.ok
-    assert "anchor 1: content was edited" in result.problem
+    assert "anchor 1 (covering records up to 2): content was edited" in result.problem
     # without its checkpoint the rest cannot verify
     raw_sql(audit_db, "DELETE FROM chain_anchor", guards=False)
     assert not audit_any.verify().ok
@@ -193,12 +192,11 @@ def test_prune_cli_dry_run_then_yes(
 
 # --- the hashed columns added later ----------------------------------------------------------
 def test_records_without_approval_hash_as_before(tmp_path: Path) -> None:
-    """Old logs keep verifying: the appended columns enter the hash only when set."""
+    """The appended columns enter the hashed body only when set."""
     row = {c: None for c in COLUMNS} | {"audit_id": "a", "output": "{}"}
     old_body = json.dumps([row[c] for c in COLUMNS], separators=(",", ":"), sort_keys=True)
-    expected = hashlib.sha256(f"{'0' * 64}|{old_body}".encode()).hexdigest()
-    assert chain_hash("0" * 64, {**row, "approval_id": None, "approved_by": None}) == expected
-    assert chain_hash("0" * 64, {**row, "approval_id": "x", "approved_by": "rita"}) != expected
+    assert canonical({**row, "approval_id": None, "approved_by": None}) == old_body
+    assert canonical({**row, "approval_id": "x", "approved_by": "rita"}) != old_body
 
 
 def test_editing_the_approver_is_detected(audit_db: str, audit_any: AuditLog) -> None:
@@ -208,7 +206,7 @@ def test_editing_the_approver_is_detected(audit_db: str, audit_any: AuditLog) ->
     [record] = log.records()
     assert (record.approval_id, record.approved_by) == ("ap", "rita")
     raw_sql(audit_db, "UPDATE decisions SET approved_by = 'mallory'", guards=False)
-    assert log.verify().problem == "record content was edited"
+    assert log.verify().problem.startswith("record content was edited")
 
 
 def test_a_log_from_before_the_new_columns_opens_and_verifies(audit_db: str) -> None:

@@ -360,12 +360,16 @@ def record_followup(log: AuditLog, audit_id: str, kind: str, note: str | None = 
     if allowed[0]["allowed"]:
         raise AuditError(f"audit record {audit_id} was allowed; follow-ups are for refusals")
     followup_id = uuid.uuid4().hex[:12]
+    row = log.seal_row(
+        "followups",
+        {"followup_id": followup_id, "audit_id": audit_id, "kind": kind,
+         "ts": datetime.now(UTC).isoformat(), "note": note},
+    )  # fmt: skip
     log._execute(
         [
             (
-                "INSERT INTO followups (followup_id, audit_id, kind, ts, note) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (followup_id, audit_id, kind, datetime.now(UTC).isoformat(), note),
+                f"INSERT INTO followups ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
             )
         ]
     )

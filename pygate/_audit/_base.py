@@ -1,15 +1,18 @@
-"""What every audit backend shares: record layout, redaction, the hash chain, verification.
+"""What every audit backend shares: record layout, redaction, the keyed chain, verification.
 
-Each record's ``hash`` is SHA-256 over the previous record's hash and this record's canonical
-JSON, so an edited, deleted or reordered record breaks the chain where ``verify`` says.
+Each record's ``hash`` is HMAC-SHA256, under the key named by its ``key_id`` (kept outside the
+database, ``_integrity``), over the previous record's hash and this record's canonical JSON, so
+an edited, deleted or reordered record breaks the chain where ``verify`` says, and a chain
+recomputed without the key does not verify. Signed checkpoints outside the database catch what
+a chain alone cannot: deleted last records, an emptied or dropped table.
 A backend only stores rows, hands them back in order, and keeps the daily-quota counter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
+import logging
 import math
 import re
 import uuid
@@ -19,15 +22,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pygate._audit._integrity import Checkpoint, Integrity
+
+# Re-exported (``X as X``): the backends and _mask import these from here.
+from pygate._audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
+from pygate._audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
+from pygate._audit._redact import MASK as MASK
+from pygate._audit._redact import key_names, redact_text
+from pygate._audit._redact import redact as redact
+from pygate._audit._redact import redact_pattern as redact_pattern
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
 
+log = logging.getLogger("pygate.audit")
+
 GENESIS = "0" * 64
 
-#: Keys whose values are masked before anything is written (case-insensitive).
-DEFAULT_REDACT_KEYS = frozenset(
-    {"password", "secret", "token", "api_key", "apikey", "authorization", "ssn", "card_number"}
-)
+#: Seconds an audit write may wait (a held lock, a busy server) before the decision is refused.
+DEFAULT_AUDIT_TIMEOUT = 2.0
 
 #: The hashed columns, in hash order. ``seq``, ``prev_hash`` and ``hash`` are added by the store.
 COLUMNS = (
@@ -44,7 +56,7 @@ EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
 #: when it opens, then sets ``extensions = True``; they are not hash-chained, except
-#: ``chain_anchor``, whose rows chain to each other (see ``anchor_hash``).
+#: ``chain_anchor``, whose rows chain to each other (keyed, see ``anchor_message``).
 EXTENSION_SCHEMA = (
     # A refusal whose action is require_review waits here for a person; approved rows reach OPA
     # in input.context.approvals until they expire or are used once.
@@ -63,7 +75,10 @@ EXTENSION_SCHEMA = (
         decided_by TEXT,
         decided_at TEXT,
         note TEXT,
-        used_audit_id TEXT
+        used_audit_id TEXT,
+        key_id TEXT,
+        mac TEXT,
+        review_output TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_user ON approvals (user_id, status)",
     # What the host application says the user did after a refusal (retry / escalate / leave).
@@ -72,7 +87,9 @@ EXTENSION_SCHEMA = (
         audit_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         ts TEXT NOT NULL,
-        note TEXT
+        note TEXT,
+        key_id TEXT,
+        mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS followups_audit ON followups (audit_id)",
     # One checkpoint per retention prune: the hash of the last pruned record becomes the
@@ -85,38 +102,45 @@ EXTENSION_SCHEMA = (
         pruned INTEGER NOT NULL,
         cutoff TEXT NOT NULL,
         prev_anchor_hash TEXT NOT NULL,
-        anchor_hash TEXT NOT NULL
+        anchor_hash TEXT NOT NULL,
+        key_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
+    # The newest bundle revision this deployment has decided with (``revision_stamp``); a
+    # decision by an older one is refused (no rollback). One row per deployment.
+    """CREATE TABLE IF NOT EXISTS bundle_high (
+        name TEXT PRIMARY KEY,
+        stamp TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    )""",
 )
 
 #: Every column a backend stores from a row, in insert order (then ``prev_hash``, ``hash``).
-STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS
+STORED_COLUMNS = COLUMNS + EXTRA_COLUMNS + ("key_id",)
 
+#: The columns of each extension table that its keyed seal (``mac``) covers. A row whose seal
+#: does not verify was written or edited without the audit key: the gate ignores it and
+#: ``verify`` reports it. ``approvals.review_output`` (the unmasked output shown to the
+#: approver) is deliberately outside the seal: it is transient, set at request and cleared
+#: (NULL) when the request is decided or expires, and it never decides anything: OPA matches
+#: ``output_hash``, which is sealed. ``output`` (the masked copy) is likewise only for display.
+SEALED_COLUMNS = {
+    "approvals": (
+        "approval_id", "audit_id", "created_at", "expires_at", "service", "user_id",
+        "output_hash", "policy_ids", "reason", "status", "decided_by", "decided_at", "note",
+        "used_audit_id",
+    ),
+    "followups": ("followup_id", "audit_id", "kind", "ts", "note"),
+}  # fmt: skip
 
-#: What a masked value becomes, here and in the generated OPA decision-log mask policy.
-MASK = "***"
-
-
-def redact(
-    value: Any, keys: frozenset[str] = DEFAULT_REDACT_KEYS, pattern: re.Pattern[str] | None = None
-) -> Any:
-    """Return a copy of ``value`` with secret-looking values masked.
-
-    The value of every key in ``keys`` (compared lower-cased) becomes ``"***"``, whatever it
-    is; when ``pattern`` is given, each match of it inside any other string becomes ``"***"``
-    too (free text: account numbers, card numbers). ``rego/pygate/log/mask.rego`` applies
-    the same rule to OPA's own decision logs.
-    """
-    if isinstance(value, dict):
-        return {
-            k: MASK if k.lower() in keys else redact(v, keys, pattern) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v, keys, pattern) for v in value]
-    if pattern is not None and isinstance(value, str):
-        return pattern.sub(MASK, value)
-    return value
+#: Columns added to existing tables when an older log is opened (``ALTER TABLE … ADD``).
+ADDED_COLUMNS = {
+    "decisions": (*EXTRA_COLUMNS, "key_id"),
+    "approvals": ("key_id", "mac", "review_output"),
+    "followups": ("key_id", "mac"),
+    "chain_anchor": ("key_id",),
+}
 
 
 def canonical(row: dict[str, Any]) -> str:
@@ -132,19 +156,6 @@ def canonical(row: dict[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
 
 
-def link(prev_hash: str, body: str) -> str:
-    """The hash of one record from the previous record's hash and its ``canonical`` body."""
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
-
-
-def redact_pattern(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of ``patterns`` (``None`` for none), as OPA's mask uses it."""
-    items = [p for p in patterns if p]
-    if not items:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in items))
-
-
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its JSON-ish name."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -154,11 +165,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """The hash of one record given the previous record's hash."""
-    return link(prev_hash, canonical(row))
 
 
 def today(now: datetime | None = None) -> str:
@@ -184,30 +190,55 @@ class Summary:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of ``AuditLog.verify``: ok, or the first record where the chain breaks."""
+    """Outcome of ``AuditLog.verify``: ok, or the first problem found.
+
+    Attributes:
+        ok: the chain verifies under the keyring and agrees with the latest checkpoint.
+        checked: records walked.
+        seq: the record where the chain breaks (when one does).
+        audit_id: that record's audit id.
+        problem: what is wrong, in words, naming records by sequence number.
+        missing: ``(first, last)`` sequence numbers of records that should be there and are not.
+        checkpoint_seq: the sequence number the latest checkpoint vouches for (0: none).
+        issues: further problems beyond the first (approvals, follow-ups, quota counters).
+    """
 
     ok: bool
     checked: int
     seq: int | None = None
     audit_id: str | None = None
     problem: str = ""
+    missing: tuple[int, int] | None = None
+    checkpoint_seq: int = 0
+    issues: tuple[str, ...] = ()
 
 
 class AuditLog(ABC):
     """An append-only, hash-chained store of decisions, plus the daily-quota counter.
 
     Args:
-        redact_keys: keys whose values are masked in the stored output.
-        redact_patterns: regexes whose matches are masked inside any string of the output.
+        redact_keys: keys whose values are masked in the stored output (``_redact``).
+        redact_patterns: regexes whose matches are masked inside any string of the output
+            (default ``DEFAULT_REDACT_PATTERNS``); Luhn-valid card numbers always are.
     """
 
     #: Which SQL dialect analytics speak to this backend (``sqlite`` or ``postgres``).
     dialect = "sqlite"
+    #: The SQL function giving the larger of two values (``max`` in SQLite).
+    _GREATEST = "max"
 
     def __init__(
-        self, redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS, redact_patterns: Iterable[str] = ()
+        self,
+        redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        integrity: Integrity | None = None,
+        *,
+        target: str = "",
     ) -> None:
-        self._redact_keys = frozenset(k.lower() for k in redact_keys)
+        #: The keyring and checkpoint store (``_integrity``); the default state folder when
+        #: not given.
+        self.integrity = integrity or Integrity(target)
+        self._redact_keys = key_names(redact_keys)
         try:
             self._redact_pattern = redact_pattern(redact_patterns)
         except re.error as exc:
@@ -215,11 +246,18 @@ class AuditLog(ABC):
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """Chain and commit ``rows`` (COLUMNS only) durably, in order, atomically.
 
         In the same transaction, give back one quota unit per ``(user_id, day)`` in
-        ``releases`` (reserved for requests that were then refused).
+        ``releases``. ``checks`` (one list per row) are run just before their row, each in
+        the row's savepoint: when a ``must_change`` statement changes no row, the row's
+        checks are rolled back and the row is NOT written. Returns the skipped row indexes.
         """
 
     @abstractmethod
@@ -249,9 +287,14 @@ class AuditLog(ABC):
         """``reserve_many`` for asyncio callers (a backend may avoid the worker thread)."""
         return await asyncio.to_thread(self.reserve_many, keys)
 
-    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
+    async def _ainsert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
         """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
-        await asyncio.to_thread(self._insert, rows, releases)
+        return await asyncio.to_thread(self._insert, rows, releases, checks)
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run write statements on the extension tables in one transaction (``?`` placeholders).
@@ -275,11 +318,191 @@ class AuditLog(ABC):
         """Give back a unit taken by ``reserve`` without writing a record."""
         self._insert([], [(user_id, day)])
 
+    def quota_used(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The committed daily-quota usage of each ``(user_id, day)`` (0 when none).
+
+        The counter, but never less than the allowed records the chain holds for that user
+        and day: a counter set back or deleted in the database is not honoured.
+        """
+        used: dict[tuple[str, str], int] = {}
+        for user_id, day in dict.fromkeys(keys):
+            value = self._scalar(
+                f"SELECT {self._GREATEST}(coalesce((SELECT used FROM quota_usage "
+                f"WHERE user_id = ? AND day = ?), 0), {CHAIN_USAGE})",
+                (user_id, day, user_id, day),
+            )
+            used[(user_id, day)] = int(value or 0)
+        return used
+
+    def append_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """Write records whose effects are claimed in their own transaction (see ``Checked``).
+
+        Returns:
+            Per item, the audited decision, or ``None`` when a claim failed (an approval
+            already used, a quota counter that moved): nothing of that item was written,
+            the caller decides it again.
+
+        Raises:
+            AuditError: nothing was committed.
+        """
+        rows = [self._row(i.decision, i.output) for i in items]
+        checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
+        skipped = set(self._insert(rows, [], checks))
+        if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
+            self._checkpoint_quietly()
+        return _checked(items, rows, skipped)
+
+    async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
+        """``append_checked`` for asyncio callers."""
+        rows = [self._row(i.decision, i.output) for i in items]
+        checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
+        skipped = set(await self._ainsert(rows, [], checks))
+        if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
+            await asyncio.to_thread(self._checkpoint_quietly)
+        return _checked(items, rows, skipped)
+
     @abstractmethod
     def close(self) -> None:
-        """Release the connection."""
+        """Write a checkpoint if this handle added records since the last one; release."""
+
+    # --- sealed rows of the extension tables ------------------------------------------------
+    def seal_row(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with ``key_id`` and ``mac``: a keyed seal over its ``SEALED_COLUMNS``."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        key_id, mac = self.integrity.seal(table, fields)
+        return {**row, "key_id": key_id, "mac": mac}
+
+    def sealed(self, table: str, row: dict[str, Any]) -> bool:
+        """Whether a stored row's seal verifies (it was written by pygate with the key)."""
+        fields = [row.get(c) for c in SEALED_COLUMNS[table]]
+        return self.integrity.check_seal(table, fields, row.get("key_id"), row.get("mac"))
+
+    def used_approvals(self, user_id: str | None = None) -> dict[str, str]:
+        """Approval ids the chain records as used by an allow -> that decision's audit id.
+
+        The chain, not the approvals table, is the word on use: a used approval whose row
+        was set back to ``approved`` (with its old, genuine seal) is still used.
+        """
+        where = "allowed = 1 AND approval_id IS NOT NULL"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            where, params = f"user_id = ? AND {where}", (user_id,)
+        used: dict[str, str] = {}
+        for row in self._select_raw(
+            f"SELECT approval_id, audit_id FROM decisions WHERE {where}", params
+        ):
+            for approval_id in str(row["approval_id"]).split(","):
+                used.setdefault(approval_id, str(row["audit_id"]))
+        return used
+
+    def verify(self) -> VerifyResult:
+        """Walk the keyed chain and hold it to the latest checkpoint; report the first problem.
+
+        After a retention prune the chain starts at the latest anchor in ``chain_anchor``
+        (the hash of the last pruned record), so a pruned log still verifies end to end.
+        Then the checkpoint: its head must still be in the chain (or covered by a keyed
+        anchor), so deleted last records, an emptied or dropped table and a chain rebuilt
+        from scratch are reported with the sequence numbers concerned. Last, the sealed
+        approval and follow-up rows and the quota counters (``_verify``).
+
+        Raises:
+            AuditError: the log or the checkpoint cannot be read.
+        """
+        from pygate._audit._verify import verify_log  # the walk lives in its own module
+
+        return verify_log(self)
+
+    # --- no rollback ----------------------------------------------------------------------
+    def bundle_high(self) -> tuple[str, str] | None:
+        """``(stamp, revision)`` of the newest bundle decided with here (``None``: none yet)."""
+        if not self.extensions:
+            return None
+        rows = self._select_raw("SELECT stamp, revision FROM bundle_high WHERE name = 'pygate'")
+        return (str(rows[0]["stamp"]), str(rows[0]["revision"])) if rows else None
+
+    def raise_bundle_high(self, stamp: str, revision: str) -> tuple[str, str]:
+        """Record ``revision`` as the newest unless a newer one is recorded; return the newest.
+
+        Atomic in the database, so services sharing the store agree on one high-water mark.
+
+        Raises:
+            AuditError: the store cannot be written.
+        """
+        self._execute(
+            [
+                (
+                    "INSERT INTO bundle_high (name, stamp, revision, seen_at) "
+                    "VALUES ('pygate', ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "stamp = excluded.stamp, revision = excluded.revision, "
+                    "seen_at = excluded.seen_at WHERE excluded.stamp > bundle_high.stamp",
+                    (stamp, revision, datetime.now(UTC).isoformat()),
+                )
+            ]
+        )
+        return self.bundle_high() or (stamp, revision)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _head(self) -> dict[str, Any]:
+        """Where the chain stands now: last record (or latest anchor), count, latest anchor."""
+        last = self._select_raw("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+        anchors = self.anchors()
+        top = anchors[-1] if anchors else None
+        if last:
+            seq, head = int(last[0]["seq"]), str(last[0]["hash"])
+        elif top is not None:
+            seq, head = int(top["through_seq"]), str(top["through_hash"])
+        else:
+            seq, head = 0, GENESIS
+        return {
+            "seq": seq,
+            "head_hash": head,
+            "count": self.count(),
+            "anchor_no": int(top["anchor_no"]) if top else 0,
+            "anchor_hash": str(top["anchor_hash"]) if top else GENESIS,
+        }
+
+    def _holds(self, cp: Checkpoint) -> bool:
+        """Whether the chain as stored still holds the checkpoint's head (or pruned it)."""
+        if cp.seq == 0:
+            return True
+        row = self._select_raw("SELECT hash FROM decisions WHERE seq = ?", (cp.seq,))
+        if row:
+            return bool(row[0]["hash"] == cp.head_hash)
+        return any(
+            int(a["through_seq"]) > cp.seq
+            or (int(a["through_seq"]) == cp.seq and a["through_hash"] == cp.head_hash)
+            for a in self.anchors()
+        )
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Write a signed checkpoint of the chain's head outside the database, now.
+
+        Only ever forward: when the stored checkpoint is newer, or the current chain no
+        longer holds its head (tampering), the stored one is kept and ``None`` returned.
+
+        Raises:
+            AuditError: the log cannot be read.
+            OSError: the checkpoint cannot be written.
+        """
+        return self.integrity.write_checkpoint(self._head(), self._holds)
+
+    def _checkpoint_quietly(self) -> None:
+        """A checkpoint after a commit: a failure is logged, never fails the decision."""
+        try:
+            self.checkpoint()
+        except (AuditError, OSError) as exc:
+            log.error("cannot write audit checkpoint %s: %s", self.integrity.checkpoint_path, exc)
+
+    def _close_checkpoint(self) -> None:
+        """What ``close`` does first: a checkpoint when this handle added records."""
+        if self.integrity.has_pending():
+            self._checkpoint_quietly()
 
     # --- shared behaviour -----------------------------------------------------------------
+    def masked(self, value: Any) -> Any:
+        """``value`` with this log's redaction applied (keys and text patterns)."""
+        return redact(value, self._redact_keys, self._redact_pattern)
+
     def redacted_json(self, output: Any) -> str:
         """``output`` as stored: configured fields masked, then canonical, strict JSON.
 
@@ -299,7 +522,8 @@ class AuditLog(ABC):
             "user_id": decision.user_id,
             "output": self.redacted_json(output),
             "allowed": int(decision.allowed),
-            "reason": decision.reason,
+            # A policy's reason may quote the output: the same text rules apply to it.
+            "reason": redact_text(decision.reason, self._redact_pattern),
             "policy_id": decision.policy_id,
             "policy_ids": json.dumps(decision.policy_ids),
             "action": decision.action,
@@ -339,6 +563,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         self._insert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            self._checkpoint_quietly()
         return _stamped(items, rows)
 
     async def aappend_many(
@@ -351,6 +577,8 @@ class AuditLog(ABC):
         """
         rows = [self._row(d, o) for d, o in items]
         await self._ainsert(rows, releases or [])
+        if rows and self.integrity.due(len(rows)):
+            await asyncio.to_thread(self._checkpoint_quietly)
         return _stamped(items, rows)
 
     def usage_today(self, user_id: str, now: datetime | None = None) -> int:
@@ -407,46 +635,12 @@ class AuditLog(ABC):
             return []
         return self._select_raw("SELECT * FROM chain_anchor ORDER BY anchor_no")
 
-    def _chain_start(self) -> tuple[str, int, str]:
-        """Where the chain starts: ``(hash, seq, problem)`` after the latest retention anchor.
 
-        A pruned log starts from the hash of the last pruned record, kept in a checkpoint that
-        is itself hash-chained; ``problem`` is non-empty when the checkpoints were tampered with.
-        """
-        prev_anchor, start, seq = GENESIS, GENESIS, 0
-        for anchor in self.anchors():
-            if anchor["prev_anchor_hash"] != prev_anchor:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: chain broken"
-            if anchor_hash(prev_anchor, anchor) != anchor["anchor_hash"]:
-                return start, seq, f"retention anchor {anchor['anchor_no']}: content was edited"
-            prev_anchor = anchor["anchor_hash"]
-            start, seq = anchor["through_hash"], int(anchor["through_seq"])
-        return start, seq, ""
-
-    def verify(self) -> VerifyResult:
-        """Walk the hash chain; report the first edited, deleted or reordered record.
-
-        After a retention prune the chain starts at the latest checkpoint in ``chain_anchor``
-        (the hash of the last pruned record), so a pruned log still verifies end to end.
-        """
-        prev, last_seq, problem = self._chain_start()
-        if problem:
-            return VerifyResult(False, 0, None, None, problem)
-        checked = 0
-        for row in self._select("ORDER BY seq"):
-            checked += 1
-            if row["prev_hash"] != prev:
-                problem = "chain broken: a record before it was deleted, inserted or reordered"
-                if row["seq"] != last_seq + 1:
-                    problem = f"records {last_seq + 1}..{row['seq'] - 1} are missing"
-                return VerifyResult(False, checked, row["seq"], row["audit_id"], problem)
-            if chain_hash(prev, row) != row["hash"]:
-                return VerifyResult(
-                    False, checked, row["seq"], row["audit_id"], "record content was edited"
-                )
-            prev = row["hash"]
-            last_seq = row["seq"]
-        return VerifyResult(True, checked)
+def _checked(
+    items: list[Checked], rows: list[dict[str, Any]], skipped: set[int]
+) -> list[Decision | None]:
+    stamped = _stamped([(i.decision, i.output) for i in items], rows)
+    return [None if n in skipped else d for n, d in enumerate(stamped)]
 
 
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
@@ -459,14 +653,14 @@ def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> l
     ]
 
 
-#: Anchor fields covered by ``anchor_hash``, in hash order.
+#: Anchor fields covered by ``anchor_message``, in hash order.
 ANCHOR_COLUMNS = ("anchor_no", "created_at", "through_seq", "through_hash", "pruned", "cutoff")
 
 
-def anchor_hash(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
-    """The hash of one retention checkpoint, chained to the previous checkpoint."""
+def anchor_message(prev_anchor_hash: str, anchor: dict[str, Any]) -> str:
+    """What a retention anchor's keyed hash covers: the previous anchor, its key, its fields."""
     body = json.dumps([anchor[c] for c in ANCHOR_COLUMNS], separators=(",", ":"))
-    return hashlib.sha256(f"{prev_anchor_hash}|{body}".encode()).hexdigest()
+    return f"anchor|{prev_anchor_hash}|{anchor.get('key_id')}|{body}"
 
 
 def to_record(row: dict[str, Any]) -> AuditRecord:
@@ -480,4 +674,103 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "fallback": bool(row["fallback"]),
             "actions": json.loads(row["actions"]) if row.get("actions") else None,
         }
+    )
+
+
+# --- claims: what a record may only be written with ------------------------------------------
+
+#: One statement run in an audit record's transaction: ``(sql, params, must_change)``.
+Check = tuple[str, tuple[Any, ...], bool]
+
+#: The refusal action of a quota policy: such a refusal is final only if the usage it saw
+#: is still the committed one (see ``claims``).
+QUOTA_ACTION = "show_quota"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A decision to audit together with what it claims.
+
+    Attributes:
+        decision: what was decided.
+        output: the model output (redacted before it is stored).
+        quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
+            ``None`` when the decision is not counted (no quota was asked about).
+    """
+
+    decision: Decision
+    output: Any
+    quota: tuple[str, str, int] | None = None
+
+
+def claims(log: AuditLog, item: Checked, row: dict[str, Any]) -> list[Check]:
+    """The statements that make ``item``'s effects exact, in its record's transaction.
+
+    - An allow takes its quota unit only if the usage is still at most the figure OPA saw
+      (a policy that allowed at ``usage`` allows at any lower figure), so concurrent
+      requests never pass the quota; a refusal takes nothing, so they never fall short of it.
+      The usage is the counter, but never less than the allowed records the chain holds for
+      that user and day (``chain_usage``): a counter reset or deleted behind pygate's back
+      is not honoured, and the allow writes the corrected figure back.
+    - A quota refusal stands only if the usage reached the figure it saw; otherwise (the
+      requests ahead of it were refused after all) it is decided again.
+    - An allow that used approvals uses each of them up: only one record can, ever. The
+      row is re-sealed as used (``log.seal_row``) and only changes if it still is the sealed
+      row that was read (same ``mac``): an approval without a valid seal is never used.
+    """
+    decision = item.decision
+    checks: list[Check] = []
+    if item.quota is not None:
+        user_id, day, usage = item.quota
+        # ``used`` never counts below the chain: max(counter, allowed records of the day).
+        current = f"{log._GREATEST}(used, {CHAIN_USAGE})"
+        checks.append(
+            (
+                "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, 0) "
+                "ON CONFLICT (user_id, day) DO NOTHING",
+                (user_id, day),
+                False,
+            )
+        )
+        if decision.allowed:
+            checks.append(
+                (
+                    f"UPDATE quota_usage SET used = {current} + 1 "
+                    f"WHERE user_id = ? AND day = ? AND {current} <= ?",
+                    (user_id, day, user_id, day, user_id, day, usage),
+                    True,
+                )
+            )
+        elif any(r.action == QUOTA_ACTION for r in decision.refusals):
+            checks.append(
+                (
+                    f"UPDATE quota_usage SET used = used WHERE user_id = ? AND day = ? "
+                    f"AND {current} >= ?",
+                    (user_id, day, user_id, day, usage),
+                    True,
+                )
+            )
+    if decision.allowed and decision.approval_id:
+        now = datetime.now(UTC).isoformat()
+        for approval_id in decision.approval_id.split(","):
+            checks.append(_use_approval(log, approval_id, row["audit_id"], now))
+    return checks
+
+
+#: The allowed records the chain holds for ``(user_id, day)``: what a counter may not be below.
+CHAIN_USAGE = "(SELECT count(*) FROM decisions WHERE user_id = ? AND day = ? AND allowed = 1)"
+
+
+def _use_approval(log: AuditLog, approval_id: str, audit_id: str, now: str) -> Check:
+    """The statement that uses up one approval for the record ``audit_id``, re-sealed."""
+    rows = log._select_raw("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+    if not rows or not log.sealed("approvals", rows[0]):
+        # Never honoured: the claim fails, the item is decided again without it.
+        return ("UPDATE approvals SET status = status WHERE 1 = 0", (), True)
+    used = log.seal_row("approvals", {**rows[0], "status": "used", "used_audit_id": audit_id})
+    return (
+        "UPDATE approvals SET status = 'used', used_audit_id = ?, key_id = ?, mac = ? "
+        "WHERE approval_id = ? AND status = 'approved' AND expires_at > ? AND mac = ?",
+        (audit_id, used["key_id"], used["mac"], approval_id, now, rows[0]["mac"]),
+        True,
     )

@@ -35,10 +35,18 @@ class GroupCommit(Generic[Op]):
             If it raises for a batch of several ops, each op is retried alone, so one
             bad op fails only its own caller.
         name: the writer thread's name.
+        isolate: whether a failed batch's ops are worth retrying one by one after this error
+            (not after a lock timeout: every op would wait the timeout again, in turn).
     """
 
-    def __init__(self, execute: Executor[Op], name: str = "pygate-audit-writer") -> None:
+    def __init__(
+        self,
+        execute: Executor[Op],
+        name: str = "pygate-audit-writer",
+        isolate: Callable[[Exception], bool] = lambda exc: True,
+    ) -> None:
         self._execute = execute
+        self._isolate = isolate
         self._name = name
         self._cv = threading.Condition()
         self._queue: list[tuple[Op, Future[Any]]] = []
@@ -116,8 +124,9 @@ class GroupCommit(Generic[Op]):
         try:
             results = self._execute(ops)
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+            if len(batch) == 1 or not self._isolate(exc):
+                for _, future in batch:
+                    future.set_exception(exc)
                 return
             for one in batch:  # isolate the failing op: each alone, in order
                 self._complete([one])

@@ -33,14 +33,19 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from pygate._audit._base import (
+    ADDED_COLUMNS,
+    CHAIN_USAGE,
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     EXTENSION_SCHEMA,
-    EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
-    chain_hash,
+    Check,
+    canonical,
 )
+from pygate._audit._integrity import Integrity
 from pygate._errors import AuditError
 
 #: First key of every pygate advisory lock ("pyga"); the second is the schema's hash.
@@ -65,7 +70,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     fallback INTEGER NOT NULL,
     latency_ms DOUBLE PRECISION NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
 CREATE OR REPLACE FUNCTION pygate_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -115,9 +121,13 @@ _INSERT = (
     f"VALUES ({', '.join(['%s'] * (len(STORED_COLUMNS) + 2))})"
 )
 
+# The counter never goes below the allowed decisions the chain holds for that user and day:
+# a counter reset or deleted behind pygate's back is not honoured (``verify`` reports it).
 _RESERVE = (
-    "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 1) "
-    "ON CONFLICT (user_id, day) DO UPDATE SET used = quota_usage.used + 1 RETURNING used"
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (%(u)s, %(d)s, (SELECT count(*) "
+    "FROM decisions WHERE user_id = %(u)s AND day = %(d)s AND allowed = 1) + 1) "
+    "ON CONFLICT (user_id, day) DO UPDATE "
+    "SET used = GREATEST(quota_usage.used + 1, EXCLUDED.used) RETURNING used"
 )
 _RELEASE = (
     "INSERT INTO quota_usage (user_id, day, used) VALUES (%s, %s, 0) "
@@ -142,25 +152,34 @@ class PostgresAuditLog(AuditLog):
         url: ``postgresql://user:password@host:port/database`` (libpq URL, query options
             such as ``sslmode`` or ``options=-csearch_path=…`` allowed).
         redact_keys: keys whose values are masked in the stored output.
+        redact_patterns: regexes whose matches are masked inside any string of the output.
+        integrity: the audit key and checkpoint store (default: a folder per database under
+            ``$PYGATE_STATE_DIR``); services sharing one database must share one keyring.
         connect_timeout: seconds to wait for the server when (re)connecting.
+        timeout: seconds one statement (a lock wait included) may take, and one caller may
+            wait for this client's connection, before it fails (the decision is then refused).
 
     Raises:
         AuditError: the database cannot be reached or the schema cannot be created.
     """
 
     dialect = "postgres"
+    _GREATEST = "GREATEST"
 
     def __init__(
         self,
         url: str,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-        redact_patterns: Iterable[str] = (),
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        integrity: Integrity | None = None,
         *,
         connect_timeout: float = 5.0,
+        timeout: float = DEFAULT_AUDIT_TIMEOUT,
     ) -> None:
-        super().__init__(redact_keys, redact_patterns)
+        super().__init__(redact_keys, redact_patterns, integrity, target=url)
         self.url = url
         self._connect_timeout = connect_timeout
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         with self._lock, self._translate("open the audit log"):
@@ -192,18 +211,19 @@ class PostgresAuditLog(AuditLog):
         The columns are looked up first so that an up-to-date database is not ALTERed (which
         would take an exclusive lock on ``decisions`` at every open).
         """
-        have = {
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'decisions'"
-            ).fetchall()
-        }
-        for column in EXTRA_COLUMNS:
-            if column not in have:
-                conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
         for statement in (*_EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
             conn.execute(statement)
+        have = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"
+            ).fetchall()
+        }
+        for table, columns in ADDED_COLUMNS.items():
+            for column in columns:
+                if (table, column) not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} TEXT")
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
@@ -212,38 +232,76 @@ class PostgresAuditLog(AuditLog):
             )
         return self._conn
 
+    def _bound(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        """Bound this write transaction's statements, lock waits included, by the timeout.
+
+        Transaction-local (``is_local``): a row, table or advisory lock held by another session
+        cannot stall a decision past ``audit_timeout``, while long analytics reads on the same
+        connection are not cut short.
+        """
+        cur.execute(
+            "SELECT set_config('statement_timeout', %s, true)",
+            (str(max(1, round(self.timeout * 1000))),),
+        )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This client's connection, waited for at most ``timeout`` seconds."""
+        if not self._lock.acquire(timeout=self.timeout):
+            raise AuditError(
+                f"audit log {safe_url(self.url)} busy for more than {self.timeout:g} s "
+                "(audit_timeout)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
+        self._close_checkpoint()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        with self._lock, self._translate("write audit records"):
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        skipped = []
+        with self._locked(), self._translate("write audit records"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
                 cur.execute(_LOCK, (_LOCK_NAMESPACE,))
                 prev = _last_hash(cur)
                 params = []
-                for row in rows:
-                    digest = chain_hash(prev, row)
+                for n, row in enumerate(rows):
+                    if not _checks_hold(cur, checks[n] if checks else []):
+                        skipped.append(n)
+                        continue
+                    row["key_id"], digest = self.integrity.link(prev, canonical(row))
                     params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                     prev = digest
                 if params:
                     cur.executemany(_INSERT, params)
                 if releases:
                     cur.executemany(_RELEASE, releases)
+        return skipped
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._lock, self._translate("write the extension tables"):
+        with self._locked(), self._translate("write the extension tables"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
                 for sql, params in statements:
                     cur.execute(sql.replace("?", "%s"), params)
 
     def _prune(self, through_seq: int, anchor: dict[str, Any]) -> int:
         columns = ", ".join(anchor)
-        with self._lock, self._translate("prune the audit log"):
+        with self._locked(), self._translate("prune the audit log"):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 # Under the chain lock: no append reads the last hash while the prefix goes.
@@ -262,15 +320,35 @@ class PostgresAuditLog(AuditLog):
                 cur.execute("SELECT set_config('pygate.prune_through', '', true)")
         return int(deleted)
 
+    def quota_used(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The committed counters, read within ``audit_timeout`` (a decision waits on it)."""
+        wanted = list(dict.fromkeys(keys))
+        used = dict.fromkeys(wanted, 0)
+        with self._locked(), self._translate("read the quota"):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                self._bound(cur)
+                for user_id, day in wanted:
+                    # Never below the chain's allowed records (a counter reset is not honoured).
+                    cur.execute(
+                        "SELECT GREATEST(coalesce((SELECT used FROM quota_usage "
+                        "WHERE user_id = %s AND day = %s), 0), "
+                        f"{CHAIN_USAGE.replace('?', '%s')})",
+                        (user_id, day, user_id, day),
+                    )
+                    row = cur.fetchone()
+                    used[(user_id, day)] = int(row[0]) if row else 0
+        return used
+
     def reserve(self, user_id: str, day: str) -> int:
-        with self._lock, self._translate("reserve quota"):
-            row = self._connection().execute(_RESERVE, (user_id, day)).fetchone()
+        with self._locked(), self._translate("reserve quota"):
+            row = self._connection().execute(_RESERVE, {"u": user_id, "d": day}).fetchone()
         if row is None:  # RETURNING always yields a row; be loud if it ever does not
             raise AuditError("quota reservation returned nothing")
         return int(row[0]) - 1
 
     def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock, self._translate("read the audit log"):
+        with self._locked(), self._translate("read the audit log"):
             cur = self._connection().execute(sql.replace("?", "%s"), params)
             names = [d.name for d in cur.description or ()]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -279,9 +357,24 @@ class PostgresAuditLog(AuditLog):
         return self._select_raw(f"SELECT * FROM decisions {sql_tail}", params)
 
     def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._lock, self._translate("read the audit log"):
+        with self._locked(), self._translate("read the audit log"):
             row = self._connection().execute(sql.replace("?", "%s"), params).fetchone()
         return row[0] if row else None
+
+
+def _checks_hold(cur: psycopg.Cursor[tuple[Any, ...]], checks: list[Check]) -> bool:
+    """Run one row's checks in a savepoint; undo them and say so when one fails."""
+    if not checks:
+        return True
+    cur.execute("SAVEPOINT pygate_checks")
+    for sql, params, must_change in checks:
+        cur.execute(sql.replace("?", "%s"), params)
+        if cur.rowcount != 1 and must_change:
+            cur.execute("ROLLBACK TO SAVEPOINT pygate_checks")
+            cur.execute("RELEASE SAVEPOINT pygate_checks")
+            return False
+    cur.execute("RELEASE SAVEPOINT pygate_checks")
+    return True
 
 
 def _last_hash(cur: psycopg.Cursor[tuple[Any, ...]]) -> str:

@@ -3,7 +3,9 @@
 Pruning deletes a *prefix* of the chain (every record up to the last one older than the cutoff
 with nothing newer before it) and, in the same transaction, writes a checkpoint to
 ``chain_anchor``: the hash and seq of the last pruned record, how many were pruned, the cutoff,
-chained to the previous checkpoint. ``verify`` then starts from the latest checkpoint instead
+chained to the previous checkpoint and keyed (HMAC under the audit key, ``key_id`` stored), so
+an anchor forged by someone who can write the database but lacks the key does not verify.
+``verify`` then starts from the latest checkpoint instead
 of the all-zero genesis, so the remaining log verifies end to end, and a checkpoint that was
 edited or removed is reported.
 """
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from pygate._audit._base import GENESIS, AuditLog, anchor_hash
+from pygate._audit._base import GENESIS, AuditLog, anchor_message
 from pygate._errors import AuditError, InputError
 
 #: Export columns, in order; ``decision_id`` joins a record with OPA's own decision logs.
@@ -72,9 +74,11 @@ def prune(log: AuditLog, older_than_days: float, now: datetime | None = None) ->
     }
     prev = anchors[-1]["anchor_hash"] if anchors else GENESIS
     anchor["prev_anchor_hash"] = prev
-    anchor["anchor_hash"] = anchor_hash(prev, anchor)
+    anchor["key_id"] = log.integrity.keyring.current
+    anchor["anchor_hash"] = log.integrity.keyring.sign(anchor_message(prev, anchor))
     result["pruned"] = log._prune(through, anchor)
     result["anchor_no"] = anchor["anchor_no"]
+    log._checkpoint_quietly()  # the checkpoint moves past the pruned prefix at once
     return result
 
 

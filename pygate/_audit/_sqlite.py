@@ -23,16 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from pygate._audit._base import (
+    ADDED_COLUMNS,
+    DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERNS,
     EXTENSION_SCHEMA,
-    EXTRA_COLUMNS,
     GENESIS,
     STORED_COLUMNS,
     AuditLog,
+    Check,
     canonical,
-    link,
 )
 from pygate._audit._group_commit import GroupCommit
+from pygate._audit._integrity import Integrity
 from pygate._errors import AuditError
 
 _SCHEMA = """
@@ -54,7 +57,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     fallback INTEGER NOT NULL,
     latency_ms REAL NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    key_id TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_usage ON decisions(user_id, day, allowed);
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
@@ -89,9 +93,13 @@ _ANCHOR_GUARDS = tuple(
 
 # Run inside BEGIN IMMEDIATE: the increment and its result are atomic across processes.
 # Takes n units at once; the caller hands out used-n .. used-1 in order.
+# The counter never goes below the allowed decisions the chain holds for that user and day:
+# a counter reset or deleted behind pygate's back is not honoured (``verify`` reports it).
 _RESERVE = (
-    "INSERT INTO quota_usage (user_id, day, used) VALUES (?, ?, ?) "
-    "ON CONFLICT (user_id, day) DO UPDATE SET used = used + excluded.used RETURNING used"
+    "INSERT INTO quota_usage (user_id, day, used) VALUES (?1, ?2, (SELECT count(*) FROM "
+    "decisions WHERE user_id = ?1 AND day = ?2 AND allowed = 1) + ?3) "
+    "ON CONFLICT (user_id, day) DO UPDATE SET used = max(used + ?3, excluded.used) "
+    "RETURNING used"
 )
 
 
@@ -104,6 +112,12 @@ class _Reserve:
 class _Append:
     rows: list[tuple[dict[str, Any], str]]  # (row, canonical body)
     releases: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[list[Check]] = field(default_factory=list)  # per row, may be empty
+
+
+def _not_a_lock_timeout(exc: Exception) -> bool:
+    """A batch that timed out on another connection's lock fails as a whole, at once."""
+    return "locked" not in str(exc) and "busy" not in str(exc)
 
 
 _RELEASE = "UPDATE quota_usage SET used = max(used - 1, 0) WHERE user_id = ? AND day = ?"
@@ -115,26 +129,36 @@ class SqliteAuditLog(AuditLog):
     Args:
         path: the database file (created with its folder when missing).
         redact_keys: keys whose values are masked in the stored output.
+        redact_patterns: regexes whose matches are masked inside any string of the output.
+        integrity: the audit key and checkpoint store (default: ``PATH.state/`` beside it).
+        timeout: seconds a write waits for another connection's lock (SQLite's busy
+            timeout) before it fails and the decision is refused.
     """
 
     def __init__(
         self,
         path: str | Path,
         redact_keys: Iterable[str] = DEFAULT_REDACT_KEYS,
-        redact_patterns: Iterable[str] = (),
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        integrity: Integrity | None = None,
+        *,
+        timeout: float = DEFAULT_AUDIT_TIMEOUT,
     ) -> None:
-        super().__init__(redact_keys, redact_patterns)
+        super().__init__(redact_keys, redact_patterns, integrity, target=str(path))
         self.path = Path(path)
+        self.timeout = timeout
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30
+                self.path, check_same_thread=False, isolation_level=None, timeout=timeout
             )
             self._setup()
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit log {self.path}: {exc}") from exc
-        self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(self._execute_batch)
+        self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(
+            self._execute_batch, isolate=_not_a_lock_timeout
+        )
 
     def _setup(self) -> None:
         # Several processes opening one log at once can get "database is locked" here
@@ -146,6 +170,9 @@ class SqliteAuditLog(AuditLog):
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                # Cleared values (an approver's unmasked copy once decided) are overwritten
+                # on disk, not left in free pages.
+                self._db.execute("PRAGMA secure_delete=ON")
                 self._synchronous = "FULL"
                 self._db.executescript(_SCHEMA)
                 self._extend()
@@ -160,6 +187,7 @@ class SqliteAuditLog(AuditLog):
         return f"SqliteAuditLog({str(self.path)!r})"
 
     def close(self) -> None:
+        self._close_checkpoint()
         self._commit.close()
         with self._lock:
             self._db.close()
@@ -172,12 +200,39 @@ class SqliteAuditLog(AuditLog):
         except sqlite3.Error:
             pass
 
-    def _insert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        self._commit.run(_Append([(r, canonical(r)) for r in rows], releases))
+    def _insert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        skipped: list[int] = self._commit.run(
+            _Append([(r, canonical(r)) for r in rows], releases, checks or [])
+        )
+        return skipped
 
-    async def _ainsert(self, rows: list[dict[str, Any]], releases: list[tuple[str, str]]) -> None:
-        op = _Append([(r, canonical(r)) for r in rows], releases)
-        await asyncio.wrap_future(self._commit.submit(op))
+    async def _ainsert(
+        self,
+        rows: list[dict[str, Any]],
+        releases: list[tuple[str, str]],
+        checks: list[list[Check]] | None = None,
+    ) -> list[int]:
+        op = _Append([(r, canonical(r)) for r in rows], releases, checks or [])
+        skipped: list[int] = await asyncio.wrap_future(self._commit.submit(op))
+        return skipped
+
+    def _checks_hold(self, checks: list[Check]) -> bool:
+        """Run one row's checks in a savepoint; undo them and say so when one fails."""
+        if not checks:
+            return True
+        self._db.execute("SAVEPOINT pygate_checks")
+        for sql, params, must_change in checks:
+            if self._db.execute(sql, params).rowcount != 1 and must_change:
+                self._db.execute("ROLLBACK TO pygate_checks")
+                self._db.execute("RELEASE pygate_checks")
+                return False
+        self._db.execute("RELEASE pygate_checks")
+        return True
 
     def _extend(self) -> None:
         """Add the extension tables and the appended hashed columns (idempotent)."""
@@ -185,12 +240,13 @@ class SqliteAuditLog(AuditLog):
         # log at once, and one that read them before another's ALTER would add a duplicate.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}
-            for column in EXTRA_COLUMNS:
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
             for statement in (*EXTENSION_SCHEMA, *_ANCHOR_GUARDS):
                 self._db.execute(statement)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             self._db.execute("COMMIT")
         except sqlite3.Error:
             self._abort()
@@ -269,13 +325,17 @@ class SqliteAuditLog(AuditLog):
                         ).fetchone()
                         prev = last[0] if last else self._anchor_hash()
                     params = []
-                    for row, body in op.rows:
-                        digest = link(prev, body)
+                    skipped = []
+                    for n, (row, body) in enumerate(op.rows):
+                        if not self._checks_hold(op.checks[n] if op.checks else []):
+                            skipped.append(n)
+                            continue
+                        row["key_id"], digest = self.integrity.link(prev, body)
                         params.append((*(row.get(c) for c in STORED_COLUMNS), prev, digest))
                         prev = digest
                     self._db.executemany(_INSERT, params)
                     self._db.executemany(_RELEASE, op.releases)
-                    results.append(None)
+                    results.append(skipped)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._abort()

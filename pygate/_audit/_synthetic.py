@@ -184,6 +184,14 @@ def generate_history(
             "approvals": approvals, "followups": followups, "days": days, "seed": seed}  # fmt: skip
 
 
+def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """An INSERT of ``row`` (a sealed extension-table row) into ``table``."""
+    return (
+        f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        tuple(row.values()),
+    )
+
+
 def _side_tables(
     log: AuditLog, events: list[_Event], now: datetime, rng: random.Random
 ) -> tuple[int, int]:
@@ -201,24 +209,23 @@ def _side_tables(
             status = rng.choices(["approved", "rejected", "pending", "used"], [3, 2, 1, 3])[0]
             decided = ev.ts + timedelta(minutes=rng.uniform(2, 120))
             expires = (decided if status != "pending" else ev.ts) + timedelta(days=1)
-            statements.append((
-                "INSERT INTO approvals (approval_id, audit_id, created_at, expires_at, service, "
-                "user_id, output, output_hash, policy_ids, reason, status, decided_by, "
-                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12], ev.audit_id,
-                 ev.ts.isoformat(), min(expires, now + timedelta(days=1)).isoformat(), ev.service,
-                 ev.user, log.redacted_json(ev.output), "0" * 64, json.dumps([pid]),
-                 "synthetic", status,
-                 None if status == "pending" else rng.choice(["rita", "omar", "lee"]),
-                 None if status == "pending" else decided.isoformat()),
-            ))  # fmt: skip
+            names = ("approval_id", "audit_id", "created_at", "expires_at", "service",
+                     "user_id", "output", "output_hash", "policy_ids", "reason", "status",
+                     "decided_by", "decided_at")  # fmt: skip
+            row = log.seal_row("approvals", dict(zip(names, (
+                uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12], ev.audit_id,
+                ev.ts.isoformat(), min(expires, now + timedelta(days=1)).isoformat(), ev.service,
+                ev.user, log.redacted_json(ev.output), "0" * 64, json.dumps([pid]),
+                "synthetic", status,
+                None if status == "pending" else rng.choice(["rita", "omar", "lee"]),
+                None if status == "pending" else decided.isoformat()), strict=True)))  # fmt: skip
+            statements.append(_insert("approvals", row))
         elif rng.random() < 0.03:
             followups += 1
-            statements.append((
-                "INSERT INTO followups (followup_id, audit_id, kind, ts, note) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12], ev.audit_id,
-                 rng.choice(["retry", "escalate", "leave"]), ev.ts.isoformat(), "synthetic"),
-            ))  # fmt: skip
+            row = log.seal_row("followups", {
+                "followup_id": uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12],
+                "audit_id": ev.audit_id, "kind": rng.choice(["retry", "escalate", "leave"]),
+                "ts": ev.ts.isoformat(), "note": "synthetic"})  # fmt: skip
+            statements.append(_insert("followups", row))
     log._execute(statements)
     return approvals, followups

@@ -58,3 +58,24 @@ test_failed_result_patch_erases_the_result if {
 	masks := log.mask with input as event with json.patch as _no_patch
 	masks == {"/result"}
 }
+
+test_keys_compared_normalised_and_by_ending if {
+	doc := {"output": {
+		"X-API-Key": "a", "api key": "b", "DB_Password": "c", "set-cookie": "d",
+		"japan": "e", "max_tokens": 5, "pan": "f", "Client.Secret": "g",
+	}}
+	_masked(doc) == {"output": {
+		"X-API-Key": "***", "api key": "***", "DB_Password": "***", "set-cookie": "***",
+		"japan": "e", "max_tokens": 5, "pan": "***", "Client.Secret": "***",
+	}}
+}
+
+test_luhn_valid_cards_masked_other_numbers_kept if {
+	doc := {"output": {"text": "4111 1111 1111 1111 / 4111 1111 1111 1112 / order 1234567890123"}}
+	_masked(doc) == {"output": {"text": "*** / 4111 1111 1111 1112 / order 1234567890123"}}
+}
+
+test_default_patterns_mask_tokens if {
+	doc := {"output": {"text": "AKIAIOSFODNN7EXAMPLE and 078-05-1120 and password=hunter2x"}}
+	_masked(doc) == {"output": {"text": "*** and *** and ***"}}
+}
