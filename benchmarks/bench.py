@@ -40,10 +40,10 @@ import httpx  # noqa: E402
 from opa_client import AsyncOpaClient, OpaClient  # noqa: E402
 
 from pygate import AsyncGate, Gate, LocalOpa, SqliteAuditLog  # noqa: E402
-from pygate._audit._base import COLUMNS, GENESIS, canonical  # noqa: E402
 from pygate._core import DECISION_PATH, build_input, request_body  # noqa: E402
-from pygate._policy_index import with_index  # noqa: E402
-from pygate._transport import data_url  # noqa: E402
+from pygate.audit._base import COLUMNS, GENESIS, canonical  # noqa: E402
+from pygate.engine._transport import data_url  # noqa: E402
+from pygate.policy._policy_index import with_index  # noqa: E402
 
 REGO = ROOT / "rego"
 USER = {"id": "ana", "role": "analyst", "account_status": "active", "transaction_limit": 1000}

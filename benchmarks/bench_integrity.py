@@ -36,13 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pygate._audit._integrity import Keyring  # noqa: E402
+from pygate.audit._integrity import Keyring  # noqa: E402
 
 CHILD = """
 import sys, time, json
 from pathlib import Path
 from pygate import Decision
-from pygate._audit import SqliteAuditLog
+from pygate.audit import SqliteAuditLog
 n, path = int(sys.argv[1]), Path(sys.argv[2])
 log = SqliteAuditLog(path)
 out = {"type": "transfer", "amount": 120, "to": "ACME-42", "memo": "invoice 2025-06"}
@@ -105,7 +105,7 @@ def reserve_rounds(rounds: int, n: int, allowed: int) -> list[dict[str, float]]:
     from datetime import UTC, datetime
 
     from pygate import Decision
-    from pygate._audit import SqliteAuditLog
+    from pygate.audit import SqliteAuditLog
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:

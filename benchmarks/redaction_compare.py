@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pygate._audit._redact import (
+from pygate.audit._redact import (
     DEFAULT_REDACT_KEYS,
     DEFAULT_REDACT_PATTERNS,
     redact,

@@ -2,10 +2,6 @@
 
 import logging as _logging
 
-from pygate._approvals import Approval, Approvals
-from pygate._audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
-from pygate._audit._postgres import PostgresAuditLog
-from pygate._bundle import Bundle, build_bundle, generate_keys
 from pygate._dispatch import adispatch, dispatch
 from pygate._errors import (
     ApprovalError,
@@ -25,14 +21,18 @@ from pygate._errors import (
 )
 from pygate._gate import AsyncGate, Gate
 from pygate._models import AuditRecord, CanonicalAction, Decision, Refusal
-from pygate._opa_process import LocalOpa, find_opa_binary
-from pygate._policy_data import (
+from pygate._settings import Settings
+from pygate.audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
+from pygate.audit._approvals import Approval, Approvals
+from pygate.audit._postgres import PostgresAuditLog
+from pygate.engine._opa_process import LocalOpa, find_opa_binary
+from pygate.policy._bundle import Bundle, build_bundle, generate_keys
+from pygate.policy._policy_data import (
     DeclarativePolicy,
     load_policy_data,
     validate_policies,
     validate_policy,
 )
-from pygate._settings import Settings
 
 __all__ = [
     "Approval",

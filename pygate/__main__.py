@@ -1,5 +1,5 @@
 """``python -m pygate`` runs the CLI."""
 
-from pygate._cli import main
+from pygate.cli._main import main
 
 main()

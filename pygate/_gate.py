@@ -16,11 +16,6 @@ from typing import Any, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from pygate import _core
-from pygate._approvals import Approvals
-from pygate._audit import AuditLog, open_audit
-from pygate._audit._analytics import record_followup
-from pygate._audit._base import QUOTA_ACTION, Checked, redact, today
-from pygate._bundle import revision_stamp
 from pygate._dispatch import decided_call, wants_actions
 from pygate._errors import (
     ApprovalError,
@@ -32,9 +27,14 @@ from pygate._errors import (
 )
 from pygate._input import digest_summary, safe_repr
 from pygate._models import Decision, JSONObject
-from pygate._opa_process import LocalOpa
 from pygate._settings import Settings
-from pygate._transport import AiohttpTransport, HttpClientTransport
+from pygate.audit import AuditLog, open_audit
+from pygate.audit._analytics import record_followup
+from pygate.audit._approvals import Approvals
+from pygate.audit._base import QUOTA_ACTION, Checked, redact, today
+from pygate.engine._opa_process import LocalOpa
+from pygate.engine._transport import AiohttpTransport, HttpClientTransport
+from pygate.policy._bundle import revision_stamp
 
 log = logging.getLogger("pygate")
 

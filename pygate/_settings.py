@@ -21,10 +21,10 @@ from pydantic import (
     model_validator,
 )
 
-from pygate._audit._base import DEFAULT_AUDIT_TIMEOUT
-from pygate._audit._redact import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_PATTERNS
 from pygate._errors import ConfigError, InputError
 from pygate._input import MAX_DEPTH, MAX_OUTPUT_BYTES, loads
+from pygate.audit._base import DEFAULT_AUDIT_TIMEOUT
+from pygate.audit._redact import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_PATTERNS
 
 
 class Settings(BaseModel):

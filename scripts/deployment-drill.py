@@ -54,8 +54,8 @@ from typing import Any, Protocol
 import httpx
 
 from pygate import build_bundle, generate_keys, open_audit
-from pygate._bundle import sidecar_command, sidecar_env
-from pygate._opa_process import PROJECT_ROOT, free_port
+from pygate.engine._opa_process import PROJECT_ROOT, free_port
+from pygate.policy._bundle import sidecar_command, sidecar_env
 
 SERVICES = ("finance", "assistant")
 #: deploy/opa-config.yaml polls every 1-2 s.

@@ -17,7 +17,7 @@ import pytest
 import time_machine
 
 from pygate import AuditLog, Gate, LocalOpa, SqliteAuditLog, open_audit
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 
 REGO = PROJECT_ROOT / "rego"
 

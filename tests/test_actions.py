@@ -25,9 +25,9 @@ from pygate import (
     adispatch,
     dispatch,
 )
-from pygate._audit._base import canonical
 from pygate._core import ENGINE_POLICY_ID
 from pygate._dispatch import decided_call
+from pygate.audit._base import canonical
 from tests.conftest import ANALYST
 
 OPENAI = {

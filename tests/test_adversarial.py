@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pygate import Gate, LocalOpa, Refused
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 from tests import adversarial_cases as cases
 from tests.conftest import load_script
 

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from pygate import AuditError, AuditLog, Decision, Gate, InputError, Refusal, open_audit
-from pygate._audit import _analytics as analytics
-from pygate._cli import main
-from pygate._opa_process import PROJECT_ROOT, find_opa_binary
+from pygate.audit import _analytics as analytics
+from pygate.cli._main import main
+from pygate.engine._opa_process import PROJECT_ROOT, find_opa_binary
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pygate import ApprovalError, AsyncGate, AuditLog, Gate, LocalOpa
-from pygate._cli import main
+from pygate.cli._main import main
 from tests.conftest import raw_sql
 
 TOOL = {"type": "tool_call", "action": "delete_records", "table": "users"}

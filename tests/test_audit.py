@@ -294,7 +294,7 @@ def test_non_finite_numbers_are_stored_as_strict_json(audit_any: AuditLog) -> No
     so analytics over such a record failed there."""
     import json
 
-    from pygate._audit import _analytics as analytics
+    from pygate.audit import _analytics as analytics
 
     audit_any.append(
         Decision(allowed=False, reason="r", policy_id="P", user_id="u"),

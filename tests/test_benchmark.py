@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 
 BENCH = PROJECT_ROOT / "benchmarks" / "bench.py"
 

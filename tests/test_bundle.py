@@ -20,14 +20,14 @@ import httpx
 import pytest
 
 from pygate import Gate, PolicyDataError, PublishError, SqliteAuditLog
-from pygate._bundle import (
+from pygate.engine._opa_process import free_port
+from pygate.policy._bundle import (
     KeyPair,
     build_bundle,
     generate_keys,
     sidecar_command,
     sidecar_env,
 )
-from pygate._opa_process import free_port
 from tests.conftest import ANALYST, REGO
 from tests.test_cli import pygate
 

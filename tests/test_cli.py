@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pygate import LocalOpa
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 
 
 def pygate(*args: str, stdin: str = "", env_extra: dict[str, str] | None = None,

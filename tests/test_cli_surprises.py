@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 import pytest
 
-from pygate._cli import main
-from pygate._cli_common import hoist_global_options, progress
-from pygate._opa_process import PROJECT_ROOT, find_opa_binary
+from pygate.cli._common import hoist_global_options, progress
+from pygate.cli._main import main
+from pygate.engine._opa_process import PROJECT_ROOT, find_opa_binary
 
 DOC = json.dumps({"output": {"type": "transfer", "amount": 5, "to": "a"}, "user": {"id": "u1"},
                   "context": {"service": "finance"}})  # fmt: skip

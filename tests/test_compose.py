@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from pygate import build_bundle, generate_keys
-from pygate._opa_process import PROJECT_ROOT, free_port
+from pygate.engine._opa_process import PROJECT_ROOT, free_port
 from tests.conftest import load_drill
 
 pytestmark = pytest.mark.docker

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pygate import LocalOpa, PolicyDataError
-from pygate._contracts import FIELD_TYPES, MEANINGS, validate_contracts
-from pygate._opa_process import PROJECT_ROOT
-from pygate._policy_data import load_policy_data
+from pygate.engine._opa_process import PROJECT_ROOT
+from pygate.policy._contracts import FIELD_TYPES, MEANINGS, validate_contracts
+from pygate.policy._policy_data import load_policy_data
 
 DATA = PROJECT_ROOT / "rego" / "pygate" / "config" / "data.json"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 from tests.conftest import load_drill
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pygate import LocalOpa
-from pygate._opa_process import PROJECT_ROOT
+from pygate.engine._opa_process import PROJECT_ROOT
 from tests.conftest import load_script
 
 CORPUS = PROJECT_ROOT / "tests" / "corpus"

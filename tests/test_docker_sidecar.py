@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from pygate import Gate, build_bundle, generate_keys
-from pygate._cli import main
-from pygate._opa_process import PROJECT_ROOT, free_port
+from pygate.cli._main import main
+from pygate.engine._opa_process import PROJECT_ROOT, free_port
 
 REGO = PROJECT_ROOT / "rego"
 IMAGE = os.environ.get("PYGATE_TEST_OPA_IMAGE", "pygate-local/opa:latest")

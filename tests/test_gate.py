@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from pygate import AsyncGate, AuditLog, Gate, LocalOpa, Refused, SqliteAuditLog
-from pygate._demo import scenarios
+from pygate.cli._demo import scenarios
 from tests.conftest import ANALYST
 
 

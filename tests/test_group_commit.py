@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pygate import AuditError, Decision, SqliteAuditLog
-from pygate._audit._group_commit import GroupCommit
+from pygate.audit._group_commit import GroupCommit
 
 
 def test_writers_that_arrive_during_a_commit_share_the_next_one() -> None:

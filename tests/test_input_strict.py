@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pygate import AuditLog, Gate, InputError, LocalOpa, PolicyDataError, Settings
-from pygate._audit._base import today
 from pygate._core import ENGINE_POLICY_ID, INPUT_POLICY_ID
 from pygate._input import MAX_DEPTH, check_document, check_user_id, loads
-from pygate._policy_data import load_policy_data
+from pygate.audit._base import today
+from pygate.policy._policy_data import load_policy_data
 from tests.conftest import ANALYST
 
 

@@ -21,10 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from pygate import ApprovalError, AuditLog, Decision, Gate, LocalOpa, open_audit
-from pygate._audit._base import GENESIS, anchor_message, canonical
-from pygate._audit._integrity import Integrity, Keyring, rotate_key
-from pygate._audit._retention import prune
-from pygate._cli import main
+from pygate.audit._base import GENESIS, anchor_message, canonical
+from pygate.audit._integrity import Integrity, Keyring, rotate_key
+from pygate.audit._retention import prune
+from pygate.cli._main import main
 from tests.conftest import raw_sql
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
@@ -374,7 +374,7 @@ def test_using_an_approval_reseals_it_and_an_edited_one_is_never_used(
 ) -> None:
     """Merge of i13a and i13b: the single-use claim re-seals the row it uses up, and uses
     up only the sealed row it read (an edit after the gate read it makes the claim fail)."""
-    from pygate._audit._base import Checked, today
+    from pygate.audit._base import Checked, today
 
     gate = make_gate("assistant")
     refused = gate.evaluate(TOOL, ANA)
@@ -441,7 +441,7 @@ def test_an_edited_quota_counter_is_detected_and_not_honoured(
 
 
 def test_an_unsealed_followup_is_reported(audit_db: str, audit: AuditLog) -> None:
-    from pygate._audit._analytics import record_followup
+    from pygate.audit._analytics import record_followup
 
     [refused] = _fill(audit, 1, start=1)  # odd i: a refusal
     record_followup(audit, refused, "retry")
@@ -501,7 +501,7 @@ def test_a_rolled_back_bundle_is_refused(
 
 
 def test_a_newer_bundle_moves_the_mark_and_revisions_sort_by_build_time() -> None:
-    from pygate._bundle import revision_stamp, revision_time
+    from pygate.policy._bundle import revision_stamp, revision_time
 
     at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     assert revision_time(at) == "20260102T030405.000006Z"

@@ -14,8 +14,8 @@ import pytest
 
 from pygate import Gate
 from pygate._errors import AuditError, PygateError
-from pygate._opa_process import find_opa_binary
-from pygate._scaffold import scaffold
+from pygate.engine._opa_process import find_opa_binary
+from pygate.policy._scaffold import scaffold
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pygate import _opa_process
 from pygate._errors import ConfigError
-from pygate._opa_process import OPA_VERSION, find_opa_binary, install_opa, opa_cache_dir
+from pygate.engine import _opa_process
+from pygate.engine._opa_process import OPA_VERSION, find_opa_binary, install_opa, opa_cache_dir
 
 
 def _executable(path: Path) -> Path:

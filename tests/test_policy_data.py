@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from pygate import AuditLog, Gate, LocalOpa, PolicyDataError, validate_policies, validate_policy
-from pygate._opa_process import PROJECT_ROOT
-from pygate._policy_data import load_policy_data
-from pygate._policy_index import with_index
+from pygate.engine._opa_process import PROJECT_ROOT
+from pygate.policy._policy_data import load_policy_data
+from pygate.policy._policy_index import with_index
 from tests.conftest import ANALYST
 
 GOOD: dict[str, Any] = {

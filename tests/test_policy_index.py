@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from pygate import Gate, LocalOpa, PolicyDataError
-from pygate._bundle import merge_policy_data
-from pygate._manage import push_policy_data
-from pygate._opa_process import PROJECT_ROOT
-from pygate._policy_index import build_index, check_index, with_index
+from pygate.engine._opa_process import PROJECT_ROOT
+from pygate.policy._bundle import merge_policy_data
+from pygate.policy._manage import push_policy_data
+from pygate.policy._policy_index import build_index, check_index, with_index
 from tests.conftest import ANALYST
 from tests.test_cli import pygate
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pygate import Gate, LocalOpa, PolicyDataError, PublishError
-from pygate._manage import _owner, list_loaded, push_policy_data
+from pygate.policy._manage import _owner, list_loaded, push_policy_data
 from tests.test_cli import pygate
 
 NO_LIMIT = {"id": "nolimit", "role": "analyst", "account_status": "active"}

@@ -13,10 +13,10 @@ import pytest
 
 from pygate import Gate
 from pygate._errors import ConfigError
-from pygate._opa_process import find_opa_binary
-from pygate._packages import adapter_module, user_packages
 from pygate._resources import PROJECT_ROOT, decision_schema_path
-from pygate._scaffold import scaffold
+from pygate.engine._opa_process import find_opa_binary
+from pygate.policy._packages import adapter_module, user_packages
+from pygate.policy._scaffold import scaffold
 
 TRANSFER = {"type": "transfer", "to": "acct-2"}
 

@@ -79,7 +79,7 @@ def test_mixed_concurrent_load_gets_exactly_the_quota(
 
 
 def _day() -> str:
-    from pygate._audit._base import today
+    from pygate.audit._base import today
 
     return today()
 

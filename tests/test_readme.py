@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pygate._opa_process import find_opa_binary
 from pygate._resources import PROJECT_ROOT
+from pygate.engine._opa_process import find_opa_binary
 
 README = PROJECT_ROOT / "README.md"
 RUN_LANGS = {"sh", "bash", "shell", "console", "python", "py"}

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from pygate import Gate, LocalOpa
-from pygate._audit._base import redact_pattern
-from pygate._audit._redact import (
+from pygate.audit._base import redact_pattern
+from pygate.audit._redact import (
     DEFAULT_REDACT_KEYS,
     DEFAULT_REDACT_PATTERNS,
     key_names,

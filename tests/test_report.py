@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pygate import Decision, SqliteAuditLog
-from pygate._audit import _analytics as analytics
-from pygate._audit._synthetic import generate_history
-from pygate._cli import main
-from pygate._opa_process import PROJECT_ROOT, find_opa_binary
-from pygate._report import build_report
+from pygate.audit import _analytics as analytics
+from pygate.audit._report import build_report
+from pygate.audit._synthetic import generate_history
+from pygate.cli._main import main
+from pygate.engine._opa_process import PROJECT_ROOT, find_opa_binary
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pygate import AsyncGate, AuditLog, BadEngineResponse, EngineUnavailable, Gate, LocalOpa
-from pygate._transport import HttpClientTransport
+from pygate.engine._transport import HttpClientTransport
 from tests.conftest import ANALYST
 
 TRANSFER = {"type": "transfer", "amount": 10}

@@ -27,12 +27,12 @@ from pygate import (
     SqliteAuditLog,
     open_audit,
 )
-from pygate._audit import DEFAULT_REDACT_KEYS
-from pygate._audit._base import COLUMNS, canonical
-from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
-from pygate._audit._retention import export_csv, export_jsonl, prune
-from pygate._cli import main
-from pygate._opa_process import PROJECT_ROOT
+from pygate.audit import DEFAULT_REDACT_KEYS
+from pygate.audit._base import COLUMNS, canonical
+from pygate.audit._mask import MASK_POLICY_PATH, render_mask_policy
+from pygate.audit._retention import export_csv, export_jsonl, prune
+from pygate.cli._main import main
+from pygate.engine._opa_process import PROJECT_ROOT
 from tests.conftest import raw_sql
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pygate._opa_process import find_opa_binary
 from pygate._resources import PROJECT_ROOT
+from pygate.engine._opa_process import find_opa_binary
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None,

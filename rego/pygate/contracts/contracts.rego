@@ -206,7 +206,7 @@ _contract_ok(contract) if {
 }
 
 # field_spec_ok holds for a well-formed field spec (the same rules as
-# pygate/_contracts.py, which checks them before data is published).
+# pygate/policy/_contracts.py, which checks them before data is published).
 field_spec_ok(spec) if {
 	is_object(spec)
 	spec.type in field_types

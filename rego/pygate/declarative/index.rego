@@ -1,6 +1,6 @@
 # Reaching rules-as-data policies through declarative_index, the lookup that
 # pygate computes from declarative_policies whenever it builds a bundle,
-# pushes policy data or runs `pygate policy index` (pygate/_policy_index.py):
+# pushes policy data or runs `pygate policy index` (pygate/policy/_policy_index.py):
 #
 #   {"count": N,                      the length of declarative_policies
 #    "sets": {"<set>": {"all": [i, ...],                positions of the set's policies

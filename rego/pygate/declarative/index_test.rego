@@ -3,7 +3,7 @@ package pygate.declarative_test
 import data.pygate.declarative
 
 # index_of is declarative_index for policies as pygate builds it
-# (pygate/_policy_index.py): typed valid policies under by_type, other
+# (pygate/policy/_policy_index.py): typed valid policies under by_type, other
 # policies of a set under all, entries without a usable set unscoped.
 index_of(policies) := {
 	"count": count(policies),

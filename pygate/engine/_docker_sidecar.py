@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pygate._errors import ConfigError
-from pygate._opa_process import OPA_VERSION
+from pygate.engine._opa_process import OPA_VERSION
 
 DEFAULT_IMAGE = f"openpolicyagent/opa:{OPA_VERSION}-static"
 LABEL = "org.pygate.sidecar"

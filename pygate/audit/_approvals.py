@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pygate._audit import AuditLog
 from pygate._errors import ApprovalError, AuditError
 from pygate._models import Decision, JSONObject
+from pygate.audit import AuditLog
 
 REVIEW_ACTION = "require_review"
 

@@ -33,8 +33,8 @@ from opa_client import OpaClient
 from opa_client.errors import ConnectionsError
 
 from pygate._errors import ConfigError
-from pygate._packages import write_adapter
 from pygate._resources import PROJECT_ROOT, is_pygate_tree, library_dirs, rego_root
+from pygate.policy._packages import write_adapter
 
 __all__ = ["OPA_VERSION", "PROJECT_ROOT", "LocalOpa", "find_opa_binary", "install_opa"]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import click
 
-from pygate._cli_common import fail, fail_with, settings_from
 from pygate._errors import ConfigError, PolicyDataError, PygateError
-from pygate._opa_process import LocalOpa, default_policy_dir
-from pygate._policy_data import load_policy_data
-from pygate._policy_index import check_index
+from pygate.cli._common import fail, fail_with, settings_from
+from pygate.engine._opa_process import LocalOpa, default_policy_dir
+from pygate.policy._policy_data import load_policy_data
+from pygate.policy._policy_index import check_index
 
 
 def register(main: click.Group) -> None:
@@ -122,7 +122,7 @@ def policy() -> None:
 def _data_path(ctx: click.Context, path: str | None, as_json: bool) -> str:
     """PATH, else the policy data of --policy-dir (pygate/config/data.json in it)."""
     if path is None:
-        from pygate._bundle import DATA_PATH
+        from pygate.policy._bundle import DATA_PATH
 
         try:
             folder = settings_from(ctx).policy_dir or str(default_policy_dir())
@@ -182,7 +182,7 @@ def policy_index(ctx: click.Context, path: str | None, check: bool, as_json: boo
     Exit codes: 0 written (or current, with --check), 2 invalid policies, or a stale
     index with --check.
     """
-    from pygate._policy_index import INDEX_KEY, with_index
+    from pygate.policy._policy_index import INDEX_KEY, with_index
 
     path = _data_path(ctx, path, as_json)
     try:
@@ -234,7 +234,7 @@ def bundle_keys(directory: str, force: bool, as_json: bool) -> None:
     The keys are for the demo and tests and are never committed (keys/ is ignored by git).
     Exit 2 when no key can be generated (needs openssl).
     """
-    from pygate._bundle import generate_keys
+    from pygate.policy._bundle import generate_keys
 
     try:
         pair = generate_keys(directory, force=force)
@@ -297,7 +297,7 @@ def bundle_build(ctx: click.Context, out: str, signing_key: str, key_id: str,
       2  a rules-as-data policy is malformed (names policy and field), opa test failed,
          or the key, policy folder or OPA binary is missing
     """
-    from pygate._bundle import build_bundle
+    from pygate.policy._bundle import build_bundle
 
     settings = settings_from(ctx)
     try:
@@ -350,7 +350,7 @@ def policy_push(
       2  invalid policy data (names policy and field), OPA owns the path through a
          bundle or refused the write, or OPA could not be reached
     """
-    from pygate._manage import push_policy_data
+    from pygate.policy._manage import push_policy_data
 
     url = _management_url(ctx, opa_url)
     try:
@@ -375,7 +375,7 @@ def policy_list(ctx: click.Context, opa_url: str | None, as_json: bool) -> None:
 
     Exit 2 when OPA cannot be reached.
     """
-    from pygate._manage import list_loaded
+    from pygate.policy._manage import list_loaded
 
     url = _management_url(ctx, opa_url)
     try:
@@ -421,8 +421,8 @@ def _sidecar_up_docker(
     verification_key: str | None,
     as_json: bool = False,
 ) -> None:
-    from pygate import _docker_sidecar
-    from pygate._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
+    from pygate.engine import _docker_sidecar
+    from pygate.policy._bundle import DEFAULT_BUNDLE, DEFAULT_KEY_DIR, PUBLIC_KEY_NAME
 
     settings = settings_from(ctx)
     if bundle_file is None and DEFAULT_BUNDLE.is_file():
@@ -460,7 +460,7 @@ def sidecar_down(docker: bool, port: int | None, as_json: bool) -> None:
     (A process sidecar from `pygate sidecar up` stops with Ctrl-C.) Exit 2 when no Docker
     engine answers.
     """
-    from pygate import _docker_sidecar
+    from pygate.engine import _docker_sidecar
 
     try:
         removed = _docker_sidecar.stop(port)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pygate._audit._base import AuditLog
 from pygate._models import Decision, Refusal
+from pygate.audit._base import AuditLog
 
 SYNTHETIC_REVISION = "synthetic"
 

@@ -24,8 +24,8 @@ from opa_client import OpaClient
 from opa_client.errors import ConnectionsError, PolicyNotFoundError, RegoParseError
 
 from pygate._errors import ConfigError, PublishError
-from pygate._policy_data import load_policy_data, validate_policy_data
-from pygate._policy_index import with_index
+from pygate.policy._policy_data import load_policy_data, validate_policy_data
+from pygate.policy._policy_index import with_index
 
 #: Where policy data lives in OPA (``data.pygate.config``), as a Data API path.
 CONFIG_PATH = "pygate/config"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pygate._audit._base import (
+from pygate._errors import AuditError, ConfigError
+from pygate.audit._base import (
     DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
     DEFAULT_REDACT_PATTERNS,
@@ -20,9 +21,8 @@ from pygate._audit._base import (
     VerifyResult,
     redact,
 )
-from pygate._audit._integrity import Checkpoint, Integrity, Keyring
-from pygate._audit._sqlite import SqliteAuditLog
-from pygate._errors import AuditError, ConfigError
+from pygate.audit._integrity import Checkpoint, Integrity, Keyring
+from pygate.audit._sqlite import SqliteAuditLog
 
 __all__ = [
     "DEFAULT_REDACT_KEYS",
@@ -91,7 +91,7 @@ def open_audit(
         )
     if text.startswith(("postgresql://", "postgres://")):
         # Imported here: SQLite users never load the PostgreSQL driver.
-        from pygate._audit._postgres import PostgresAuditLog
+        from pygate.audit._postgres import PostgresAuditLog
 
         return PostgresAuditLog(text, redact_keys, redact_patterns, integrity, timeout=timeout)
     return SqliteAuditLog(text, redact_keys, redact_patterns, integrity, timeout=timeout)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from pygate._audit._redact import (
+from pygate.audit._redact import (
     CARD_CANDIDATE,
     DEFAULT_REDACT_PATTERNS,
     MASK,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from pygate._cli_common import fail_with
 from pygate._errors import ConfigError, PygateError
-from pygate._opa_process import OPA_VERSION, find_opa_binary, install_opa, opa_cache_dir
 from pygate._resources import decision_schema_path, library_dirs, rego_root
-from pygate._scaffold import scaffold
+from pygate.cli._common import fail_with
+from pygate.engine._opa_process import OPA_VERSION, find_opa_binary, install_opa, opa_cache_dir
+from pygate.policy._scaffold import scaffold
 
 
 def register(main: click.Group) -> None:

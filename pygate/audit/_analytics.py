@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pygate._audit._base import AuditLog
 from pygate._errors import AuditError, ConfigError, InputError
+from pygate.audit._base import AuditLog
 
 FOLLOWUP_KINDS = ("retry", "escalate", "leave")
 

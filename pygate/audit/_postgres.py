@@ -32,7 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from pygate._audit._base import (
+from pygate._errors import AuditError
+from pygate.audit._base import (
     ADDED_COLUMNS,
     CHAIN_USAGE,
     DEFAULT_AUDIT_TIMEOUT,
@@ -45,8 +46,7 @@ from pygate._audit._base import (
     Check,
     canonical,
 )
-from pygate._audit._integrity import Integrity
-from pygate._errors import AuditError
+from pygate.audit._integrity import Integrity
 
 #: First key of every pygate advisory lock ("pyga"); the second is the schema's hash.
 _LOCK_NAMESPACE = 0x70796761

@@ -16,15 +16,15 @@ from typing import Any
 
 import click
 
-from pygate._approvals import STATUSES, Approval, Approvals, check_ttl
-from pygate._audit import _analytics as analytics
-from pygate._audit._integrity import KEY_FILE, default_state_dir, rotate_key
-from pygate._audit._mask import MASK_POLICY_PATH, render_mask_policy
-from pygate._audit._retention import export_csv, export_jsonl, prune
-from pygate._audit._synthetic import generate_history
-from pygate._cli_common import audit_from, fail, progress, settings_from
 from pygate._errors import PygateError
-from pygate._opa_process import default_policy_dir, find_opa_binary
+from pygate.audit import _analytics as analytics
+from pygate.audit._approvals import STATUSES, Approval, Approvals, check_ttl
+from pygate.audit._integrity import KEY_FILE, default_state_dir, rotate_key
+from pygate.audit._mask import MASK_POLICY_PATH, render_mask_policy
+from pygate.audit._retention import export_csv, export_jsonl, prune
+from pygate.audit._synthetic import generate_history
+from pygate.cli._common import audit_from, fail, progress, settings_from
+from pygate.engine._opa_process import default_policy_dir, find_opa_binary
 
 EXIT_FAILED = 1
 
@@ -269,7 +269,7 @@ def report(ctx: click.Context, out: str, window: str, since: str | None, as_json
     Refusal rate over time, top policies (and those never triggered), refusals by action with
     examples, the follow-up funnel, fallback incidents, and whether the hash chain verifies.
     """
-    from pygate._report import build_report  # matplotlib loads only for this command
+    from pygate.audit._report import build_report  # matplotlib loads only for this command
 
     settings = settings_from(ctx)
     try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from pygate._errors import PolicyDataError
-from pygate._policy_data import validate_policy
+from pygate.policy._policy_data import validate_policy
 
 #: The policy data key the index lives under (``data.pygate.config.declarative_index``).
 INDEX_KEY = "declarative_index"

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pygate._audit._base import (
+from pygate._errors import AuditError
+from pygate.audit._base import (
     ADDED_COLUMNS,
     DEFAULT_AUDIT_TIMEOUT,
     DEFAULT_REDACT_KEYS,
@@ -34,9 +35,8 @@ from pygate._audit._base import (
     Check,
     canonical,
 )
-from pygate._audit._group_commit import GroupCommit
-from pygate._audit._integrity import Integrity
-from pygate._errors import AuditError
+from pygate.audit._group_commit import GroupCommit
+from pygate.audit._integrity import Integrity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (

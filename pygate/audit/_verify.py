@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pygate._audit._base import GENESIS, VerifyResult, anchor_message, canonical
 from pygate._errors import AuditError
+from pygate.audit._base import GENESIS, VerifyResult, anchor_message, canonical
 
 if TYPE_CHECKING:
-    from pygate._audit._base import AuditLog
+    from pygate.audit._base import AuditLog
 
 
 def chain_start(log: AuditLog) -> tuple[str, int, str]:

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from pygate._errors import ConfigError, PublishError
-from pygate._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
-from pygate._packages import user_packages, write_adapter
-from pygate._policy_data import load_policy_data, validate_policy_data
-from pygate._policy_index import check_index, with_index
 from pygate._resources import is_pygate_tree, library_dirs
+from pygate.engine._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
+from pygate.policy._packages import user_packages, write_adapter
+from pygate.policy._policy_data import load_policy_data, validate_policy_data
+from pygate.policy._policy_index import check_index, with_index
 
 #: The bundle's only root: a sidecar loading it owns ``data.pygate`` and nothing else.
 ROOTS = ("pygate",)
@@ -124,7 +124,7 @@ def merge_policy_data(policy_dir: Path, data_files: Sequence[str | os.PathLike[s
 
     A later file replaces whole top-level keys (``default_transaction_limit``,
     ``declarative_policies``, ...) of the data before it. The result is validated and
-    carries a fresh ``declarative_index`` (pygate/_policy_index.py).
+    carries a fresh ``declarative_index`` (pygate/policy/_policy_index.py).
 
     Raises:
         PolicyDataError: a file is unreadable or not an object, a policy is malformed, or
@@ -245,7 +245,7 @@ def build_bundle(
             verification key up by it.
         policy_dir: the policy folder (default: pygate's own ``rego/``). A folder that is
             not a whole pygate tree is a user project: pygate's Rego library and the
-            package adapter (``pygate/_packages.py``) are added, and the roots are
+            package adapter (``pygate/policy/_packages.py``) are added, and the roots are
             ``pygate`` plus the user's top-level names.
         data_files: JSON files whose top-level keys replace those of the folder's data.
         opa_bin: the ``opa`` binary (default: ``find_opa_binary()``).

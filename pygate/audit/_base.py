@@ -22,17 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pygate._audit._integrity import Checkpoint, Integrity
-
-# Re-exported (``X as X``): the backends and _mask import these from here.
-from pygate._audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
-from pygate._audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
-from pygate._audit._redact import MASK as MASK
-from pygate._audit._redact import key_names, redact_text
-from pygate._audit._redact import redact as redact
-from pygate._audit._redact import redact_pattern as redact_pattern
 from pygate._errors import AuditError, ConfigError
 from pygate._models import AuditRecord, Decision
+from pygate.audit._integrity import Checkpoint, Integrity
+
+# Re-exported (``X as X``): the backends and _mask import these from here.
+from pygate.audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
+from pygate.audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
+from pygate.audit._redact import MASK as MASK
+from pygate.audit._redact import key_names, redact_text
+from pygate.audit._redact import redact as redact
+from pygate.audit._redact import redact_pattern as redact_pattern
 
 log = logging.getLogger("pygate.audit")
 
@@ -408,7 +408,7 @@ class AuditLog(ABC):
         Raises:
             AuditError: the log or the checkpoint cannot be read.
         """
-        from pygate._audit._verify import verify_log  # the walk lives in its own module
+        from pygate.audit._verify import verify_log  # the walk lives in its own module
 
         return verify_log(self)
 

@@ -11,8 +11,12 @@ from typing import Any
 import click
 
 from pygate import _core
-from pygate._audit import open_audit
-from pygate._cli_common import (
+from pygate._errors import ConfigError, InputError, PygateError
+from pygate._gate import Gate
+from pygate._input import loads
+from pygate._models import Decision
+from pygate.audit import open_audit
+from pygate.cli._common import (
     EXIT_OK,
     EXIT_REFUSED,
     PygateGroup,
@@ -21,12 +25,8 @@ from pygate._cli_common import (
     progress,
     settings_from,
 )
-from pygate._demo import Scenario, scenarios
-from pygate._errors import ConfigError, InputError, PygateError
-from pygate._gate import Gate
-from pygate._input import loads
-from pygate._models import Decision
-from pygate._opa_process import LocalOpa
+from pygate.cli._demo import Scenario, scenarios
+from pygate.engine._opa_process import LocalOpa
 
 
 def _show(decision: Decision, title: str | None = None) -> None:
@@ -387,13 +387,13 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
 
 # The refusal-dataset commands (analytics, report, export, retention, approvals) live in
 # _cli_audit so this module stays one idea; they attach to the same `audit` group.
-from pygate._cli_audit import approvals as _approvals_group  # noqa: E402
-from pygate._cli_audit import register as _register_audit  # noqa: E402
-from pygate._cli_deploy import register as _register_deploy  # noqa: E402
+from pygate.cli._audit import approvals as _approvals_group  # noqa: E402
+from pygate.cli._audit import register as _register_audit  # noqa: E402
+from pygate.cli._deploy import register as _register_deploy  # noqa: E402
 
 _register_audit(audit)
 main.add_command(_approvals_group)
 _register_deploy(main)
-from pygate._cli_project import register as _register_project  # noqa: E402
+from pygate.cli._project import register as _register_project  # noqa: E402
 
 _register_project(main)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from pygate._audit._base import GENESIS, AuditLog, anchor_message
 from pygate._errors import AuditError, InputError
+from pygate.audit._base import GENESIS, AuditLog, anchor_message
 
 #: Export columns, in order; ``decision_id`` joins a record with OPA's own decision logs.
 EXPORT_COLUMNS = (

@@ -21,8 +21,8 @@ matplotlib.use("Agg")  # headless: never open a window, never need a display
 
 from matplotlib.figure import Figure
 
-from pygate._audit import AuditLog
-from pygate._audit import _analytics as analytics
+from pygate.audit import AuditLog
+from pygate.audit import _analytics as analytics
 
 _RED, _GREEN, _GREY, _BLUE, _AMBER = "#c0392b", "#27ae60", "#7f8c8d", "#2c6fbb", "#e67e22"
 _SVG_HEAD = re.compile(r"^.*?(?=<svg)", re.S)

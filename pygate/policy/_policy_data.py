@@ -20,9 +20,9 @@ from pydantic import (
     ValidationError,
 )
 
-from pygate._contracts import validate_contracts
 from pygate._errors import InputError, PolicyDataError
 from pygate._input import loads
+from pygate.policy._contracts import validate_contracts
 
 Number = StrictInt | StrictFloat
 Scalar = StrictStr | StrictInt | StrictFloat | bool | None

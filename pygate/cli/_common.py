@@ -23,9 +23,9 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from pygate._audit import AuditLog, open_audit
 from pygate._errors import ConfigError, PolicyDataError, PygateError
 from pygate._settings import Settings
+from pygate.audit import AuditLog, open_audit
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 

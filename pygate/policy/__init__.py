@@ -1,0 +1,1 @@
+"""What is decided, and publishing it: contracts, data, the index, bundles, projects."""
