@@ -14,6 +14,7 @@ turns that skip into a failure, so CI cannot pass without running it.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -100,9 +101,13 @@ class ComposeDeployment:
         self.audit_db = (
             f"postgresql://pygate:pygate-demo@127.0.0.1:{self.ports['POSTGRES_PORT']}/pygate"
         )
+        # The services' audit keyring (the compose file's default is a public demo key): a
+        # fresh one per run, which the drill's verify must use too.
+        self.audit_key = f"kdrill01 {secrets.token_hex(32)}"
         self.env = {
             **os.environ,
             **{k: str(v) for k, v in self.ports.items()},
+            "PYGATE_AUDIT_KEY": self.audit_key,
             "COMPOSE_PROJECT_NAME": self.project,
             "PYGATE_BUNDLE_DIR": str(self.bundles),
             "PYGATE_KEYS_DIR": str(self.verify_key.parent),
@@ -204,8 +209,10 @@ def test_no_bridge_network_is_created(deployment: ComposeDeployment) -> None:
 
 
 def test_the_deployment_drill_passes_on_compose(
-    deployment: ComposeDeployment, tmp_path: Path
+    deployment: ComposeDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The drill verifies the shared log's keyed chain: with the key the services write with.
+    monkeypatch.setenv("PYGATE_AUDIT_KEY", deployment.audit_key)
     result = DRILL.run_drill(deployment, tmp_path, rounds=2, say=print)
     assert len(result.revisions) == 4
     assert len(set(result.revisions)) == 4
