@@ -211,8 +211,12 @@ def test_no_bridge_network_is_created(deployment: ComposeDeployment) -> None:
 def test_the_deployment_drill_passes_on_compose(
     deployment: ComposeDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The drill verifies the shared log's keyed chain: with the key the services write with.
+    # The drill verifies the shared log's keyed chain: with the key the services write with,
+    # against the checkpoints they write to their volume (root here can read its mountpoint).
     monkeypatch.setenv("PYGATE_AUDIT_KEY", deployment.audit_key)
+    volume = f"{deployment.project}_pygate-checkpoints"
+    mount = _docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip()
+    monkeypatch.setenv("PYGATE_AUDIT_CHECKPOINT_DIR", mount)
     result = DRILL.run_drill(deployment, tmp_path, rounds=2, say=print)
     assert len(result.revisions) == 4
     assert len(set(result.revisions)) == 4
