@@ -66,6 +66,26 @@ def opa() -> Iterator[LocalOpa]:
 
 
 @pytest.fixture
+def logging_opa(tmp_path: Path) -> Iterator[tuple[LocalOpa, Path]]:
+    """A real OPA with console decision logs (so it returns decision ids), masked by the
+    committed rego/pygate/log/mask.rego; yields the OPA and its log file."""
+    log_path = tmp_path / "opa.log"
+    local = LocalOpa(
+        REGO,
+        supervise=False,
+        log_path=log_path,
+        extra_args=[
+            "--set",
+            "decision_logs.console=true",
+            "--set",
+            "decision_logs.mask_decision=/pygate/log/mask",
+        ],
+    ).start()
+    yield local, log_path
+    local.stop()
+
+
+@pytest.fixture
 def audit(tmp_path: Path) -> Iterator[AuditLog]:
     log = SqliteAuditLog(tmp_path / "audit.db")
     yield log

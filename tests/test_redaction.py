@@ -9,7 +9,6 @@ SQLite file and its WAL (everything stored on PostgreSQL, as text), and in OPA's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from pygate.audit._redact import (
     masks_key,
     redact,
 )
-from tests.conftest import PROJECT_ROOT
 from tests.test_trust import _opa_events
 
 # (family, where it sits in the output, the secret that must not be stored)
@@ -183,25 +181,6 @@ def _stored_text(audit_db: str) -> bytes:
             for table in ("decisions", "approvals", "followups", "quota_usage", "chain_anchor")
         ]
     return "".join(chunks).encode()
-
-
-@pytest.fixture
-def logging_opa(tmp_path: Path) -> Iterator[tuple[LocalOpa, Path]]:
-    """A real OPA with console decision logs, masked by the committed rego/pygate/log/mask.rego."""
-    log_path = tmp_path / "opa.log"
-    local = LocalOpa(
-        PROJECT_ROOT / "rego",
-        supervise=False,
-        log_path=log_path,
-        extra_args=[
-            "--set",
-            "decision_logs.console=true",
-            "--set",
-            "decision_logs.mask_decision=/pygate/log/mask",
-        ],
-    ).start()
-    yield local, log_path
-    local.stop()
 
 
 def test_corpus_never_lands_in_the_audit_store_or_opa_decision_log(

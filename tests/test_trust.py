@@ -8,7 +8,6 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,25 +234,6 @@ def test_a_log_from_before_the_new_columns_opens_and_verifies(audit_db: str) -> 
 
 
 # --- export ------------------------------------------------------------------------------
-@pytest.fixture
-def logging_opa(tmp_path: Path) -> Iterator[tuple[LocalOpa, Path]]:
-    """A real OPA that logs decisions to the console (so it returns decision ids)."""
-    log_path = tmp_path / "opa.log"
-    local = LocalOpa(
-        PROJECT_ROOT / "rego",
-        supervise=False,
-        log_path=log_path,
-        extra_args=[
-            "--set",
-            "decision_logs.console=true",
-            "--set",
-            "decision_logs.mask_decision=/pygate/log/mask",
-        ],
-    ).start()
-    yield local, log_path
-    local.stop()
-
-
 def _opa_events(log_path: Path) -> list[dict[str, object]]:
     for _ in range(50):  # console decision logs are written asynchronously
         events = [
