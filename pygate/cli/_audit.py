@@ -41,6 +41,13 @@ def _since(text: str | None) -> str | None:
         fail(str(exc))
 
 
+def _known_policies(ctx: click.Context) -> dict[str, dict[str, Any]]:
+    """The policies of the configured policy folder, as ``opa inspect`` reports them."""
+    settings = settings_from(ctx)
+    opa = find_opa_binary(settings.opa_bin)
+    return analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
+
+
 def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -140,10 +147,8 @@ def policies(ctx: click.Context, since: str | None, as_json: bool) -> None:
     Known policies come from OPA itself (`opa inspect -a` on the policy folder: every refusal
     rule's METADATA id) plus the rules-as-data policies in the folder's data.json files.
     """
-    settings = settings_from(ctx)
     try:
-        opa = find_opa_binary(settings.opa_bin)
-        known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
+        known = _known_policies(ctx)
     except PygateError as exc:
         fail(str(exc))
     data = analytics.policy_triggers(audit_from(ctx), known, _since(since))
@@ -271,11 +276,9 @@ def report(ctx: click.Context, out: str, window: str, since: str | None, as_json
     """
     from pygate.audit._report import build_report  # matplotlib loads only for this command
 
-    settings = settings_from(ctx)
     try:
         span = analytics.parse_duration(window)
-        opa = find_opa_binary(settings.opa_bin)
-        known = analytics.known_policies(settings.policy_dir or default_policy_dir(), opa)
+        known = _known_policies(ctx)
         started = time.perf_counter()
         log = audit_from(ctx)
         with progress("building the report"):
