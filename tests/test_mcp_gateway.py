@@ -1,0 +1,274 @@
+"""``pygate mcp``: a real MCP client (the SDK's ClientSession) → the gateway → a real MCP
+server (the SDK's FastMCP, ``tests/mcp_notes_server.py``), over stdio and streamable HTTP.
+
+The server records every call it receives, so "refused never reached the server" is read
+from the server's own record, not from the gateway's word.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
+
+from pygate import Gate
+from pygate.audit import open_audit
+from pygate.engine._opa_process import LocalOpa, free_port
+from pygate.integrations._common import tool_error_text
+from pygate.integrations._mcp_config import token_digest
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = Path(__file__).resolve().parent / "mcp_notes_server.py"
+SERVICE = "mcptest"
+QUOTA = 5
+TOKEN_ALICE = "alice-token-0123456789"
+TOKEN_BOB = "bob-token-0123456789abc"
+
+_TEXT = {"type": "string", "meaning": "text", "max_length": 200}
+#: The test service: notes.echo and notes.add pass, notes.delete_note waits for review
+#: (declared, not on the assistant allowlist), notes.read_secrets is not declared.
+SERVICE_DATA = {
+    "policy_sets": ["assistant"],
+    "undeclared_action": "refuse",
+    "actions": {
+        "notes.echo": {"arguments": {"text": _TEXT}},
+        "notes.add": {"arguments": {"a": {"type": "number"}, "b": {"type": "number"}}},
+        "notes.delete_note": {"arguments": {"name": _TEXT}},
+    },
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def mcp_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOpa]:
+    """An OPA whose policy data declares the test service, with a small daily quota."""
+    target = tmp_path_factory.mktemp("mcp-policy") / "rego"
+    import shutil
+
+    shutil.copytree(ROOT / "rego", target)
+    data_file = target / "pygate" / "config" / "data.json"
+    data = json.loads(data_file.read_text())
+    data["services"][SERVICE] = SERVICE_DATA
+    data["daily_quota"] = QUOTA
+    data["action_allowlist"] = [*data["action_allowlist"], "notes.echo", "notes.add"]
+    data_file.write_text(json.dumps(data))
+    opa = LocalOpa(target)
+    opa.start()
+    yield opa
+    opa.stop()
+
+
+class Setup:
+    """One test's files: the gateway config, the audit database, the server's record."""
+
+    def __init__(self, tmp_path: Path, opa_url: str) -> None:
+        self.dir = tmp_path
+        self.opa_url = opa_url
+        self.audit_db = tmp_path / "audit.db"
+        self.record = tmp_path / "record.jsonl"
+        self.record.touch()
+        self.config = tmp_path / "mcp.toml"
+        self.env = {**os.environ, "NOTES_RECORD": str(self.record)}
+
+    def received(self) -> list[dict[str, Any]]:
+        """What the upstream server says it received."""
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def write_config(self, upstream: str, extra: str = "") -> None:
+        self.config.write_text(
+            f"""service = "{SERVICE}"
+{extra}
+[stdio]
+user = {{ id = "alice", role = "analyst" }}
+
+[http]
+host = "127.0.0.1"
+[[http.users]]
+token = "{TOKEN_ALICE}"
+user = {{ id = "alice", role = "analyst" }}
+[[http.users]]
+token_sha256 = "{token_digest(TOKEN_BOB)}"
+user = {{ id = "bob", role = "developer" }}
+
+[[upstreams]]
+{upstream}
+"""
+        )
+
+    def gateway_args(self, *more: str) -> list[str]:
+        return ["-m", "pygate", "--opa-url", self.opa_url, "--audit-db", str(self.audit_db),
+                "mcp", "--config", str(self.config), *more]  # fmt: skip
+
+
+def _stdio_upstream() -> str:
+    return f'name = "notes"\ncommand = "{sys.executable}"\nargs = ["{SERVER}", "stdio"]\n' + (
+        'env = { NOTES_RECORD = "%s" }'
+    )
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, mcp_opa: LocalOpa) -> Setup:
+    return Setup(tmp_path, mcp_opa.url)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@asynccontextmanager
+async def stdio_gateway(setup: Setup) -> AsyncIterator[ClientSession]:
+    """A ClientSession to ``pygate mcp`` over stdio, upstream the notes server over stdio."""
+    setup.write_config(_stdio_upstream() % setup.record)
+    params = StdioServerParameters(
+        command=sys.executable, args=setup.gateway_args(), env=setup.env, cwd=str(setup.dir)
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def start_http_gateway(
+    setup: Setup, processes: list[subprocess.Popen[bytes]], opa_url: str | None = None
+) -> str:
+    """``pygate mcp --transport http`` with the notes server over HTTP; returns its URL."""
+    upstream_port, port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), "http", str(upstream_port)], env=setup.env, cwd=setup.dir
+    )
+    processes.append(server)
+    _wait_port(upstream_port, server)
+    setup.write_config(f'name = "notes"\nurl = "http://127.0.0.1:{upstream_port}/mcp"')
+    if opa_url is not None:
+        setup.opa_url = opa_url
+    args = setup.gateway_args("--transport", "http", "--port", str(port))
+    gateway = subprocess.Popen([sys.executable, *args], env=setup.env, cwd=setup.dir)
+    processes.append(gateway)
+    _wait_port(port, gateway)
+    return f"http://127.0.0.1:{port}/mcp"
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=60) as client,
+        streamable_http_client(url, http_client=client) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def text(result: CallToolResult) -> str:
+    first = result.content[0]
+    assert isinstance(first, TextContent)
+    return first.text
+
+
+def last_records(setup: Setup, count: int) -> list[Any]:
+    log = open_audit(str(setup.audit_db))
+    try:
+        return list(log.records())[-count:]
+    finally:
+        log.close()
+
+
+# --- the behaviour, over both transports ---------------------------------------------------
+
+
+async def _allowed_refused_hidden(session: ClientSession, setup: Setup, user: str) -> None:
+    listed = sorted(t.name for t in (await session.list_tools()).tools)
+    # read_secrets is not declared by the service: it can never be called, so it is hidden.
+    assert listed == ["add", "delete_note", "echo"]
+
+    allowed = await session.call_tool("echo", {"text": "hello"})
+    assert not allowed.isError
+    assert text(allowed) == "echo: hello"
+    added = await session.call_tool("add", {"a": 2, "b": 3})
+    assert not added.isError
+    assert added.structuredContent == {"sum": 5.0}
+
+    refused = await session.call_tool("read_secrets", {})
+    assert refused.isError
+    assert refused.structuredContent is not None
+    assert refused.structuredContent["pygate"]["allowed"] is False
+    bad_args = await session.call_tool("echo", {"text": "hi", "extra": "x"})
+    assert bad_args.isError
+
+    assert setup.received() == [
+        {"tool": "echo", "arguments": {"text": "hello"}},
+        {"tool": "add", "arguments": {"a": 2, "b": 3}},
+    ]
+    records = last_records(setup, 4)
+    assert [r.allowed for r in records] == [True, True, False, False]
+    assert {r.user_id for r in records} == {user}
+    # The audit keeps the MCP server and tool names: the output and the decided action.
+    assert records[0].output == {"name": "notes.echo", "arguments": {"text": "hello"}}
+    assert records[0].actions is not None
+    assert records[0].actions[0]["name"] == "notes.echo"
+    assert records[0].actions[0]["source"] == "mcp.tools_call"
+    assert records[2].output == {"name": "notes.read_secrets", "arguments": {}}
+    expected = tool_error_text_of(setup, records[2].output, {"id": user})
+    assert text(refused) == expected
+
+
+def tool_error_text_of(setup: Setup, output: dict[str, Any], user: dict[str, Any]) -> str:
+    """What a refusal's text must be: ``tool_error_text`` of the gate's own decision."""
+    with Gate(SERVICE, opa_url=setup.opa_url, audit=None) as gate:
+        decision = gate.evaluate(output, user, {"usage_today": 0})
+    assert not decision.allowed
+    return tool_error_text(decision)
+
+
+async def test_stdio_allowed_pass_unchanged_refused_never_reach_the_server(setup: Setup) -> None:
+    async with stdio_gateway(setup) as session:
+        await _allowed_refused_hidden(session, setup, "alice")
+
+
+async def test_http_allowed_pass_unchanged_refused_never_reach_the_server(
+    setup: Setup, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    url = start_http_gateway(setup, processes)
+    async with http_client(url, TOKEN_BOB) as session:
+        await _allowed_refused_hidden(session, setup, "bob")
