@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters
@@ -26,10 +27,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from pygate import Gate
+from pygate._errors import ConfigError
 from pygate.audit import open_audit
 from pygate.engine._opa_process import LocalOpa, free_port
 from pygate.integrations._common import tool_error_text
-from pygate.integrations._mcp_config import token_digest
+from pygate.integrations._mcp_config import load_config, parse_config, token_digest
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +274,209 @@ async def test_http_allowed_pass_unchanged_refused_never_reach_the_server(
     url = start_http_gateway(setup, processes)
     async with http_client(url, TOKEN_BOB) as session:
         await _allowed_refused_hidden(session, setup, "bob")
+
+
+# --- failing closed --------------------------------------------------------------------------
+
+
+async def test_engine_down_refuses_every_call_and_hides_every_tool(setup: Setup) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        setup.opa_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with stdio_gateway(setup) as session:
+        assert (await session.list_tools()).tools == []
+        refused = await session.call_tool("echo", {"text": "hello"})
+    assert refused.isError
+    assert refused.structuredContent is not None
+    assert refused.structuredContent["pygate"]["fallback"] is True
+    assert refused.structuredContent["pygate"]["policy_id"] == "pygate.engine"
+    assert setup.received() == []
+    assert [r.allowed for r in last_records(setup, 5)] == [False]
+
+
+async def test_missing_or_unknown_token_is_refused_with_401(
+    setup: Setup, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    url = start_http_gateway(setup, processes)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}}}  # fmt: skip
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient() as client:
+        for auth in (
+            None,
+            "Bearer wrong-token-0123456789",
+            f"Basic {TOKEN_ALICE}",
+            f"Bearer  {TOKEN_ALICE}x",
+        ):
+            sent = {**headers, "Authorization": auth} if auth else headers
+            response = await client.post(url, json=call, headers=sent)
+            assert response.status_code == 401, auth
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    with pytest.raises(Exception):  # noqa: B017, PT011  # the SDK's own error for a 401
+        async with http_client(url, "wrong-token-0123456789"):
+            pass
+    assert setup.received() == []
+    assert not setup.audit_db.exists() or last_records(setup, 5) == []
+
+
+# --- approvals through the gateway -------------------------------------------------------------
+
+
+async def test_a_call_needing_review_passes_once_after_approval(setup: Setup) -> None:
+    async with stdio_gateway(setup) as session:
+        first = await session.call_tool("delete_note", {"name": "old"})
+        assert first.isError
+        assert first.structuredContent is not None
+        review = first.structuredContent["pygate"]["review"]
+        assert len(review["output_hash"]) == 64
+        assert review["approval_id"] in text_all(first)
+        assert setup.received() == []
+
+        approve = subprocess.run(
+            [sys.executable, "-m", "pygate", "--audit-db", str(setup.audit_db), "approvals",
+             "approve", review["approval_id"], "--by", "rita"],
+            env=setup.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert approve.returncode == 0, approve.stderr
+
+        second = await session.call_tool("delete_note", {"name": "old"})
+        assert not second.isError, text(second)
+        assert text(second) == "deleted old"
+        third = await session.call_tool("delete_note", {"name": "old"})
+        assert third.isError  # used up: one approval, one call
+    assert setup.received() == [{"tool": "delete_note", "arguments": {"name": "old"}}]
+    allowed = [r for r in last_records(setup, 10) if r.allowed]
+    assert [r.approved_by for r in allowed] == ["rita"]
+
+
+def text_all(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+# --- concurrency and the quota ------------------------------------------------------------------
+
+
+async def test_twenty_concurrent_calls_keep_the_daily_quota_exact(
+    setup: Setup, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    url = start_http_gateway(setup, processes)
+    results: list[CallToolResult] = []
+
+    async def one(i: int, session: ClientSession) -> None:
+        results.append(await session.call_tool("echo", {"text": f"n{i}"}))
+
+    async with http_client(url, TOKEN_ALICE) as session, anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(one, i, session)
+    passed = [r for r in results if not r.isError]
+    refused = [r for r in results if r.isError]
+    assert len(passed) == QUOTA
+    assert len(setup.received()) == QUOTA
+    assert sorted(text(r) for r in passed) == sorted(
+        f"echo: {c['arguments']['text']}" for c in setup.received()
+    )
+    for result in refused:
+        assert result.structuredContent is not None
+        assert "AST-003" in result.structuredContent["pygate"]["policy_ids"]
+    assert sum(r.allowed for r in last_records(setup, 50)) == QUOTA
+
+
+# --- listing, namespacing, configuration ---------------------------------------------------------
+
+
+async def test_several_upstreams_are_namespaced_and_hiding_can_be_turned_off(setup: Setup) -> None:
+    two = (
+        (_stdio_upstream() % setup.record)
+        + "\n\n[[upstreams]]\n"
+        + (_stdio_upstream() % setup.record).replace('name = "notes"', 'name = "more"')
+    )
+    setup.write_config(two, extra="hide_tools = false")
+    params = StdioServerParameters(
+        command=sys.executable, args=setup.gateway_args(), env=setup.env, cwd=str(setup.dir)
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = sorted(t.name for t in (await session.list_tools()).tools)
+        assert listed == sorted(
+            f"{server}.{tool}"
+            for server in ("notes", "more")
+            for tool in ("add", "delete_note", "echo", "read_secrets")
+        )
+        allowed = await session.call_tool("notes.echo", {"text": "a"})
+        other = await session.call_tool("more.echo", {"text": "b"})  # not declared: refused
+        unknown = await session.call_tool("nope.echo", {"text": "c"})
+        bare = await session.call_tool("echo", {"text": "d"})
+    assert not allowed.isError
+    assert other.isError
+    assert unknown.isError
+    assert bare.isError
+    assert setup.received() == [{"tool": "echo", "arguments": {"text": "a"}}]
+    outputs = [r.output["name"] for r in last_records(setup, 10)]
+    assert outputs == ["notes.echo", "more.echo"]
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"upstreams": [{"name": "a", "command": "x"}]}, "service: Field required"),
+        ({"service": "s", "upstreams": []}, "upstreams: List should have at least 1 item"),
+        ({"service": "s", "upstreams": [{"name": "a"}]}, "upstreams[0]: an upstream needs"),
+        ({"service": "s", "upstreams": [{"name": "A.b", "command": "x"}]}, "upstreams[0].name"),
+        ({"service": "s", "upstreams": [{"name": "a", "url": "ftp://x"}]}, "upstreams[0].url"),
+        ({"service": "s", "upstreams": [{"name": "a", "command": "x", "cmd": 1}]},
+         "upstreams[0].cmd: Extra inputs"),
+        ({"service": "s", "upstreams": [{"name": "a", "command": "x"}] * 2}, "used twice"),
+        ({"service": "s", "upstreams": [{"name": "a", "command": "x"}],
+          "http": {"users": [{"token": "t" * 20, "token_sha256": "0" * 64,
+                              "user": {"id": "u"}}]}}, "http.users[0]: give exactly one"),
+        ({"service": "s", "upstreams": [{"name": "a", "command": "x"}],
+          "http": {"users": [{"token": "short", "user": {"id": "u"}}]}}, "http.users[0].token"),
+        ({"service": "s", "upstreams": [{"name": "a", "command": "x"}],
+          "stdio": {"user": {"role": "x"}}}, "stdio.user.id: Field required"),
+    ],
+)  # fmt: skip
+def test_bad_config_names_the_field(document: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=r"^cfg: ") as caught:
+        parse_config(document, "cfg")
+    assert field in str(caught.value)
+
+
+def test_bad_config_file_is_a_clear_cli_error(tmp_path: Path) -> None:
+    bad = tmp_path / "mcp.toml"
+    bad.write_text('service = "s"\n[[upstreams]]\nname = "notes"\nurl = "nowhere"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "pygate", "mcp", "--config", str(bad), "--check"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "upstreams[0].url: must be an http:// or https:// URL" in run.stderr
+    assert "Traceback" not in run.stderr
+    bad.write_text("service = [")
+    run = subprocess.run(
+        [sys.executable, "-m", "pygate", "mcp", "--config", str(bad)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "not valid TOML" in run.stderr
+    good = tmp_path / "ok.toml"
+    good.write_text('service = "s"\n[[upstreams]]\nname = "notes"\ncommand = "x"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "pygate", "mcp", "--config", str(good)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "stdio.user: required for --transport stdio" in run.stderr
+    assert load_config(good).service == "s"
+
+
+def test_tokens_map_to_users_and_nothing_else() -> None:
+    config = parse_config(
+        {"service": "s", "upstreams": [{"name": "a", "command": "x"}],
+         "http": {"users": [{"token": TOKEN_ALICE, "user": {"id": "alice"}},
+                            {"token_sha256": token_digest(TOKEN_BOB), "user": {"id": "bob"}}]}}
+    )  # fmt: skip
+    assert config.http is not None
+    assert config.http.user_for(TOKEN_ALICE).id == "alice"  # type: ignore[union-attr]
+    assert config.http.user_for(TOKEN_BOB).id == "bob"  # type: ignore[union-attr]
+    for presented in (None, "", TOKEN_ALICE.upper(), TOKEN_ALICE + " ", token_digest(TOKEN_BOB)):
+        assert config.http.user_for(presented) is None

@@ -39,15 +39,17 @@ import hmac
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -178,30 +180,33 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _upstream_kind(value: Any) -> str | None:
+    """Which upstream model a table is: by the key that says how to reach the server."""
+    if isinstance(value, dict):
+        return "stdio" if "command" in value else "http" if "url" in value else None
+    return "stdio" if isinstance(value, StdioUpstream) else "http"
+
+
+_TAGS = ("stdio", "http")
+Upstream = Annotated[
+    Annotated[StdioUpstream, Tag("stdio")] | Annotated[HttpUpstream, Tag("http")],
+    Discriminator(
+        _upstream_kind,
+        custom_error_type="upstream_kind",
+        custom_error_message="an upstream needs either command (stdio) or url (streamable HTTP)",
+    ),
+]
+
+
 class GatewayConfig(_Strict):
     """The whole configuration file."""
 
     service: StrictStr = Field(min_length=1)
     hide_tools: StrictBool = True
     namespace_tools: Literal["auto"] | StrictBool = "auto"
-    upstreams: list[StdioUpstream | HttpUpstream] = Field(min_length=1)
+    upstreams: list[Upstream] = Field(min_length=1)
     stdio: StdioSide | None = None
     http: HttpSide | None = None
-
-    @field_validator("upstreams", mode="before")
-    @classmethod
-    def _kind(cls, value: Any) -> Any:
-        # Pick the model by the key given, so an error names the right fields.
-        if isinstance(value, list):
-            return [
-                StdioUpstream.model_validate(u)
-                if isinstance(u, dict) and "command" in u
-                else HttpUpstream.model_validate(u)
-                if isinstance(u, dict) and "url" in u
-                else _no_kind(u)
-                for u in value
-            ]
-        return value
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
@@ -221,19 +226,15 @@ class GatewayConfig(_Strict):
         return bool(self.namespace_tools)
 
 
-def _no_kind(value: Any) -> Any:
-    raise ValueError("an upstream needs either command (stdio) or url (streamable HTTP)")
-
-
 def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
+    previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("StdioUpstream", "HttpUpstream", "function-after[_one_token()]"):
-            continue
-        else:
+        elif not (isinstance(previous, int) and part in _TAGS):  # the union's tag
             out += f".{part}" if out else str(part)
+        previous = part
     return out or "(file)"
 
 
