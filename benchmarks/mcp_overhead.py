@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import socket
@@ -94,7 +95,8 @@ async def _session(stack: AsyncExitStack, target: StdioServerParameters | str) -
             streamable_http_client(target, http_client=client)
         )
     else:
-        read, write = await stack.enter_async_context(stdio_client(target))
+        quiet = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115  # closed by the stack
+        read, write = await stack.enter_async_context(stdio_client(target, errlog=quiet))
     session = await stack.enter_async_context(ClientSession(read, write))
     await session.initialize()
     return session
@@ -140,6 +142,7 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
                         subprocess.Popen(
                             [sys.executable, str(SERVER), "http", str(p)],
                             env=env,
+                            stdout=subprocess.DEVNULL,  # uvicorn's access log
                             stderr=subprocess.DEVNULL,
                         )
                     )

@@ -26,12 +26,18 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from pygate import Gate
+from pygate import AsyncGate, Gate
 from pygate._errors import ConfigError
 from pygate.audit import open_audit
 from pygate.engine._opa_process import LocalOpa, free_port
 from pygate.integrations._common import tool_error_text
-from pygate.integrations._mcp_config import load_config, parse_config, token_digest
+from pygate.integrations._mcp_config import (
+    GatewayUser,
+    load_config,
+    parse_config,
+    token_digest,
+)
+from pygate.integrations.mcp import McpGateway
 
 pytestmark = pytest.mark.anyio
 
@@ -312,6 +318,10 @@ async def test_missing_or_unknown_token_is_refused_with_401(
             response = await client.post(url, json=call, headers=sent)
             assert response.status_code == 401, auth
             assert response.headers["www-authenticate"].startswith("Bearer")
+        twice = httpx.Headers([*headers.items(), ("Authorization", f"Bearer {TOKEN_ALICE}"),
+                               ("Authorization", "Bearer wrong-token-0123456789")])  # fmt: skip
+        response = await client.post(url, json=call, headers=twice)
+        assert response.status_code == 401  # two Authorization headers: ambiguous, refused
     with pytest.raises(Exception):  # noqa: B017, PT011  # the SDK's own error for a 401
         async with http_client(url, "wrong-token-0123456789"):
             pass
@@ -480,3 +490,27 @@ def test_tokens_map_to_users_and_nothing_else() -> None:
     assert config.http.user_for(TOKEN_BOB).id == "bob"  # type: ignore[union-attr]
     for presented in (None, "", TOKEN_ALICE.upper(), TOKEN_ALICE + " ", token_digest(TOKEN_BOB)):
         assert config.http.user_for(presented) is None
+
+
+async def test_audit_down_refuses_and_nothing_reaches_the_server(
+    setup: Setup, mcp_opa: LocalOpa
+) -> None:
+    """The library API in-process: McpGateway with an AsyncGate whose audit log goes away."""
+    setup.write_config(_stdio_upstream() % setup.record)
+    config = load_config(setup.config)
+    log = open_audit(str(setup.audit_db))
+    alice = GatewayUser(id="alice", role="analyst")
+    async with (
+        AsyncGate(SERVICE, opa_url=mcp_opa.url, audit=log) as gate,
+        McpGateway(config, gate) as gateway,
+    ):
+        assert not (await gateway.call_tool("echo", {"text": "one"}, alice)).isError
+        log.close()  # the database is gone from under the gate
+        refused = await gateway.call_tool("echo", {"text": "two"}, alice)
+    assert refused.isError
+    assert refused.structuredContent is not None
+    assert refused.structuredContent["pygate"]["policy_id"] == "pygate.audit"
+    assert refused.structuredContent["pygate"]["fallback"] is True
+    assert setup.received() == [{"tool": "echo", "arguments": {"text": "one"}}]
+    with pytest.raises(ValueError, match="service"):
+        McpGateway(config.model_copy(update={"service": "other"}), gate)

@@ -326,8 +326,11 @@ class McpGateway:
 
         class _Authenticated:
             async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-                raw = dict(scope.get("headers") or []).get(b"authorization", b"")
-                if http.user_for(_bearer(raw.decode("latin-1"))) is None:
+                # Exactly one Authorization header: with two, the check here and the
+                # lookup in ``identify`` could read different ones.
+                given = [v for k, v in scope.get("headers") or [] if k.lower() == b"authorization"]
+                raw = given[0].decode("latin-1") if len(given) == 1 else None
+                if http.user_for(_bearer(raw)) is None:
                     response = JSONResponse(
                         {"error": "missing or unknown bearer token"},
                         status_code=401,
