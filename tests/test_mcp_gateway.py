@@ -318,8 +318,8 @@ async def test_missing_or_unknown_token_is_refused_with_401(
             response = await client.post(url, json=call, headers=sent)
             assert response.status_code == 401, auth
             assert response.headers["www-authenticate"].startswith("Bearer")
-        twice = httpx.Headers([*headers.items(), ("Authorization", f"Bearer {TOKEN_ALICE}"),
-                               ("Authorization", "Bearer wrong-token-0123456789")])  # fmt: skip
+        twice = httpx.Headers([*headers.items(), ("Authorization", "Bearer wrong-token-0123456789"),
+                               ("Authorization", f"Bearer {TOKEN_ALICE}")])  # fmt: skip
         response = await client.post(url, json=call, headers=twice)
         assert response.status_code == 401  # two Authorization headers: ambiguous, refused
     with pytest.raises(Exception):  # noqa: B017, PT011  # the SDK's own error for a 401
