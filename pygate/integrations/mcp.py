@@ -55,7 +55,21 @@ from pygate.integrations._mcp_config import (
     GatewayUser,
     HttpUpstream,
     StdioUpstream,
+    load_config,
+    parse_config,
+    token_digest,
 )
+
+__all__ = [
+    "GatewayConfig",
+    "GatewayUser",
+    "McpGateway",
+    "action_name",
+    "load_config",
+    "parse_config",
+    "run_gateway",
+    "token_digest",
+]
 
 log = logging.getLogger("pygate.mcp")
 
