@@ -514,3 +514,21 @@ async def test_audit_down_refuses_and_nothing_reaches_the_server(
     assert setup.received() == [{"tool": "echo", "arguments": {"text": "one"}}]
     with pytest.raises(ValueError, match="service"):
         McpGateway(config.model_copy(update={"service": "other"}), gate)
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    ['command = "no-such-command-for-pygate"', 'url = "http://127.0.0.1:{port}/mcp"'],
+)
+def test_an_unreachable_upstream_is_a_clear_error_naming_it(setup: Setup, upstream: str) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    setup.write_config(f'name = "gone"\n{upstream.format(port=dead)}')
+    run = subprocess.run(
+        [sys.executable, *setup.gateway_args()], env=setup.env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "error: the gateway stopped: upstream 'gone': " in run.stderr
+    assert "Traceback" not in run.stderr

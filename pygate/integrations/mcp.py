@@ -64,6 +64,7 @@ __all__ = [
     "GatewayConfig",
     "GatewayUser",
     "McpGateway",
+    "UpstreamUnavailable",
     "action_name",
     "load_config",
     "parse_config",
@@ -76,6 +77,17 @@ log = logging.getLogger("pygate.mcp")
 #: What pygate's canonical reading accepts as an action name (``pygate.canonical.valid_name``).
 _VALID_ACTION = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 REVIEW_ACTION = "require_review"
+
+
+class UpstreamUnavailable(ConnectionError):
+    """An upstream MCP server could not be started or reached (names the upstream)."""
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def action_name(upstream: str, tool: str) -> str:
@@ -114,12 +126,20 @@ class McpGateway:
         self._upstreams = {u.name: u for u in config.upstreams}
 
     async def __aenter__(self) -> McpGateway:
-        try:
-            for upstream in self.config.upstreams:
+        for upstream in self.config.upstreams:
+            try:
                 self._sessions[upstream.name] = await self._connect(upstream)
-        except BaseException:
-            await self._stack.aclose()
-            raise
+            except BaseException as exc:
+                # A transport that fails in its own task cancels this one: the real error
+                # comes out of closing the transport's task group.
+                where = f"upstream {upstream.name!r}"
+                try:
+                    await self._stack.aclose()
+                except Exception as closing:
+                    raise UpstreamUnavailable(f"{where}: {_first(closing)}") from closing
+                if isinstance(exc, Exception):
+                    raise UpstreamUnavailable(f"{where}: {_first(exc)}") from exc
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
