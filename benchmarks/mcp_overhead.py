@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/mcp_overhead.py [--rounds 300] [--transport stdio|http] [--json]
 
-Three contenders, each once per round in a shuffled order, one process driving them all:
+Four contenders, each once per round in a shuffled order, one process driving them all:
 
 - ``evaluate``: ``AsyncGate.evaluate`` of the same MCP call (what the gateway asks per call),
-  audited to its own SQLite log.
+  audited to its own SQLite log; ``sync_evaluate``: the same with ``Gate.evaluate``.
 - ``gateway``:  a tools/call from the SDK's ClientSession through ``pygate mcp`` (a child
   process, audit to SQLite) to the upstream FastMCP server (tests/mcp_notes_server.py).
 - ``upstream``: the same tools/call from a ClientSession straight to a second instance of
@@ -40,7 +40,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from pygate import AsyncGate
+from pygate import AsyncGate, Gate
 from pygate.engine._opa_process import LocalOpa, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +120,8 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
         async with AsyncExitStack() as stack:
             gate = AsyncGate(SERVICE, opa_url=opa.url, audit=tmp / "direct.db")
             stack.push_async_callback(gate.aclose)
+            sync_gate = Gate(SERVICE, opa_url=opa.url, audit=tmp / "sync.db")
+            stack.callback(sync_gate.close)
             if transport == "stdio":
                 upstream_cfg = (
                     f'name = "notes"\ncommand = "{sys.executable}"\nargs = ["{SERVER}", "stdio"]\n'
@@ -166,6 +168,9 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
             async def evaluate() -> None:
                 assert (await gate.evaluate(output, {"id": "bench"})).allowed
 
+            async def sync_evaluate() -> None:
+                assert sync_gate.evaluate(output, {"id": "bench"}).allowed
+
             async def gateway() -> None:
                 assert not (await through.call_tool("echo", CALL)).isError
 
@@ -174,6 +179,7 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
 
             contenders: dict[str, Callable[[], Awaitable[None]]] = {
                 "evaluate": evaluate,
+                "sync_evaluate": sync_evaluate,
                 "gateway": gateway,
                 "upstream": upstream,
             }
@@ -219,9 +225,9 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"MCP tools/call over {result['transport']}, {result['rounds']} interleaved rounds")
-    for name in ("evaluate", "gateway", "upstream"):
+    for name in ("evaluate", "sync_evaluate", "gateway", "upstream"):
         row = result[name]
-        print(f"  {name:9} median {row['median_ms']:7.2f} ms   p99 {row['p99_ms']:7.2f} ms")
+        print(f"  {name:13} median {row['median_ms']:7.2f} ms   p99 {row['p99_ms']:7.2f} ms")
     print(f"  gateway / upstream (median of per-round ratios): "
           f"{result['gateway_over_upstream_ratio_median']:.2f}x")  # fmt: skip
     print(f"  added by the gateway: {result['added_by_gateway_ms_median']:.2f} ms per call "

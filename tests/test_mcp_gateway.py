@@ -416,7 +416,12 @@ async def test_several_upstreams_are_namespaced_and_hiding_can_be_turned_off(set
         other = await session.call_tool("more.echo", {"text": "b"})  # not declared: refused
         unknown = await session.call_tool("nope.echo", {"text": "c"})
         bare = await session.call_tool("echo", {"text": "d"})
+        # The policy decides on "notes.echo" for "notes.ECHO" too; forwarding "ECHO" to a
+        # server that also had an "ECHO" tool would run what was not decided: refused.
+        case = await session.call_tool("notes.ECHO", {"text": "e"})
     assert not allowed.isError
+    assert case.isError
+    assert "ambiguous" in text(case)
     assert other.isError
     assert unknown.isError
     assert bare.isError

@@ -124,6 +124,8 @@ class McpGateway:
         self._stack = AsyncExitStack()
         self._sessions: dict[str, ClientSession] = {}
         self._upstreams = {u.name: u for u in config.upstreams}
+        #: Each upstream's tool names as it last listed them (exact spelling).
+        self._names: dict[str, set[str]] = {}
 
     async def __aenter__(self) -> McpGateway:
         for upstream in self.config.upstreams:
@@ -189,7 +191,21 @@ class McpGateway:
             tools.extend(page.tools)
             cursor = page.nextCursor
             if not cursor:
+                self._names[name] = {t.name for t in tools}
                 return tools
+
+    async def _clash(self, upstream: str, tool: str) -> str | None:
+        """Another tool of ``upstream`` that differs from ``tool`` only in case, if any.
+
+        The gate decides on the canonical (lower-case) name, so ``ECHO`` and ``echo`` are one
+        action to it; forwarding ``ECHO`` to a server that has both would run a tool the
+        decision did not name. Such a call is refused before it is decided.
+        """
+        names = self._names.get(upstream)
+        if names is None or tool not in names:
+            await self._upstream_tools(upstream)
+            names = self._names[upstream]
+        return next((n for n in sorted(names) if n != tool and n.lower() == tool.lower()), None)
 
     async def callable_actions(self) -> set[str] | None:
         """The actions the service may ever call (``None``: any, reviewed if undeclared).
@@ -241,6 +257,12 @@ class McpGateway:
         if target is None:
             return _error(f"Unknown tool {name!r}: no upstream server has this prefix.")
         upstream, tool = target
+        clash = await self._clash(upstream, tool)
+        if clash is not None:
+            return _error(
+                f"Tool {name!r} is ambiguous: the server also has {clash!r}, the same action to "
+                "the policy. Call the tool by its exact listed name."
+            )
         args = {} if arguments is None else arguments
         output = {"name": f"{upstream}.{tool}", "arguments": args}
         decision = await self.gate.evaluate(output, user.as_dict())
