@@ -48,6 +48,8 @@ SERVER = ROOT / "tests" / "mcp_notes_server.py"
 SERVICE = "mcpbench"
 TOKEN = "bench-token-0123456789"
 CALL = {"text": "hello"}
+#: Seconds per decision: generous, so a loaded machine measures slowness, not refusals.
+TIMEOUT = 5.0
 
 
 def _policy(tmp: Path) -> Path:
@@ -74,6 +76,12 @@ def _config(tmp: Path, upstream: str) -> Path:
         f"[[upstreams]]\n{upstream}\n"
     )
     return path
+
+
+def _pygate(opa_url: str, tmp: Path) -> list[str]:
+    """``python -m pygate`` with the run's OPA, its own audit log and the timeout."""
+    return ["-m", "pygate", "--timeout", str(TIMEOUT), "--opa-url", opa_url,
+            "--audit-db", str(tmp / "gateway.db")]  # fmt: skip
 
 
 def _wait_port(port: int) -> None:
@@ -118,9 +126,9 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
     env = {"NOTES_RECORD": str(tmp / "record.jsonl"), "PATH": "/usr/bin:/bin"}
     try:
         async with AsyncExitStack() as stack:
-            gate = AsyncGate(SERVICE, opa_url=opa.url, audit=tmp / "direct.db")
+            gate = AsyncGate(SERVICE, opa_url=opa.url, audit=tmp / "direct.db", timeout=TIMEOUT)
             stack.push_async_callback(gate.aclose)
-            sync_gate = Gate(SERVICE, opa_url=opa.url, audit=tmp / "sync.db")
+            sync_gate = Gate(SERVICE, opa_url=opa.url, audit=tmp / "sync.db", timeout=TIMEOUT)
             stack.callback(sync_gate.close)
             if transport == "stdio":
                 upstream_cfg = (
@@ -130,8 +138,7 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
                 _config(tmp, upstream_cfg)
                 gateway_target: StdioServerParameters | str = StdioServerParameters(
                     command=sys.executable,
-                    args=["-m", "pygate", "--opa-url", opa.url, "--audit-db",
-                          str(tmp / "gateway.db"), "mcp", "--config", str(tmp / "mcp.toml")],
+                    args=[*_pygate(opa.url, tmp), "mcp", "--config", str(tmp / "mcp.toml")],
                     cwd=str(tmp),
                 )  # fmt: skip
                 direct_target: StdioServerParameters | str = StdioServerParameters(
@@ -152,9 +159,8 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
                 _config(tmp, f'name = "notes"\nurl = "http://127.0.0.1:{up1}/mcp"')
                 children.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "pygate", "--opa-url", opa.url, "--audit-db",
-                         str(tmp / "gateway.db"), "mcp", "--config", str(tmp / "mcp.toml"),
-                         "--transport", "http", "--port", str(port)],
+                        [sys.executable, *_pygate(opa.url, tmp), "mcp", "--config",
+                         str(tmp / "mcp.toml"), "--transport", "http", "--port", str(port)],
                         stderr=subprocess.DEVNULL,
                     )
                 )  # fmt: skip
@@ -166,13 +172,16 @@ async def run(rounds: int, transport: str) -> dict[str, Any]:
             output = {"name": "notes.echo", "arguments": CALL}
 
             async def evaluate() -> None:
-                assert (await gate.evaluate(output, {"id": "bench"})).allowed
+                decision = await gate.evaluate(output, {"id": "bench"})
+                assert decision.allowed, decision.reason
 
             async def sync_evaluate() -> None:
-                assert sync_gate.evaluate(output, {"id": "bench"}).allowed
+                decision = sync_gate.evaluate(output, {"id": "bench"})
+                assert decision.allowed, decision.reason
 
             async def gateway() -> None:
-                assert not (await through.call_tool("echo", CALL)).isError
+                result = await through.call_tool("echo", CALL)
+                assert not result.isError, result.content
 
             async def upstream() -> None:
                 assert not (await direct.call_tool("echo", CALL)).isError
