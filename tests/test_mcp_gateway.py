@@ -537,3 +537,20 @@ def test_an_unreachable_upstream_is_a_clear_error_naming_it(setup: Setup, upstre
     assert run.returncode == 1, run.stderr
     assert "error: the gateway stopped: upstream 'gone': " in run.stderr
     assert "Traceback" not in run.stderr
+
+
+async def test_an_upstream_that_dies_gives_tool_errors_not_a_broken_gateway(
+    setup: Setup, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    url = start_http_gateway(setup, processes)
+    async with http_client(url, TOKEN_ALICE) as session:
+        assert not (await session.call_tool("echo", {"text": "before"})).isError
+        upstream = processes[0]
+        upstream.terminate()
+        upstream.wait(10)
+        with anyio.fail_after(60):
+            assert (await session.list_tools()).tools == []  # its only upstream is down
+            failed = await session.call_tool("echo", {"text": "after"})
+    assert failed.isError
+    assert "The MCP server 'notes' failed" in text(failed)
+    assert setup.received() == [{"tool": "echo", "arguments": {"text": "before"}}]

@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 try:
+    import anyio
     import httpx
     import mcp.types as types
+    from anyio.abc import TaskGroup, TaskStatus
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import get_default_environment, stdio_client
     from mcp.client.streamable_http import streamable_http_client
@@ -73,10 +76,23 @@ __all__ = [
 ]
 
 log = logging.getLogger("pygate.mcp")
+T = TypeVar("T")
 
 #: What pygate's canonical reading accepts as an action name (``pygate.canonical.valid_name``).
 _VALID_ACTION = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 REVIEW_ACTION = "require_review"
+
+
+class _Link:
+    """One upstream connection: its session while it is up, and how to stop it."""
+
+    def __init__(self) -> None:
+        self.session: ClientSession | None = None
+        self.stop = anyio.Event()
+        self.lock = anyio.Lock()
+        #: The requests in flight on this connection: cancelled when it goes down (the SDK's
+        #: session would leave them waiting for an answer that never comes).
+        self.requests: set[anyio.CancelScope] = set()
 
 
 class UpstreamUnavailable(ConnectionError):
@@ -88,6 +104,10 @@ def _first(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+async def _list_page(session: ClientSession, cursor: str | None) -> types.ListToolsResult:
+    return await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
 
 
 def action_name(upstream: str, tool: str) -> str:
@@ -121,33 +141,105 @@ class McpGateway:
             )
         self.config = config
         self.gate = gate
-        self._stack = AsyncExitStack()
-        self._sessions: dict[str, ClientSession] = {}
+        self._links = {u.name: _Link() for u in config.upstreams}
         self._upstreams = {u.name: u for u in config.upstreams}
         #: Each upstream's tool names as it last listed them (exact spelling).
         self._names: dict[str, set[str]] = {}
+        self._group: TaskGroup | None = None
 
     async def __aenter__(self) -> McpGateway:
-        for upstream in self.config.upstreams:
-            try:
-                self._sessions[upstream.name] = await self._connect(upstream)
-            except BaseException as exc:
-                # A transport that fails in its own task cancels this one: the real error
-                # comes out of closing the transport's task group.
-                where = f"upstream {upstream.name!r}"
-                try:
-                    await self._stack.aclose()
-                except Exception as closing:
-                    raise UpstreamUnavailable(f"{where}: {_first(closing)}") from closing
-                if isinstance(exc, Exception):
-                    raise UpstreamUnavailable(f"{where}: {_first(exc)}") from exc
-                raise
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        try:
+            for upstream in self.config.upstreams:
+                await self._start(upstream.name)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
+        for link in self._links.values():
+            link.stop.set()
+        group, self._group = self._group, None
+        if group is not None:
+            await group.__aexit__(None, None, None)
 
-    async def _connect(self, upstream: StdioUpstream | HttpUpstream) -> ClientSession:
+    async def _start(self, name: str) -> ClientSession:
+        """Connect ``name`` in its own task (its transport's failures stay in that task).
+
+        Raises:
+            UpstreamUnavailable: it could not be started, reached or initialised.
+        """
+        assert self._group is not None, "use McpGateway as an async context manager"
+        link = self._links[name]
+        link.stop = anyio.Event()
+        try:
+            await self._group.start(self._hold, self._upstreams[name], link)
+        except Exception as exc:
+            raise UpstreamUnavailable(f"upstream {name!r}: {_first(exc)}") from exc
+        assert link.session is not None
+        return link.session
+
+    async def _hold(
+        self,
+        upstream: StdioUpstream | HttpUpstream,
+        link: _Link,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the upstream's transport and session and keep them until the gateway stops.
+
+        A failure before the session is ready goes to ``_start``; a later one (the server
+        died) marks the link down and is logged: the next call tries to connect again.
+        """
+        started = False
+        try:
+            async with AsyncExitStack() as stack:
+                link.session = await self._open(stack, upstream)
+                started = True
+                task_status.started()
+                await link.stop.wait()
+        except Exception as exc:
+            if not started:
+                raise
+            log.error("upstream %s failed, reconnecting on the next call: %s", upstream.name, exc)
+        finally:
+            link.session = None
+            for scope in link.requests:
+                scope.cancel()
+            link.requests.clear()
+
+    async def _session(self, name: str) -> ClientSession:
+        """The live session to ``name``, connecting again (once at a time) if it went down."""
+        link = self._links[name]
+        if link.session is not None:
+            return link.session
+        async with link.lock:
+            if link.session is not None:
+                return link.session
+            return await self._start(name)
+
+    async def _ask(self, name: str, request: Callable[[ClientSession], Awaitable[T]]) -> T:
+        """Run one request on ``name``'s session; fail if the connection goes down meanwhile.
+
+        Raises:
+            UpstreamUnavailable: it cannot be reached, or was lost during the request.
+        """
+        session = await self._session(name)
+        link = self._links[name]
+        with anyio.CancelScope() as scope:
+            link.requests.add(scope)
+            if link.session is not session:  # lost between the two lines above
+                scope.cancel()
+            try:
+                return await request(session)
+            finally:
+                link.requests.discard(scope)
+        raise UpstreamUnavailable(f"upstream {name!r}: the connection was lost")
+
+    @staticmethod
+    async def _open(stack: AsyncExitStack, upstream: StdioUpstream | HttpUpstream) -> ClientSession:
         if isinstance(upstream, StdioUpstream):
             params = StdioServerParameters(
                 command=upstream.command,
@@ -155,17 +247,15 @@ class McpGateway:
                 env={**get_default_environment(), **upstream.env},
                 cwd=upstream.cwd,
             )
-            read, write = await self._stack.enter_async_context(
-                stdio_client(params, errlog=sys.stderr)
-            )
+            read, write = await stack.enter_async_context(stdio_client(params, errlog=sys.stderr))
         else:
-            client = await self._stack.enter_async_context(
+            client = await stack.enter_async_context(
                 httpx.AsyncClient(headers=upstream.headers, timeout=httpx.Timeout(30, read=300))
             )
-            read, write, _ = await self._stack.enter_async_context(
+            read, write, _ = await stack.enter_async_context(
                 streamable_http_client(upstream.url, http_client=client)
             )
-        session = await self._stack.enter_async_context(ClientSession(read, write))
+        session = await stack.enter_async_context(ClientSession(read, write))
         await session.initialize()
         return session
 
@@ -183,11 +273,10 @@ class McpGateway:
         return upstream, tool
 
     async def _upstream_tools(self, name: str) -> list[types.Tool]:
-        session = self._sessions[name]
         tools: list[types.Tool] = []
         cursor: str | None = None
         while True:
-            page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+            page = await self._ask(name, functools.partial(_list_page, cursor=cursor))
             tools.extend(page.tools)
             cursor = page.nextCursor
             if not cursor:
@@ -233,7 +322,12 @@ class McpGateway:
         allowed = await self.callable_actions() if self.config.hide_tools else None
         listed: list[types.Tool] = []
         for upstream in self.config.upstreams:
-            for tool in await self._upstream_tools(upstream.name):
+            try:
+                tools = await self._upstream_tools(upstream.name)
+            except Exception as exc:  # one server down leaves the others listed
+                log.error("upstream %s cannot list its tools: %s", upstream.name, exc)
+                continue
+            for tool in tools:
                 action = action_name(upstream.name, tool.name)
                 if allowed is not None and (
                     action not in allowed or not _VALID_ACTION.match(action)
@@ -257,7 +351,11 @@ class McpGateway:
         if target is None:
             return _error(f"Unknown tool {name!r}: no upstream server has this prefix.")
         upstream, tool = target
-        clash = await self._clash(upstream, tool)
+        try:
+            clash = await self._clash(upstream, tool)
+        except Exception as exc:  # its tool list cannot be read: nothing is decided or sent
+            log.error("upstream %s cannot list its tools: %s", upstream, exc)
+            return _error(f"The MCP server {upstream!r} failed: {exc}")
         if clash is not None:
             return _error(
                 f"Tool {name!r} is ambiguous: the server also has {clash!r}, the same action to "
@@ -278,7 +376,9 @@ class McpGateway:
             types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=args))
         )
         try:
-            return await self._sessions[upstream].send_request(request, types.CallToolResult)
+            return await self._ask(
+                upstream, lambda session: session.send_request(request, types.CallToolResult)
+            )
         except Exception as exc:  # the upstream failed; the allow is already audited
             log.error("upstream %s failed on %s: %s", upstream, tool, exc)
             return _error(f"The MCP server {upstream!r} failed: {exc}")
