@@ -47,6 +47,8 @@ SERVICE = "mcptest"
 QUOTA = 5
 TOKEN_ALICE = "alice-token-0123456789"
 TOKEN_BOB = "bob-token-0123456789abc"
+#: Seconds per decision: a loaded CI machine must not turn allows into engine timeouts.
+DECISION_TIMEOUT = 30
 
 _TEXT = {"type": "string", "meaning": "text", "max_length": 200}
 #: The test service: notes.echo and notes.add pass, notes.delete_note waits for review
@@ -124,7 +126,8 @@ user = {{ id = "bob", role = "developer" }}
         )
 
     def gateway_args(self, *more: str) -> list[str]:
-        return ["-m", "pygate", "--opa-url", self.opa_url, "--audit-db", str(self.audit_db),
+        return ["-m", "pygate", "--opa-url", self.opa_url, "--timeout", str(DECISION_TIMEOUT),
+                "--audit-db", str(self.audit_db),
                 "mcp", "--config", str(self.config), *more]  # fmt: skip
 
 
@@ -263,7 +266,7 @@ async def _allowed_refused_hidden(session: ClientSession, setup: Setup, user: st
 
 def tool_error_text_of(setup: Setup, output: dict[str, Any], user: dict[str, Any]) -> str:
     """What a refusal's text must be: ``tool_error_text`` of the gate's own decision."""
-    with Gate(SERVICE, opa_url=setup.opa_url, audit=None) as gate:
+    with Gate(SERVICE, opa_url=setup.opa_url, audit=None, timeout=DECISION_TIMEOUT) as gate:
         decision = gate.evaluate(output, user, {"usage_today": 0})
     assert not decision.allowed
     return tool_error_text(decision)
@@ -506,7 +509,7 @@ async def test_audit_down_refuses_and_nothing_reaches_the_server(
     log = open_audit(str(setup.audit_db))
     alice = GatewayUser(id="alice", role="analyst")
     async with (
-        AsyncGate(SERVICE, opa_url=mcp_opa.url, audit=log) as gate,
+        AsyncGate(SERVICE, opa_url=mcp_opa.url, audit=log, timeout=DECISION_TIMEOUT) as gate,
         McpGateway(config, gate) as gateway,
     ):
         assert not (await gateway.call_tool("echo", {"text": "one"}, alice)).isError

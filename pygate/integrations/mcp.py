@@ -145,6 +145,7 @@ class McpGateway:
         self._upstreams = {u.name: u for u in config.upstreams}
         #: Each upstream's tool names as it last listed them (exact spelling).
         self._names: dict[str, set[str]] = {}
+        self._listing = {u.name: anyio.Lock() for u in config.upstreams}
         self._group: TaskGroup | None = None
 
     async def __aenter__(self) -> McpGateway:
@@ -153,6 +154,12 @@ class McpGateway:
         try:
             for upstream in self.config.upstreams:
                 await self._start(upstream.name)
+                try:
+                    await self._upstream_tools(upstream.name)
+                except Exception as exc:
+                    raise UpstreamUnavailable(
+                        f"upstream {upstream.name!r}: cannot list its tools: {_first(exc)}"
+                    ) from exc
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -292,8 +299,11 @@ class McpGateway:
         """
         names = self._names.get(upstream)
         if names is None or tool not in names:
-            await self._upstream_tools(upstream)
-            names = self._names[upstream]
+            async with self._listing[upstream]:  # one listing at a time, not one per call
+                names = self._names.get(upstream)
+                if names is None or tool not in names:
+                    await self._upstream_tools(upstream)
+                    names = self._names[upstream]
         return next((n for n in sorted(names) if n != tool and n.lower() == tool.lower()), None)
 
     async def callable_actions(self) -> set[str] | None:
