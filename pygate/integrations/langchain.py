@@ -27,9 +27,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langchain.agents.middleware import AgentMiddleware, ToolCallRequest
-from langchain_core.messages import ToolMessage
-from langgraph.types import Command, interrupt
+try:
+    from langchain.agents.middleware import AgentMiddleware, ToolCallRequest
+    from langchain_core.messages import ToolMessage
+    from langgraph.types import Command, interrupt
+except ImportError as exc:  # the extra is not installed: say which one
+    raise ImportError(
+        f"pygate.integrations.langchain needs an extra: pip install 'pygate[langchain]' ({exc})"
+    ) from exc
 
 from pygate._errors import DispatchError
 from pygate._models import Decision

@@ -29,8 +29,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from agents import FunctionTool, RunContextWrapper, RunState, ToolApprovalItem
-from agents.tool_context import ToolContext
+try:
+    from agents import FunctionTool, RunContextWrapper, RunState, ToolApprovalItem
+    from agents.tool_context import ToolContext
+except ImportError as exc:  # the extra is not installed: say which one
+    raise ImportError(
+        "pygate.integrations.openai_agents needs an extra: "
+        f"pip install 'pygate[openai-agents]' ({exc})"
+    ) from exc
 
 from pygate._errors import DispatchError, InputError
 from pygate._input import loads
@@ -85,6 +91,7 @@ class AgentsGate:
         """A copy of ``tool`` that runs only what the gate allows, as decided."""
         inner = tool.on_invoke_tool
         name = tool.name
+        own = tool.needs_approval  # the tool's own approval setting still applies
 
         async def needs_approval(
             ctx: RunContextWrapper[Any], params: dict[str, Any], call_id: str
@@ -96,8 +103,12 @@ class AgentsGate:
                 if pending is not None:
                     self._reviews[call_id] = pending
                 return True
-            self._decided[call_id] = (params, decision)
-            return False
+            wait = await own(ctx, params, call_id) if callable(own) else own
+            if not wait:
+                # Runs next: this decision is used for it. A call that waits for a person is
+                # decided again when it runs (the policy, the quota may have moved meanwhile).
+                self._decided[call_id] = (params, decision)
+            return wait
 
         async def on_invoke_tool(ctx: ToolContext[Any], raw: str) -> Any:
             try:

@@ -26,11 +26,16 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_ai import RunContext
-from pydantic_ai.exceptions import ApprovalRequired, ToolFailed
-from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
-from pydantic_ai.toolsets.abstract import ToolsetTool
-from pydantic_core import to_jsonable_python
+try:
+    from pydantic_ai import RunContext
+    from pydantic_ai.exceptions import ApprovalRequired, ToolFailed
+    from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
+    from pydantic_ai.toolsets.abstract import ToolsetTool
+    from pydantic_core import to_jsonable_python
+except ImportError as exc:  # the extra is not installed: say which one
+    raise ImportError(
+        f"pygate.integrations.pydantic_ai needs an extra: pip install 'pygate[pydantic-ai]' ({exc})"
+    ) from exc
 
 from pygate._errors import DispatchError
 from pygate.integrations._tools import (
