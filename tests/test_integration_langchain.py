@@ -251,3 +251,41 @@ def test_sync_agent_needs_a_sync_gate(opa: LocalOpa, audit: AuditLog) -> None:
     finally:
         asyncio.run(gate.aclose())
     assert ledger.calls == []
+
+
+def test_parallel_calls_each_wait_for_their_own_approval(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("assistant")
+    ledger = Ledger()
+    model = ScriptedChatModel(
+        messages=iter(
+            [
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        _call("delete_records", {"table": "a"}, "c1"),
+                        _call("delete_records", {"table": "b"}, "c2"),
+                    ],
+                ),
+                AIMessage(content="done"),
+            ]
+        )
+    )
+    agent = create_agent(
+        model,
+        tools=ledger.tools(),
+        middleware=[PygateMiddleware(gate, ANA)],
+        checkpointer=InMemorySaver(),
+    )
+    thread = {"configurable": {"thread_id": "t1"}}
+    paused = agent.invoke({"messages": [("user", "clean up a and b")]}, thread)
+    pauses = paused["__interrupt__"]
+    assert len(pauses) == 2
+    assert gate.approvals is not None
+    approved = next(p for p in pauses if p.value["audit_id"] == audit.tail(2)[0].audit_id)
+    gate.approvals.approve(approved.value["approval_id"], by="rita")
+    agent.invoke(Command(resume={p.id: True for p in pauses}), thread)
+    assert len(ledger.calls) == 1  # only the approved one ran
+    messages = _tool_messages(model)
+    assert sorted(m.status for m in messages.values()) == ["error", "success"]
