@@ -9,6 +9,7 @@ middleware chain, LangGraph's interrupt and checkpointer) with no network. The g
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -289,3 +290,37 @@ def test_parallel_calls_each_wait_for_their_own_approval(
     assert len(ledger.calls) == 1  # only the approved one ran
     messages = _tool_messages(model)
     assert sorted(m.status for m in messages.values()) == ["error", "success"]
+
+
+def _decided(name: str, arguments: dict[str, Any]) -> bytes:
+    """An OPA answer allowing one tool call (a fake: a real OPA decides on what it read)."""
+    action = {"kind": "tool_call", "name": name, "arguments": arguments, "source": "fake"}
+    result = {"allowed": True, "service": "finance", "refusals": [], "actions": [action]}
+    return json.dumps({"result": result}).encode()
+
+
+def test_the_tool_runs_what_was_decided_not_what_the_model_sent(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    model = _model(_call("transfer", {"amount": 50, "to": "acct-2"}, "c1"))
+    url = fake_opa(body=_decided("transfer", {"amount": 1, "to": "acct-9"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        agent = create_agent(model, tools=ledger.tools(), middleware=[PygateMiddleware(gate, ANA)])
+        agent.invoke({"messages": [("user", "pay")]})
+    assert ledger.calls == [("transfer", {"amount": 1.0, "to": "acct-9"})]
+
+
+def test_a_decision_for_another_call_runs_nothing(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    model = _model(_call("transfer", {"amount": 50, "to": "acct-2"}, "c1"))
+    url = fake_opa(body=_decided("delete_records", {"table": "users"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        agent = create_agent(model, tools=ledger.tools(), middleware=[PygateMiddleware(gate, ANA)])
+        agent.invoke({"messages": [("user", "pay")]})
+    assert ledger.calls == []
+    message = _tool_messages(model)["c1"]
+    assert message.status == "error"
+    assert "could not run it as decided" in str(message.content)

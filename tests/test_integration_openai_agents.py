@@ -251,3 +251,67 @@ def test_tool_copy_keeps_the_original_untouched(make_gate: Callable[..., Gate]) 
     assert gated.needs_approval is not False
     assert gated.name == transfer.name
     assert json.dumps(gated.params_json_schema) == json.dumps(transfer.params_json_schema)
+
+
+def test_the_tools_own_approval_setting_still_applies(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+
+    @function_tool(needs_approval=True)
+    def transfer(amount: float, to: str) -> str:
+        """Send money to an account."""
+        ledger.calls.append(("transfer", {"amount": amount, "to": to}))
+        return "sent"
+
+    model = ScriptedModel(
+        [
+            [function_call("transfer", {"amount": 50, "to": "acct-2"}, call_id="c1")],
+            [assistant_message("done")],
+        ]
+    )
+    guard = AgentsGate(make_gate("finance"), ANA)
+    agent = Agent(name="bank", model=model, tools=[guard.tool(transfer)])
+    paused = Runner.run_sync(agent, "pay")
+    [item] = paused.interruptions
+    assert guard.approval_id(item) is None  # the SDK's approval, not pygate's
+    assert ledger.calls == []
+    state = paused.to_state()
+    state.approve(item)
+    Runner.run_sync(agent, state)
+    assert ledger.calls == [("transfer", {"amount": 50.0, "to": "acct-2"})]
+    assert [r.allowed for r in audit.tail(5)] == [True, True]  # decided again when it ran
+
+
+def _decided(name: str, arguments: dict[str, Any]) -> bytes:
+    """An OPA answer allowing one tool call (a fake: a real OPA decides on what it read)."""
+    action = {"kind": "tool_call", "name": name, "arguments": arguments, "source": "fake"}
+    result = {"allowed": True, "service": "finance", "refusals": [], "actions": [action]}
+    return json.dumps({"result": result}).encode()
+
+
+def test_the_tool_runs_what_was_decided_not_what_the_model_sent(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    url = fake_opa(body=_decided("transfer", {"amount": 1, "to": "acct-9"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        agent, _, _ = _agent(
+            gate, ledger, [function_call("transfer", {"amount": 50, "to": "acct-2"}, call_id="c1")]
+        )
+        Runner.run_sync(agent, "pay")
+    assert ledger.calls == [("transfer", {"amount": 1.0, "to": "acct-9"})]
+
+
+def test_a_decision_for_another_call_runs_nothing(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    url = fake_opa(body=_decided("delete_records", {"table": "users"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        agent, model, _ = _agent(
+            gate, ledger, [function_call("transfer", {"amount": 50, "to": "acct-2"}, call_id="c1")]
+        )
+        Runner.run_sync(agent, "pay")
+    assert ledger.calls == []
+    assert "could not run it as decided" in _outputs(model)["c1"]

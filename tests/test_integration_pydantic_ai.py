@@ -9,6 +9,7 @@ network. The gate is real: the session OPA and a real audit log.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -216,3 +217,35 @@ def test_decided_arguments_are_validated_by_the_tool_schema(
     _agent(script, make_gate("finance"), ledger).run_sync("pay")
     [(_, arguments)] = ledger.calls
     assert type(arguments["amount"]) is float
+
+
+def _decided(name: str, arguments: dict[str, Any]) -> bytes:
+    """An OPA answer allowing one tool call (a fake: a real OPA decides on what it read)."""
+    action = {"kind": "tool_call", "name": name, "arguments": arguments, "source": "fake"}
+    result = {"allowed": True, "service": "finance", "refusals": [], "actions": [action]}
+    return json.dumps({"result": result}).encode()
+
+
+def test_the_tool_runs_what_was_decided_not_what_the_model_sent(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    script = Script(ToolCallPart("transfer", {"amount": 50, "to": "acct-2"}, tool_call_id="c1"))
+    url = fake_opa(body=_decided("transfer", {"amount": 1, "to": "acct-9"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        _agent(script, gate, ledger).run_sync("pay")
+    assert ledger.calls == [("transfer", {"amount": 1.0, "to": "acct-9"})]
+
+
+def test_a_decision_for_another_call_runs_nothing(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    ledger = Ledger()
+    script = Script(ToolCallPart("transfer", {"amount": 50, "to": "acct-2"}, tool_call_id="c1"))
+    url = fake_opa(body=_decided("delete_records", {"table": "users"}))
+    with Gate("finance", opa_url=url, audit=audit) as gate:
+        _agent(script, gate, ledger).run_sync("pay")
+    assert ledger.calls == []
+    returned = script.returns()["c1"]
+    assert returned.outcome == "failed"
+    assert "could not run it as decided" in str(returned.content)
