@@ -21,3 +21,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 opa="$(scripts/install-opa.sh)"
 echo "$opa" > .tools/opa-path 2>/dev/null || { mkdir -p .tools; echo "$opa" > .tools/opa-path; }
+# The in-process engine (Gate(engine="inprocess")): OPA's Go engine as a shared library, built
+# once per Go source into .tools/lib. Without Go it is skipped (the sidecar needs no build).
+if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then
+  scripts/build-inprocess.sh >/dev/null
+else
+  echo "warning: no Go, so the in-process engine is not built (engine='inprocess' unavailable)" >&2
+fi
