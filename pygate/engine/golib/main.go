@@ -36,6 +36,7 @@ type spec struct {
 	Ignore  []string `json:"ignore"`
 	Queries []string `json:"queries"`
 	ReadAST bool     `json:"read_ast"`
+	Partial bool     `json:"partial"`
 }
 
 type engine struct {
@@ -98,7 +99,11 @@ func open(s spec) (*engine, error) {
 	for _, q := range s.Queries {
 		ref := "data." + strings.ReplaceAll(q, "/", ".")
 		r := rego.New(append([]func(*rego.Rego){rego.Query(ref)}, opts...)...)
-		pq, err := r.PrepareForEval(ctx)
+		var prep []rego.PrepareOption
+		if s.Partial {
+			prep = append(prep, rego.WithPartialEval())
+		}
+		pq, err := r.PrepareForEval(ctx, prep...)
 		if err != nil {
 			return nil, err
 		}
