@@ -200,6 +200,22 @@ def test_engine_errors_fail_closed(engine: InProcessEngine, tmp_path: Path) -> N
     gate.close()
 
 
+def test_a_forked_child_refuses_instead_of_calling_a_dead_go_runtime(tmp_path: Path) -> None:
+    _library_or_skip()
+    gate = Gate("finance", engine="inprocess", audit=None)
+    assert gate.evaluate({"type": "transfer", "amount": 10, "to": "a"}, cases.ANALYST).allowed
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only for a fail-closed refusal naming the fork
+        try:
+            d = gate.evaluate({"type": "transfer", "amount": 10, "to": "a"}, cases.ANALYST)
+            os._exit(0 if d.fallback and not d.allowed and "forked" in d.reason else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    gate.close()
+
+
 def test_a_timeout_cancels_the_evaluation(engine: InProcessEngine) -> None:
     context = {"service": "assistant", "usage_today": 0}
     big = {"output": {"type": "text", "text": "x = 1\n" * 20_000}, "user": cases.ANALYST}

@@ -189,19 +189,28 @@ class InProcessEngine:
         if "error" in answer:
             raise ConfigError(f"the in-process engine cannot load the policies: {answer['error']}")
         self._handle: int | None = int(answer["handle"])
+        # A Go runtime does not survive fork(): its threads stay in the parent. A child that
+        # inherited this engine refuses (fail closed) instead of calling into a dead runtime.
+        self._pid = os.getpid()
         self.revision: str | None = answer.get("revision") or None
 
     def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """Evaluate ``body`` (a Data API request body) at ``path``: ``(200, answer)``.
 
         Raises:
-            EngineUnavailable: the engine is closed.
+            EngineUnavailable: the engine is closed, or was loaded before this process forked.
             EngineTimeout: the evaluation was cancelled at ``timeout`` seconds.
             BadEngineResponse: the evaluation failed (e.g. a runtime error in the policy).
         """
         handle = self._handle
         if handle is None:
             raise EngineUnavailable("the in-process engine is closed", policy_path=path)
+        if os.getpid() != self._pid:
+            raise EngineUnavailable(
+                "the in-process engine was loaded before this process forked; build the gate "
+                "in the child process",
+                policy_path=path,
+            )
         raw = _take(
             self._lib,
             self._lib.pygate_eval(handle, path.encode(), body, len(body), timeout * 1000.0),
