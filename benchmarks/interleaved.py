@@ -98,6 +98,7 @@ ROW_IDS = [
     "peer.cedarpy",
     "opa_client.async.c32",
     "async_gate.durable.c32",
+    "async_gate.inprocess.no_audit.c32",
     "async_gate.inprocess.durable.c32",
 ]
 
@@ -229,8 +230,10 @@ class Bench:
         agate = AsyncGate(
             "finance", engine="inprocess", audit=self.tmp / "inprocess-async.db", timeout=TIMEOUT
         )
+        bare = AsyncGate("finance", engine="inprocess", audit=None, timeout=TIMEOUT)
         self.closers += [plain.close, durable.close]
         self.closers.append(lambda: self.loop.run_until_complete(agate.aclose()))
+        self.closers.append(lambda: self.loop.run_until_complete(bare.aclose()))
         engine = plain.engine
         assert engine is not None
         body = request_body(build_input(OUTPUT, USER, {"service": "finance", "usage_today": 0}))
@@ -243,6 +246,9 @@ class Bench:
                  lambda: self.allowed(plain.evaluate(OUTPUT, self.user())))  # fmt: skip
         self.add("inprocess.durable", "Gate(engine='inprocess').evaluate, durable audit",
                  lambda: self.allowed(durable.evaluate(OUTPUT, self.user())))  # fmt: skip
+        self.add("async_gate.inprocess.no_audit.c32",
+                 "AsyncGate(engine='inprocess'), no audit, 32 in flight",
+                 self._async_gate(bare), burst=True)  # fmt: skip
         self.add("async_gate.inprocess.durable.c32",
                  "AsyncGate(engine='inprocess'), durable audit, 32 in flight",
                  self._async_gate(agate), burst=True)  # fmt: skip
@@ -421,6 +427,9 @@ class Bench:
             ("AsyncGate in-process durable c32 ÷ opa-python-client async c32 (decisions/s)",
              self.ratio("async_gate.inprocess.durable.c32", "opa_client.async.c32", rate=True),
              ">=", 3.0),
+            ("group commit: AsyncGate in-process durable c32 ÷ no audit c32 (decisions/s)",
+             self.ratio("async_gate.inprocess.durable.c32", "async_gate.inprocess.no_audit.c32",
+                        rate=True), "info", None),
             ("in-process durable ÷ (in-process no audit + bare fsync), sequential",
              self.ratio("inprocess.durable", ("inprocess.no_audit", "fsync")), "<=", 1.2),
             ("in-process tier, full seed decision (Gate, no audit) ÷ floor",

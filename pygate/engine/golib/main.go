@@ -16,7 +16,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -203,6 +205,15 @@ func pygate_eval(h C.int, query *C.char, input *C.char, n C.int, timeoutMs C.dou
 //export pygate_free
 func pygate_free(p *C.char) {
 	C.free(unsafe.Pointer(p))
+}
+
+// Rego evaluation allocates a lot: with Go's default GOGC=100 the collector took about a third
+// of the CPU of a decision here. 400 measured 20-33 % less CPU per decision for ~40 MB more
+// resident memory. A GOGC in the environment still wins.
+func init() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
 
 func main() {}
