@@ -134,11 +134,16 @@ def test_batch_entry_point_is_identical_too(opa: LocalOpa, engine: InProcessEngi
 def test_gate_on_the_inprocess_engine_gives_the_sidecars_decisions(
     opa: LocalOpa, tmp_path: Path
 ) -> None:
+    """Long timeouts: on a loaded machine a late answer must not become a fallback refusal."""
     _library_or_skip()
     keep = {"allowed", "reason", "policy_id", "action", "refusals", "message", "actions"}
     with (
-        Gate(engine="inprocess", allow_caller_service=True, audit=tmp_path / "a.db") as mine,
-        Gate(opa_url=opa.url, allow_caller_service=True, audit=tmp_path / "b.db") as theirs,
+        Gate(
+            engine="inprocess", allow_caller_service=True, audit=tmp_path / "a.db", timeout=30
+        ) as mine,
+        Gate(
+            opa_url=opa.url, allow_caller_service=True, audit=tmp_path / "b.db", timeout=30
+        ) as theirs,
     ):
         assert mine.engine is not None
         for s in scenarios("gate"):
@@ -156,7 +161,9 @@ def test_async_gate_and_batches_on_the_inprocess_engine(tmp_path: Path) -> None:
              for a in (10, 5000, 20)]  # fmt: skip
 
     async def run() -> tuple[list[bool], list[bool]]:
-        async with AsyncGate("finance", engine="inprocess", audit=tmp_path / "a.db") as gate:
+        async with AsyncGate(
+            "finance", engine="inprocess", audit=tmp_path / "a.db", timeout=30
+        ) as gate:
             one = await asyncio.gather(*(gate.evaluate(o, u) for o, u in items))
             many = await gate.evaluate_many(items)
             return [d.allowed for d in one], [d.allowed for d in many]
@@ -175,7 +182,9 @@ def test_user_policy_project_and_data_load_as_in_the_sidecar(tmp_path: Path) -> 
     (pkg / "shop_test.rego").write_text("package mine.shop_test\n\nbroken syntax here\n")
     declared = {"refund": {"arguments": {}}, "sale": {"arguments": {}}}
     services = {"services": {"shop": {"packages": ["mine.shop"], "actions": declared}}}
-    with Gate("shop", engine="inprocess", policy_dir=tmp_path, data=services, audit=None) as gate:
+    with Gate(
+        "shop", engine="inprocess", policy_dir=tmp_path, data=services, audit=None, timeout=30
+    ) as gate:
         refund = gate.evaluate({"type": "refund"}, {"id": "u1"})
         sale = gate.evaluate({"type": "sale"}, {"id": "u1"})
     assert (refund.allowed, refund.reason, refund.policy_id) == (False, "no refunds", "mine.shop")
@@ -202,7 +211,7 @@ def test_engine_errors_fail_closed(engine: InProcessEngine, tmp_path: Path) -> N
 
 def test_a_forked_child_refuses_instead_of_calling_a_dead_go_runtime(tmp_path: Path) -> None:
     _library_or_skip()
-    gate = Gate("finance", engine="inprocess", audit=None)
+    gate = Gate("finance", engine="inprocess", audit=None, timeout=30)
     assert gate.evaluate({"type": "transfer", "amount": 10, "to": "a"}, cases.ANALYST).allowed
     pid = os.fork()
     if pid == 0:  # the child: exit 0 only for a fail-closed refusal naming the fork
