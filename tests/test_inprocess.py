@@ -246,3 +246,11 @@ def test_a_missing_library_is_a_config_error(tmp_path: Path) -> None:
 def test_an_unknown_engine_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="'engine'"):
         Gate("finance", engine="wasm", audit=None)
+
+
+def test_a_second_library_is_refused_not_loaded(engine: InProcessEngine, tmp_path: Path) -> None:
+    """Two Go runtimes in one process crash it: a second library is a ConfigError."""
+    other = tmp_path / "libother.so"
+    other.write_bytes(engine.library.read_bytes()[:16])
+    with pytest.raises(ConfigError, match="already loaded"):
+        InProcessEngine(LocalOpa(binary=False), library=other)

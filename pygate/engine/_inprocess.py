@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
 
 from pygate._errors import BadEngineResponse, ConfigError, EngineTimeout, EngineUnavailable
 from pygate._resources import PROJECT_ROOT
@@ -124,6 +123,11 @@ def _load(path: Path) -> ctypes.CDLL:
     """Load the library once per process (a Go runtime cannot be loaded twice)."""
     with _LIBS_LOCK:
         lib = _LIBS.get(path)
+        if lib is None and _LIBS:
+            raise ConfigError(
+                f"an in-process engine ({next(iter(_LIBS))}) is already loaded; a process can "
+                f"hold one Go runtime, so {path} cannot be loaded too"
+            )
         if lib is None:
             try:
                 lib = ctypes.CDLL(str(path))
@@ -264,8 +268,3 @@ class AsyncInProcessTransport:
 
     async def aclose(self) -> None:
         self._engine.close()
-
-
-def describe(engine: InProcessEngine) -> dict[str, Any]:
-    """What an in-process engine runs (for diagnostics)."""
-    return {"library": str(engine.library), "opa_version": engine.opa_version}
