@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,8 @@ from pygate import AsyncGate, ConfigError, Gate, LocalOpa
 from pygate._core import BATCH_PATH, DECISION_PATH, request_body
 from pygate._errors import BadEngineResponse, EngineTimeout, EngineUnavailable
 from pygate.cli._demo import scenarios
-from pygate.engine._inprocess import InProcessEngine, find_inprocess_library
+from pygate.engine._inprocess import InProcessEngine, find_inprocess_library, library_name
+from pygate.engine._opa_process import OPA_VERSION
 from tests import adversarial_cases as cases
 
 JSON = dict[str, Any]
@@ -254,3 +257,19 @@ def test_a_second_library_is_refused_not_loaded(engine: InProcessEngine, tmp_pat
     other.write_bytes(engine.library.read_bytes()[:16])
     with pytest.raises(ConfigError, match="already loaded"):
         InProcessEngine(LocalOpa(binary=False), library=other)
+
+
+def test_cli_installs_the_inprocess_engine_into_the_user_cache(
+    engine: InProcessEngine, tmp_path: Path
+) -> None:
+    """`pygate opa install --inprocess` reuses a library already built for this source."""
+    cache = tmp_path / "cache" / "pygate" / "opa" / OPA_VERSION
+    cache.mkdir(parents=True)
+    (cache / library_name()).write_bytes(engine.library.read_bytes())
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pygate", "opa", "install", "--inprocess", "--json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["path"] == str((cache / library_name()).resolve())
