@@ -275,7 +275,7 @@ def clients(opa: LocalOpa, b: Budget) -> list[Row]:
     rows.append(seq("floor.http_client", "http.client keep-alive POST, no validation", floor, b))
     conn.close()
 
-    oc = OpaClient(host="127.0.0.1", port=opa.port)
+    oc = OpaClient(host="127.0.0.1", port=opa.port, timeout=60)  # load slows, never fails
     rows.append(
         seq(
             "opa_client.sync",
@@ -298,7 +298,7 @@ def clients(opa: LocalOpa, b: Budget) -> list[Row]:
 
     def opa_async(c: int, row_id: str) -> Row:
         async def make() -> tuple[Call, Close]:
-            client = await AsyncOpaClient(host="127.0.0.1", port=opa.port).__aenter__()
+            client = await AsyncOpaClient(host="127.0.0.1", port=opa.port, timeout=60).__aenter__()
             return (
                 lambda: client.query_rule(DOCUMENT, "pygate.gate", "decision"),
                 client.close_connection,

@@ -32,8 +32,14 @@ from pygate.audit import AuditLog, open_audit
 from pygate.audit._analytics import record_followup
 from pygate.audit._approvals import Approvals
 from pygate.audit._base import QUOTA_ACTION, Checked, redact, today
+from pygate.engine._inprocess import AsyncInProcessTransport, InProcessEngine, InProcessTransport
 from pygate.engine._opa_process import LocalOpa
-from pygate.engine._transport import AiohttpTransport, HttpClientTransport
+from pygate.engine._transport import (
+    AiohttpTransport,
+    AsyncTransport,
+    HttpClientTransport,
+    SyncTransport,
+)
 from pygate.policy._bundle import revision_stamp
 
 log = logging.getLogger("pygate")
@@ -85,6 +91,7 @@ class _BaseGate:
         allow_caller_service: bool = False,
         policy_dir: str | Path | None = None,
         data: dict[str, Any] | None = None,
+        engine: str | None = None,
     ) -> None:
         self.settings = settings or Settings.load(
             {
@@ -92,6 +99,7 @@ class _BaseGate:
                 "opa_url": opa_url,
                 "timeout": timeout,
                 "policy_dir": None if policy_dir is None else str(policy_dir),
+                "engine": engine,
             }
         )
         self.service = self.settings.service
@@ -102,9 +110,22 @@ class _BaseGate:
                 "PYGATE_SERVICE, or allow_caller_service=True to let context.service choose)"
             )
         self.local_opa: LocalOpa | None = None
+        self.engine: InProcessEngine | None = None
         self.audit: AuditLog | None = None
         self._owns_audit = False
-        if self.settings.opa_url:
+        if self.settings.engine == "inprocess":
+            if self.settings.opa_url:
+                raise ConfigError(
+                    "engine='inprocess' evaluates in this process; it cannot go with opa_url"
+                )
+            # The same files the embedded OPA would load, read by OPA's engine in-process.
+            spec = LocalOpa(self.settings.policy_dir, data=data, binary=False)
+            try:
+                self.engine = InProcessEngine(spec, library=self.settings.opa_lib)
+            finally:
+                spec.stop()  # the engine has read the data file; its temp folder can go
+            self.url = "inprocess:"
+        elif self.settings.opa_url:
             if data is not None:
                 raise ConfigError("data= configures the embedded OPA; it cannot go with opa_url")
             self.url = self.settings.opa_url
@@ -607,6 +628,10 @@ class Gate(_BaseGate):
         data: policy data merged into ``data.pygate.config`` of the embedded OPA
             (``services``, limits, lists), e.g. ``{"services": {"pay": {"packages":
             ["acme.payments"]}}}``.
+        engine: ``"sidecar"`` (default: an OPA process, embedded or at ``opa_url``) or
+            ``"inprocess"``: OPA's Go engine at the same version evaluates the same policies
+            inside this process, without HTTP (built by ``./dev setup``); engine failures
+            refuse exactly as with the sidecar.
 
     Example:
         >>> gate = Gate("finance")
@@ -615,7 +640,11 @@ class Gate(_BaseGate):
 
     def __init__(self, service: str | None = None, **kwargs: Any) -> None:
         super().__init__(service, **kwargs)
-        self._transport = HttpClientTransport(self.url, self.settings.timeout)
+        self._transport: SyncTransport = (
+            InProcessTransport(self.engine, self.settings.timeout)
+            if self.engine is not None
+            else HttpClientTransport(self.url, self.settings.timeout)
+        )
 
     def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
         """Decide whether ``output`` may be acted on for ``user`` now; always audited.
@@ -771,7 +800,11 @@ class AsyncGate(_BaseGate):
 
     def __init__(self, service: str | None = None, **kwargs: Any) -> None:
         super().__init__(service, **kwargs)
-        self._transport = AiohttpTransport(self.url, self.settings.timeout)
+        self._transport: AsyncTransport = (
+            AsyncInProcessTransport(self.engine, self.settings.timeout)
+            if self.engine is not None
+            else AiohttpTransport(self.url, self.settings.timeout)
+        )
 
     async def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
         """Async ``Gate.evaluate``: same decision, durable audit record before it returns.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -68,6 +68,12 @@ class Settings(BaseModel):
             default 7 days.
         audit_timeout: seconds an audit write (or read before a decision) may wait for a
             lock or the database server; past it the decision is a refusal. Default 2.
+        engine: ``sidecar`` (default): decisions come from an OPA process over HTTP (the
+            embedded local OPA, or ``opa_url``). ``inprocess``: OPA's Go engine, built as a
+            shared library at the same version, evaluates the same policies inside this
+            process (``pygate/engine/_inprocess.py``); it cannot go with ``opa_url``.
+        opa_lib: the in-process engine's library (default: the one ``./dev setup`` or
+            ``pygate opa install --inprocess`` built).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -85,6 +91,8 @@ class Settings(BaseModel):
     audit_timeout: float = Field(default=DEFAULT_AUDIT_TIMEOUT, gt=0, le=60, allow_inf_nan=False)
     max_depth: int = Field(default=MAX_DEPTH, ge=2, le=512)
     max_output_bytes: int = Field(default=MAX_OUTPUT_BYTES, ge=64)
+    engine: Literal["sidecar", "inprocess"] = "sidecar"
+    opa_lib: str | None = None
 
     @field_validator("opa_url")
     @classmethod

@@ -21,3 +21,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 opa="$(scripts/install-opa.sh)"
 echo "$opa" > .tools/opa-path 2>/dev/null || { mkdir -p .tools; echo "$opa" > .tools/opa-path; }
+# The in-process engine (Gate(engine="inprocess")): OPA's Go engine as a shared library, built
+# once per Go source into .tools/lib. Without Go (or when the build fails, e.g. no gcc) it is
+# skipped with a warning: the sidecar needs no build; its tests then skip, and fail under CI=1.
+if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then
+  scripts/build-inprocess.sh >/dev/null \
+    || echo "warning: the in-process engine could not be built (engine='inprocess' unavailable)" >&2
+else
+  echo "warning: no Go, so the in-process engine is not built (engine='inprocess' unavailable)" >&2
+fi

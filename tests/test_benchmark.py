@@ -42,3 +42,34 @@ def test_quick_benchmark_reports_every_row(tmp_path: Path) -> None:
         assert row["p50_us"] > 0, row["id"]
     assert len(report["targets"]) == 10
     assert "floor.http_client" in done.stdout  # the table was printed
+
+
+INTERLEAVED = PROJECT_ROOT / "benchmarks" / "interleaved.py"
+
+
+def test_quick_interleaved_benchmark_reports_every_row(tmp_path: Path) -> None:
+    """A few rounds of every contender in one process; ratios and load average reported."""
+    out = tmp_path / "interleaved.json"
+    done = subprocess.run(
+        [sys.executable, str(INTERLEAVED), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick"
+    assert report["run"]["rounds"] >= 3
+    assert len(report["run"]["load_before"]) == 3
+    rows = {row["id"]: row for row in report["rows"]}
+    assert "floor" in rows
+    assert rows["floor"]["x_floor"] == 1.0
+    for row in rows.values():
+        if "skipped" in row:
+            # only the optional tiers may be missing, and each says why
+            assert "inprocess" in row["id"] or row["id"].startswith("peer."), row
+            continue
+        assert row["n"] > 0, row["id"]
+        assert row["p50_us"] > 0, row["id"]
+    assert {t["target"] for t in report["targets"]} >= {"Gate.evaluate no audit ÷ floor"}
+    assert "load average" in done.stdout

@@ -10,6 +10,7 @@ import click
 from pygate._errors import ConfigError, PygateError
 from pygate._resources import decision_schema_path, library_dirs, rego_root
 from pygate.cli._common import fail_with
+from pygate.engine._inprocess import build_inprocess_library
 from pygate.engine._opa_process import OPA_VERSION, find_opa_binary, install_opa, opa_cache_dir
 from pygate.policy._scaffold import scaffold
 
@@ -35,14 +36,22 @@ def opa() -> None:
 
 
 @opa.command("install")
+@click.option(
+    "--inprocess",
+    is_flag=True,
+    help="Build the in-process engine instead (engine='inprocess'; needs Go and gcc).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def opa_install(as_json: bool) -> None:
+def opa_install(inprocess: bool, as_json: bool) -> None:
     """Build the pinned OPA with `go install` into the user cache (needs Go; ~70 s).
 
-    Exit 2 when Go is missing or the build fails (the message names the alternatives).
+    With --inprocess, build OPA's engine at the same version as a shared library for
+    Gate(engine="inprocess") into the same cache (`go build -buildmode=c-shared`, a few
+    minutes the first time). Exit 2 when Go is missing or the build fails (the message
+    names the alternatives).
     """
     try:
-        path = install_opa()
+        path = build_inprocess_library() if inprocess else install_opa()
     except PygateError as exc:
         fail_with(exc, as_json)
     if as_json:

@@ -223,6 +223,8 @@ class LocalOpa:
         data: policy data merged into ``data.pygate.config`` (services, limits, lists).
         library: load pygate's Rego library beside ``policy_dir`` (default: when the folder
             is not a whole pygate tree; ``False`` loads exactly the folder).
+        binary: look up the ``opa`` binary (``False``: only ``load_paths`` is used, by the
+            in-process engine, which loads the same files without a process).
 
     A ``policy_dir`` that is not a whole pygate tree (no ``pygate/gate/gate.rego``) is a
     user's own policy project: it is loaded alongside pygate's Rego library (entry point,
@@ -241,6 +243,7 @@ class LocalOpa:
         as_bundle: bool = True,
         data: dict[str, Any] | None = None,
         library: bool | None = None,
+        binary: bool = True,
     ) -> None:
         self.policy_dir = Path(policy_dir) if policy_dir else default_policy_dir()
         if not self.policy_dir.exists():
@@ -251,7 +254,8 @@ class LocalOpa:
         if data is not None and not isinstance(data, dict):
             raise ConfigError("data: expected an object (merged into data.pygate.config)")
         self.data = data
-        self.opa_bin = find_opa_binary(opa_bin)
+        # The in-process tier reads only what to load (``binary=False``): no ``opa`` needed.
+        self.opa_bin = find_opa_binary(opa_bin) if binary else Path(opa_bin or "opa")
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
         self.supervise = supervise
