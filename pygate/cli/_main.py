@@ -397,3 +397,6 @@ _register_deploy(main)
 from pygate.cli._project import register as _register_project  # noqa: E402
 
 _register_project(main)
+from pygate.cli._replay import register as _register_replay  # noqa: E402
+
+_register_replay(main)
