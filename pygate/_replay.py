@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,6 @@ class _State:
     )
     flips: list[JSONObject] = field(default_factory=list)
     revision: str | None = None
-    errors: int = 0
 
 
 def unreplayable(record: AuditRecord) -> str | None:
@@ -195,6 +195,7 @@ def replay(
     service: str | None = None,
     opa_bin: str | Path | None = None,
     batch: int = DEFAULT_BATCH,
+    workers: int = 2,
     examples: int = 3,
     progress: Callable[[int, int], None] | None = None,
     now: datetime | None = None,
@@ -209,7 +210,8 @@ def replay(
         since: only records from this ISO time on.
         service: only this service's records.
         opa_bin: the ``opa`` binary (default: ``find_opa_binary()``).
-        batch: inputs per OPA query.
+        batch: records per OPA query (identical inputs are asked once).
+        workers: OPA queries in flight at once.
         examples: example flips kept per policy and kind.
         progress: called with ``(done, total)`` after each batch.
         now: the replay's clock (approval expiries are shifted to it).
@@ -229,8 +231,8 @@ def replay(
     path = Path(candidate)
     if not path.exists():
         raise ConfigError(f"candidate bundle {path} does not exist")
-    if batch < 1:
-        raise ConfigError("batch: must be at least 1")
+    if batch < 1 or workers < 1:
+        raise ConfigError("batch, workers: must be at least 1")
     started = time.perf_counter()
     state = _State(examples=examples)
     now_ns = int((now or datetime.now(UTC)).timestamp() * 1e9)
@@ -247,31 +249,89 @@ def replay(
     opa = LocalOpa(path, opa_bin=opa_bin, supervise=False, extra_args=extra)
     try:
         opa.start()
-    except EngineError as exc:
+    except (EngineError, ConfigError) as exc:
         raise ConfigError(f"OPA cannot load candidate {path}: {exc}") from exc
     transport = HttpClientTransport(opa.url, timeout=120.0)
     try:
-        pending: list[tuple[AuditRecord, JSONObject]] = []
-        for record in _records(log, since, service):
+        _run(state, log, transport, _Plan(since, service, batch, workers, total, now_ns), progress)
+    finally:
+        transport.close()
+        opa.stop()
+    return _report(state, path, since, service, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    since: str | None
+    service: str | None
+    batch: int
+    workers: int
+    total: int
+    now_ns: int
+
+
+#: A batch on its way: the records, the key of each one's input, the keys of the inputs sent.
+_Batch = tuple[list[AuditRecord], list[str], list[str]]
+
+
+def _run(
+    state: _State,
+    log: AuditLog,
+    transport: HttpClientTransport,
+    plan: _Plan,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Read, batch, ask (``workers`` queries in flight), count: in record order.
+
+    Identical inputs are asked once: within a batch, and across batches once answered.
+    """
+    answered: dict[str, JSONObject] = {}
+    in_flight: deque[tuple[Future[list[Any]], _Batch]] = deque()
+    records: list[AuditRecord] = []
+    with ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="pygate-replay") as pool:
+
+        def submit() -> None:
+            keys: list[str] = []
+            unique: dict[str, JSONObject] = {}
+            for record in records:
+                doc = replay_document(record, plan.now_ns)
+                key = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+                keys.append(key)
+                if key not in answered:
+                    unique.setdefault(key, doc)
+            future = pool.submit(_query, state, transport, list(unique.values()))
+            in_flight.append((future, (list(records), keys, list(unique))))
+            records.clear()
+
+        def settle() -> None:
+            future, (batch_records, keys, asked) = in_flight.popleft()
+            answered.update(zip(asked, future.result(), strict=True))
+            for record, key in zip(batch_records, keys, strict=True):
+                answer = answered[key]
+                if answer.get("error"):
+                    _skip(state, record, "candidate_error")
+                else:
+                    _count(state, record, _flip(record, answer))
+            if progress is not None:
+                progress(state.records, plan.total)
+
+        for record in _records(log, plan.since, plan.service):
             state.records += 1
             cause = unreplayable(record)
             if cause is not None:
                 _skip(state, record, cause)
                 continue
-            pending.append((record, replay_document(record, now_ns)))
-            if len(pending) >= batch:
-                _ask(state, transport, pending)
-                pending = []
-                if progress is not None:
-                    progress(state.records, total)
-        if pending:
-            _ask(state, transport, pending)
-        if progress is not None:
-            progress(state.records, total)
-    finally:
-        transport.close()
-        opa.stop()
-    return _report(state, path, since, service, time.perf_counter() - started)
+            records.append(record)
+            if len(records) >= plan.batch:
+                submit()
+                while len(in_flight) > plan.workers:
+                    settle()
+        if records:
+            submit()
+        while in_flight:
+            settle()
+    if progress is not None:
+        progress(state.records, plan.total)
 
 
 def _skip(state: _State, record: AuditRecord, cause: str) -> None:
@@ -283,31 +343,32 @@ def _skip(state: _State, record: AuditRecord, cause: str) -> None:
             state.redacted_paths[str(path)] += 1
 
 
-def _ask(
-    state: _State, transport: HttpClientTransport, pending: list[tuple[AuditRecord, JSONObject]]
-) -> None:
-    """One batch query; each answer is read against the decision contract."""
-    status, body = transport.post(_core.BATCH_PATH, _core.batch_body([doc for _, doc in pending]))
+def _query(state: _State, transport: HttpClientTransport, docs: list[JSONObject]) -> list[Any]:
+    """One batch query; each answer read against the decision contract (runs in a worker)."""
+    if not docs:
+        return []
+    status, body = transport.post(_core.BATCH_PATH, _core.batch_body(docs))
     result, envelope = _core.parse_response(status, body, _core.BATCH_PATH)
-    answers = _core.read_batch(result, len(pending))
+    answers = _core.read_batch(result, len(docs))
     if state.revision is None:
         state.revision = _core._revision(envelope)
-    for (record, _), answer in zip(pending, answers, strict=True):
+    read: list[Any] = []
+    for answer in answers:
         try:
             parsed = _core.read_result(answer, _core.BATCH_PATH)
-        except EngineError:
+        except EngineError as exc:
             # The candidate's answer breaks the contract: reported, never compared.
-            state.errors += 1
-            _skip(state, record, "candidate_error")
+            read.append({"error": str(exc)})
             continue
-        doc = {
-            "allowed": parsed.allowed,
-            "refusals": [r.model_dump(mode="json", exclude_none=True) for r in parsed.refusals],
-            "primary": parsed.primary.model_dump(mode="json", exclude_none=True)
-            if parsed.primary
-            else None,
-        }
-        _count(state, record, _flip(record, doc))
+        primary = parsed.primary
+        read.append(
+            {
+                "allowed": parsed.allowed,
+                "refusals": [r.model_dump(mode="json", exclude_none=True) for r in parsed.refusals],
+                "primary": primary.model_dump(mode="json", exclude_none=True) if primary else None,
+            }
+        )
+    return read
 
 
 def _tally(t: _Tally) -> JSONObject:

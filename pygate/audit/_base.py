@@ -631,6 +631,14 @@ class AuditLog(ABC):
         rows = self._select("ORDER BY seq DESC LIMIT ?", (n,))
         return [to_record(r) for r in reversed(rows)]
 
+    def find(self, audit_id: str) -> AuditRecord | None:
+        """The record with this audit id, or the only one it begins (8+ characters)."""
+        rows = self._select("WHERE audit_id = ?", (audit_id,))
+        if not rows and len(audit_id) >= 8 and re.fullmatch(r"[0-9a-fA-F-]+", audit_id):
+            rows = self._select("WHERE audit_id LIKE ? ORDER BY seq LIMIT 2", (f"{audit_id}%",))
+            rows = rows if len(rows) == 1 else []
+        return to_record(rows[0]) if rows else None
+
     def records(self) -> Iterator[AuditRecord]:
         """Every record in order."""
         for row in self._select("ORDER BY seq"):

@@ -45,12 +45,14 @@ class _Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.tty = sys.stderr.isatty()
+        self.finished = False
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         final = done >= total
-        if quiet() or (now - self.last < (0.5 if self.tty else 5.0) and not final):
+        if quiet() or self.finished or (now - self.last < (0.5 if self.tty else 5.0) and not final):
             return
+        self.finished = final
         self.last = now
         rate = done / max(now - self.started, 1e-9)
         line = f"replay: {done:,}/{total:,} records ({rate:,.0f}/s)"
