@@ -364,24 +364,43 @@ def health(ctx: click.Context, since: str | None, gap: str, as_json: bool) -> No
     help="The HTML file to write.",
 )
 @click.option("--window", default="30m", show_default=True, help="Follow-up window.")
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A saved `pygate replay --json` result: adds the Replay section.",
+)
 @_SINCE
 @_JSON
 @click.pass_context
-def report(ctx: click.Context, out: str, window: str, since: str | None, as_json: bool) -> None:
+def report(
+    ctx: click.Context,
+    out: str,
+    window: str,
+    replay_file: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """Write one self-contained HTML report: charts (inline SVG) and the tables behind them.
 
     Refusal rate over time, top policies (and those never triggered), refusals by action with
-    examples, the follow-up funnel, fallback incidents, and whether the hash chain verifies.
+    examples, the follow-up funnel, fallback incidents, latency p50/p99 over time and per
+    service, refusals per bundle revision (a publish that changes them shows as a jump),
+    per-service trends, shadow policies' would-be refusals, the replay of a candidate bundle
+    (--replay), and whether the hash chain verifies. Every chart's bars link to the audit
+    ids behind them (the drill-down at the end; `pygate audit explain ID` shows one).
     """
+    from pygate._replay import load_report
     from pygate.audit._report import build_report  # matplotlib loads only for this command
 
     try:
         span = analytics.parse_duration(window)
+        replayed = load_report(replay_file) if replay_file else None
         known = _known_policies(ctx)
         started = time.perf_counter()
         log = audit_from(ctx)
         with progress("building the report"):
-            page = build_report(log, known, span, _since(since))
+            page = build_report(log, known, span, _since(since), replay=replayed)
     except PygateError as exc:
         fail(str(exc))
     Path(out).write_text(page, encoding="utf-8")
