@@ -48,6 +48,9 @@ REFUSE_TO_ALLOW = "refuse_to_allow"
 CHANGED = "changed_policies"
 KINDS = (ALLOW_TO_REFUSE, REFUSE_TO_ALLOW, CHANGED)
 
+#: Seconds one batch query may take before the replay fails (EngineTimeout).
+QUERY_TIMEOUT = 900.0
+
 #: Records read from the log per query, and inputs sent to OPA per batch query.
 READ_CHUNK = 2000
 DEFAULT_BATCH = 500
@@ -251,7 +254,9 @@ def replay(
         opa.start()
     except (EngineError, ConfigError) as exc:
         raise ConfigError(f"OPA cannot load candidate {path}: {exc}") from exc
-    transport = HttpClientTransport(opa.url, timeout=120.0)
+    # The OPA is ours and local: a batch that takes long is CPU starvation (a busy machine),
+    # not a dead engine. A second 100k replay under load average 55 timed out at 120 s.
+    transport = HttpClientTransport(opa.url, timeout=QUERY_TIMEOUT)
     try:
         _run(state, log, transport, _Plan(since, service, batch, workers, total, now_ns), progress)
     finally:

@@ -124,7 +124,8 @@ def replay_cmd(
     Exit codes:
       0  the replay ran (with --fail-on-flip: and nothing flips)
       1  with --fail-on-flip: at least one recorded decision flips
-      2  bad input or configuration (a missing bundle, an unreadable log, OPA cannot load it)
+      2  bad input or configuration (a missing bundle, an unreadable log, OPA cannot load
+         the candidate or stops answering)
     """
     try:
         bound = analytics.parse_since(since)
