@@ -111,7 +111,12 @@ def replay_document(record: AuditRecord, now_ns: int) -> JSONObject:
 
 
 def _recorded_policies(record: AuditRecord) -> list[str]:
-    return list(record.policy_ids) if not record.allowed else []
+    """The policies that refused ``record`` (enforcing ones: shadow refusals never count)."""
+    if record.allowed:
+        return []
+    if record.refusals is not None:
+        return [str(r.get("policy_id")) for r in record.refusals if not r.get("shadow")]
+    return list(record.policy_ids)
 
 
 def _flip(record: AuditRecord, answer: JSONObject) -> JSONObject | None:
@@ -366,10 +371,12 @@ def _query(state: _State, transport: HttpClientTransport, docs: list[JSONObject]
             read.append({"error": str(exc)})
             continue
         primary = parsed.primary
+        # A shadow refusal ("shadow": true) never refuses: it is not part of the comparison.
+        enforcing = [r for r in parsed.refusals if (r.model_extra or {}).get("shadow") is not True]
         read.append(
             {
                 "allowed": parsed.allowed,
-                "refusals": [r.model_dump(mode="json", exclude_none=True) for r in parsed.refusals],
+                "refusals": [r.model_dump(mode="json", exclude_none=True) for r in enforcing],
                 "primary": primary.model_dump(mode="json", exclude_none=True) if primary else None,
             }
         )

@@ -305,3 +305,25 @@ def test_explain_shows_every_refusal_field_and_shadow_refusals_apart(
     missing = _cli(audit_db, "audit", "explain", "f" * 32)
     assert missing.exit_code == 2
     assert "no audit record" in missing.output
+
+
+def test_shadow_refusals_never_count_as_a_recorded_refusal() -> None:
+    """A record refused by FIN-002 with a shadow FIN-NEW beside it: the candidate refusing by
+    FIN-002 alone is the same decision, not "refused by other policies"."""
+    from pygate._replay import _flip
+
+    record = AuditRecord(
+        seq=1, audit_id="a1", ts=datetime(2026, 3, 1, tzinfo=UTC), service="finance",
+        user_id="u", output={"type": "transfer"}, allowed=False, reason="too much",
+        policy_id="FIN-002", policy_ids=["FIN-002", "FIN-NEW"], action="show_user_limit",
+        decision_id=None, bundle_revision=None, fallback=False, latency_ms=1.0,
+        prev_hash="0" * 64, hash="0" * 64,
+        refusals=[{"policy_id": "FIN-002"}, {"policy_id": "FIN-NEW", "shadow": True}],
+    )  # fmt: skip
+    same = {"allowed": False, "refusals": [{"policy_id": "FIN-002", "reason": "too much"}]}
+    assert _flip(record, same) is None
+    other = {"allowed": False, "refusals": [{"policy_id": "FIN-NEW", "reason": "x"}]}
+    flip = _flip(record, other)
+    assert flip is not None
+    assert flip["kind"] == "changed_policies"
+    assert flip["before"]["policies"] == ["FIN-002"]
