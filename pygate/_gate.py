@@ -556,7 +556,8 @@ def _checked(entries: list[_Entry]) -> list[Checked]:
             key = (e.prepared.user_id, e.prepared.day)
             usage = floor[key] if _quota_refusal(e) else e.prepared.usage
             quota = (e.prepared.user_id, e.prepared.day, usage)
-        items.append(Checked(e.decision, e.output, quota))
+        document = e.prepared.document if e.prepared is not None else None
+        items.append(Checked(e.decision, e.output, quota, document))
     return items
 
 

@@ -165,3 +165,9 @@ class AuditRecord(BaseModel):
     approval_id: str | None = None
     approved_by: str | None = None
     actions: list[Any] | None = None
+    #: Every refusal object as OPA gave it (``None``: a record written before they were kept).
+    refusals: list[dict[str, Any]] | None = None
+    #: What replay needs: ``user``, ``context`` (usage_today and approvals as they were) and
+    #: ``redacted`` paths; ``None`` for records written before it was kept, and for outputs
+    #: refused before OPA was asked (invalid input).
+    opa_input: dict[str, Any] | None = None

@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pygate._errors import AuditError, ConfigError
-from pygate._models import AuditRecord, Decision
+from pygate._models import AuditRecord, Decision, JSONObject
 from pygate.audit._integrity import Checkpoint, Integrity
 
 # Re-exported (``X as X``): the backends and _mask import these from here.
 from pygate.audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
 from pygate.audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
 from pygate.audit._redact import MASK as MASK
-from pygate.audit._redact import key_names, redact_text
+from pygate.audit._redact import key_names, redact_text, redacted_paths
 from pygate.audit._redact import redact as redact
 from pygate.audit._redact import redact_pattern as redact_pattern
 
@@ -50,8 +50,12 @@ COLUMNS = (
 #: Hashed columns added later, appended after COLUMNS, in generations. A generation enters
 #: the hash only when one of its columns (or of a later generation) is set, so every record
 #: written before it existed still verifies unchanged. ``actions`` holds the canonical
-#: actions as decided (JSON, redacted like the output).
-EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",))
+#: actions as decided (JSON, redacted like the output). ``refusals`` holds every refusal
+#: object as OPA reported it (JSON list, redacted; shadow refusals carry ``"shadow": true``),
+#: ``opa_input`` what replay needs (``replay_input``): the input document OPA decided on,
+#: without its ``output`` (the ``output`` column holds that), redacted, with the paths that
+#: redaction changed.
+EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",), ("refusals", "opa_input"))
 EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
@@ -345,7 +349,7 @@ class AuditLog(ABC):
         Raises:
             AuditError: nothing was committed.
         """
-        rows = [self._row(i.decision, i.output) for i in items]
+        rows = [self._row(i.decision, i.output, i.document) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(self._insert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -354,7 +358,7 @@ class AuditLog(ABC):
 
     async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
         """``append_checked`` for asyncio callers."""
-        rows = [self._row(i.decision, i.output) for i in items]
+        rows = [self._row(i.decision, i.output, i.document) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(await self._ainsert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -512,7 +516,24 @@ class AuditLog(ABC):
         masked = _finite(redact(output, self._redact_keys, self._redact_pattern))
         return json.dumps(masked, sort_keys=True, default=repr, allow_nan=False)
 
-    def _row(self, decision: Decision, output: Any) -> dict[str, Any]:
+    def replay_input(self, document: JSONObject | None) -> str | None:
+        """The ``opa_input`` column for the input document OPA was asked (``None``: none).
+
+        ``{"user": ..., "context": ..., "redacted": [paths]}``: the document redacted as the
+        output is, minus ``output`` (stored in its own column, redacted alike), and where
+        redaction changed it (``redacted_paths``), so a replay never decides on a mask.
+        """
+        if document is None:
+            return None
+        names, pattern = self._redact_keys, self._redact_pattern
+        rest = {k: v for k, v in document.items() if k != "output"}
+        stored = _finite(redact(rest, names, pattern))
+        stored["redacted"] = redacted_paths(document, names, pattern)
+        return json.dumps(stored, sort_keys=True, default=repr, allow_nan=False)
+
+    def _row(
+        self, decision: Decision, output: Any, document: JSONObject | None = None
+    ) -> dict[str, Any]:
         when = decision.decided_at or datetime.now(UTC)
         return {
             "audit_id": decision.audit_id or uuid.uuid4().hex,
@@ -536,6 +557,8 @@ class AuditLog(ABC):
             "actions": self.redacted_json([a.model_dump(mode="json") for a in decision.actions])
             if decision.actions
             else None,
+            "refusals": self.redacted_json(stored_refusals(decision)),
+            "opa_input": self.replay_input(document),
         }
 
     def append(
@@ -554,14 +577,23 @@ class AuditLog(ABC):
         return self.append_many([(decision, output)], [release] if release else [])[0]
 
     def append_many(
-        self, items: list[tuple[Decision, Any]], releases: list[tuple[str, str]] | None = None
+        self,
+        items: list[tuple[Decision, Any]],
+        releases: list[tuple[str, str]] | None = None,
+        documents: list[JSONObject | None] | None = None,
     ) -> list[Decision]:
         """Write several records in one durable transaction, in order.
+
+        Args:
+            items: ``(decision, output)`` pairs.
+            releases: quota units to give back in the same transaction.
+            documents: per item, the input document OPA was asked (kept for replay).
 
         Raises:
             AuditError: nothing was committed.
         """
-        rows = [self._row(d, o) for d, o in items]
+        docs = documents or [None] * len(items)
+        rows = [self._row(d, o, doc) for (d, o), doc in zip(items, docs, strict=True)]
         self._insert(rows, releases or [])
         if rows and self.integrity.due(len(rows)):
             self._checkpoint_quietly()
@@ -598,6 +630,14 @@ class AuditLog(ABC):
         """The last ``n`` records, oldest first."""
         rows = self._select("ORDER BY seq DESC LIMIT ?", (n,))
         return [to_record(r) for r in reversed(rows)]
+
+    def find(self, audit_id: str) -> AuditRecord | None:
+        """The record with this audit id, or the only one it begins (8+ characters)."""
+        rows = self._select("WHERE audit_id = ?", (audit_id,))
+        if not rows and len(audit_id) >= 8 and re.fullmatch(r"[0-9a-fA-F-]+", audit_id):
+            rows = self._select("WHERE audit_id LIKE ? ORDER BY seq LIMIT 2", (f"{audit_id}%",))
+            rows = rows if len(rows) == 1 else []
+        return to_record(rows[0]) if rows else None
 
     def records(self) -> Iterator[AuditRecord]:
         """Every record in order."""
@@ -673,8 +713,23 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "allowed": bool(row["allowed"]),
             "fallback": bool(row["fallback"]),
             "actions": json.loads(row["actions"]) if row.get("actions") else None,
+            "refusals": json.loads(row["refusals"]) if row.get("refusals") else None,
+            "opa_input": json.loads(row["opa_input"]) if row.get("opa_input") else None,
         }
     )
+
+
+def stored_refusals(decision: Decision) -> list[JSONObject]:
+    """The refusal objects a record keeps: every field OPA gave, none dropped.
+
+    Shadow refusals (``"shadow": true``), when the decision carries them apart from its
+    enforcing ones (a ``shadow_refusals`` field), are kept in the same list, marked.
+    """
+    kept = [r.model_dump(mode="json", exclude_none=True) for r in decision.refusals]
+    for shadow in getattr(decision, "shadow_refusals", None) or []:
+        dumped = shadow.model_dump(mode="json", exclude_none=True)
+        kept.append({**dumped, "shadow": True})
+    return kept
 
 
 # --- claims: what a record may only be written with ------------------------------------------
@@ -696,11 +751,13 @@ class Checked:
         output: the model output (redacted before it is stored).
         quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
             ``None`` when the decision is not counted (no quota was asked about).
+        document: the input document OPA was asked (kept, redacted, for replay).
     """
 
     decision: Decision
     output: Any
     quota: tuple[str, str, int] | None = None
+    document: JSONObject | None = None
 
 
 def claims(log: AuditLog, item: Checked, row: dict[str, Any]) -> list[Check]:

@@ -136,6 +136,30 @@ def redact(
     return _redact(value, names, pattern)
 
 
+def redacted_paths(
+    value: Any, names: frozenset[str], pattern: re.Pattern[str] | None, at: str = ""
+) -> list[str]:
+    """Where ``redact`` changes ``value``: dotted paths (``output.card``, ``user.tags.0``).
+
+    ``names`` are normalised key names (``key_names``). A record whose replay input has such
+    a path cannot be replayed by a policy that reads it (``pygate._replay``).
+    """
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{at}.{k}" if at else str(k)
+            if isinstance(k, str) and masks_key(k, names):
+                found.append(where)
+            else:
+                found += redacted_paths(v, names, pattern, where)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += redacted_paths(v, names, pattern, f"{at}.{i}" if at else str(i))
+    elif isinstance(value, str) and redact_text(value, pattern) != value:
+        found.append(at)
+    return found
+
+
 def _redact(value: Any, names: frozenset[str], pattern: re.Pattern[str] | None) -> Any:
     if isinstance(value, dict):
         return {

@@ -60,7 +60,8 @@ def chart_rate(rates: dict[str, Any]) -> str:
         return _svg(fig)
     labels = [str(b[key]) for b in buckets]
     xs = range(len(labels))
-    ax.bar(xs, [b["refused"] for b in buckets], color=_RED, alpha=0.35, label="refusals")
+    bars = ax.bar(xs, [b["refused"] for b in buckets], color=_RED, alpha=0.35, label="refusals")
+    _link(bars, [anchor("refused", lbl) for lbl in labels])
     ax.set_ylabel("refusals")
     twin = ax.twinx()
     twin.plot(xs, [b["rate"] * 100 for b in buckets], color=_RED, marker=".", label="rate")
@@ -71,8 +72,25 @@ def chart_rate(rates: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def chart_bars(pairs: list[tuple[str, int]], title: str, color: str, xlabel: str) -> str:
-    """A horizontal bar chart, largest on top."""
+def anchor(kind: str, key: Any) -> str:
+    """The id of a drill-down entry (``drill-<kind>-<key>``, only ``[A-Za-z0-9_-]``)."""
+    return f"drill-{kind}-" + re.sub(r"[^A-Za-z0-9_-]", "-", str(key).replace("T", " "))
+
+
+def _link(bars: Any, anchors: list[str]) -> None:
+    """Make each bar a link to its drill-down entry (SVG ``<a>`` around the bar)."""
+    for patch, target in zip(bars.patches, anchors, strict=False):
+        patch.set_url(f"#{target}")
+
+
+def chart_bars(
+    pairs: list[tuple[str, int]],
+    title: str,
+    color: str,
+    xlabel: str,
+    links: list[str] | None = None,
+) -> str:
+    """A horizontal bar chart, largest on top; ``links``: a drill-down anchor per pair."""
     fig, ax = _figure(max(2.0, 0.35 * len(pairs) + 1))
     ax.set_title(title)
     if not pairs:
@@ -80,7 +98,9 @@ def chart_bars(pairs: list[tuple[str, int]], title: str, color: str, xlabel: str
         return _svg(fig)
     names = [p for p, _ in reversed(pairs)]
     values = [n for _, n in reversed(pairs)]
-    ax.barh(names, values, color=color)
+    bars = ax.barh(names, values, color=color)
+    if links:
+        _link(bars, list(reversed(links)))
     ax.grid(axis="x", alpha=0.3)
     ax.grid(axis="y", visible=False)
     ax.set_xlabel(xlabel)
@@ -126,11 +146,20 @@ def chart_incidents(health: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def _table(headers: list[str], rows: list[list[Any]], empty: str = "none") -> str:
-    """A table; with no rows it still has its headers and one row saying what is missing."""
+def _table(
+    headers: list[str], rows: list[list[Any]], empty: str = "none", ids: list[str] | None = None
+) -> str:
+    """A table; with no rows it still has its headers and one row saying what is missing.
+
+    ``ids``: an ``id`` per row (a chart bar's drill-down target).
+    """
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    row_ids = ids or [""] * len(rows)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
+        (f"<tr id='{html.escape(i)}'>" if i else "<tr>")
+        + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        + "</tr>"
+        for row, i in zip(rows, row_ids, strict=True)
     )
     if not rows:
         body = f"<tr><td class='empty' colspan='{len(headers)}'>{html.escape(empty)}</td></tr>"
@@ -158,6 +187,8 @@ color:#222;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.5rem;border-bot
 margin:.8rem 0}th,td{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left;
 vertical-align:top}th{background:#f7f7f7}svg{max-width:100%;height:auto}.ok{color:#27ae60}
 .bad{color:#c0392b}.empty{color:#888;font-style:italic}code{font-size:.8rem}
+.drill{font-size:.8rem;margin:.4rem 0;padding:.3rem .5rem;border-left:3px solid #ddd;
+word-break:break-all}.drill:target,tr:target{background:#fff6d5}
 """
 
 
@@ -167,8 +198,23 @@ def build_report(
     window: timedelta = timedelta(minutes=30),
     since: str | None = None,
     now: datetime | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> str:
-    """The whole report as one HTML document (charts inline, no external resources)."""
+    """The whole report as one HTML document (charts inline, no external resources).
+
+    Args:
+        log: the audit log.
+        known: the policies of the bundle (``known_policies``).
+        window: how long after a refusal a user's next step counts as its follow-up.
+        since: ISO lower bound on the record time.
+        now: the time the report says it was generated.
+        replay: a ``pygate replay --json`` result: adds the "Replay" section.
+    """
+    from pygate.audit import _report_sections as sections
+    from pygate.audit._trends import readable, shadow_refusals, trends
+
+    tr = trends(log, since)
+    shadow = shadow_refusals(log, since)
     summary = analytics.refusal_rates(log, "service", since)
     total = summary["total"]
     refused = sum(b["refused"] for b in summary["buckets"])
@@ -180,7 +226,7 @@ def build_report(
     health = analytics.engine_health(log, since)
     users = analytics.refusal_rates(log, "user", since, top=10)
     verify = log.verify()
-    generated = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    generated = readable(now or datetime.now(UTC))
     chain = (
         f'<span class="ok">hash chain verified ({verify.checked:,} records)</span>'
         if verify.ok
@@ -198,7 +244,7 @@ def build_report(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         f"<title>pygate refusal report</title><style>{_CSS}</style></head><body>",
-        "<h1>pygate refusal report</h1>",
+        "<h1 id='top'>pygate refusal report</h1>",
         f"<p class='meta'>generated {generated}"
         f"{' · since ' + html.escape(since) if since else ''} · {chain}</p>",
         "<div class='cards'>"
@@ -226,6 +272,7 @@ def build_report(
             "Refusals per policy",
             _RED,
             "refusals",
+            links=[anchor("policy", p["policy_id"]) for p in policies["triggered"][:15]],
         ),
         _table(
             ["policy", "title", "source", "action", "refusals", "as primary", "last seen"],
@@ -237,7 +284,7 @@ def build_report(
                     p["action"],
                     p["refusals"],
                     p["primary"],
-                    p["last_seen"],
+                    readable(p["last_seen"]) if p["last_seen"] else None,
                 ]
                 for p in policies["triggered"]
             ],
@@ -299,10 +346,24 @@ def build_report(
         _table(
             ["start", "end", "fallback refusals", "causes", "services"],
             [
-                [i["start"], i["end"], i["refusals"], i["causes"], i["services"]]
+                [
+                    readable(i["start"]),
+                    readable(i["end"]),
+                    i["refusals"],
+                    i["causes"],
+                    i["services"],
+                ]
                 for i in health["incidents"]
             ],
             "no engine incidents: the policy engine decided every request",
+        ),
+        *sections.trend_sections(tr),
+        *sections.shadow_section(
+            shadow, {p["policy_id"]: p["refusals"] for p in policies["triggered"]}
+        ),
+        *sections.replay_section(replay),
+        *sections.drill_section(
+            tr, [(p["policy_id"], p["refusals"]) for p in policies["triggered"]], shadow, replay
         ),
         "</body></html>",
     ]

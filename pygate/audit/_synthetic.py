@@ -156,6 +156,32 @@ def _events(records: int, days: int, now: datetime, rng: random.Random) -> list[
     return events
 
 
+def _documents(events: list[_Event]) -> list[dict[str, Any] | None]:
+    """The input OPA would have been asked for each event (what replay re-decides).
+
+    The user's facts are those the recorded refusal implies (an account under review for
+    FIN-001, the quota reached for AST-003); everyone else is an active analyst with the
+    default transaction limit. ``usage_today`` counts the user's allowed decisions that
+    day so far. Fallback refusals get one too: OPA was asked, it did not answer.
+    """
+    used: dict[tuple[str, str], int] = {}
+    documents: list[dict[str, Any] | None] = []
+    for ev in events:
+        key = (ev.user, ev.ts.date().isoformat())
+        policy = ev.refusal[0] if ev.refusal and not ev.fallback else None
+        user: dict[str, Any] = {"id": ev.user, "role": "analyst", "account_status": "active"}
+        if policy == "FIN-001":
+            user["account_status"] = "under_review"
+        usage = used.get(key, 0)
+        if policy == "AST-003":
+            usage = max(usage, 100)
+        context = {"service": ev.service, "usage_today": usage, "approvals": []}
+        documents.append({"output": ev.output, "user": user, "context": context})
+        if ev.refusal is None and not ev.fallback:
+            used[key] = used.get(key, 0) + 1
+    return documents
+
+
 def generate_history(
     log: AuditLog,
     records: int,
@@ -172,13 +198,17 @@ def generate_history(
     rng = random.Random(seed)
     at = now or datetime.now(UTC)
     events = _events(records, days, at, rng)
+    documents = _documents(events)
     refused = fallback = 0
     for i in range(0, len(events), batch):
         chunk = events[i : i + batch]
         decisions = [_decision(ev, rng) for ev in chunk]
         refused += sum(not d.allowed for d in decisions)
         fallback += sum(d.fallback for d in decisions)
-        log.append_many([(d, ev.output) for d, ev in zip(decisions, chunk, strict=True)])
+        log.append_many(
+            [(d, ev.output) for d, ev in zip(decisions, chunk, strict=True)],
+            documents=documents[i : i + batch],
+        )
     approvals, followups = _side_tables(log, events, at, rng)
     return {"records": len(events), "refused": refused, "fallback": fallback,
             "approvals": approvals, "followups": followups, "days": days, "seed": seed}  # fmt: skip

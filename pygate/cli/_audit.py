@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def register(audit: click.Group) -> None:
         policies,
         followups,
         followup,
+        explain,
         health,
         report,
         export,
@@ -225,6 +227,103 @@ def followup(ctx: click.Context, audit_id: str, kind: str, note: str | None, as_
         click.echo(f"recorded {kind} for {audit_id} ({fid})")
 
 
+#: Refusal fields shown first, in this order; any other field follows, as stored.
+_REFUSAL_ORDER = ("reason", "action", "priority", "title", "description", "message",
+                  "suggestion", "policy_set", "source")  # fmt: skip
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _show_refusal(refusal: dict[str, Any]) -> None:
+    click.echo(f"  {refusal.get('policy_id', '-')}")
+    rest = [k for k in refusal if k not in _REFUSAL_ORDER and k not in ("policy_id", "shadow")]
+    for key in (*(k for k in _REFUSAL_ORDER if k in refusal), *sorted(rest)):
+        if key == "invalid" and refusal[key] is False:
+            continue
+        click.echo(f"    {key + ':':13} {_value(refusal[key])}")
+
+
+@click.command("explain")
+@click.argument("audit_id")
+@_JSON
+@click.pass_context
+def explain(ctx: click.Context, audit_id: str, as_json: bool) -> None:
+    """Show one recorded decision and why: every refusal as the policy reported it.
+
+    AUDIT_ID is a record's audit id (or a unique prefix of 8+ characters), as printed by
+    `pygate check`, `audit tail` and `pygate replay`. Each refusal is shown with every
+    field the record kept (reason, action, and whatever the policy added, such as the
+    failing condition and what would pass); refusals marked shadow are listed apart as
+    "would have refused". Also shown: the input OPA was asked (user, quota usage,
+    approvals), and whether `pygate replay` can re-decide it.
+
+    \b
+    Exit codes:
+      0  shown
+      2  no such record, or the log cannot be read
+    """
+    from pygate._replay import unreplayable
+
+    log = audit_from(ctx)
+    record = log.find(audit_id)
+    if record is None:
+        fail(f"no audit record with id {audit_id}", field="audit_id")
+    refusals = record.refusals
+    if refusals is None and not record.allowed:
+        # Written before refusal objects were kept: what the columns say.
+        refusals = [{"policy_id": p} for p in record.policy_ids] or [{"policy_id": "-"}]
+        refusals[0] = {**refusals[0], "reason": record.reason, "action": record.action}
+    refusals = refusals or []
+    enforcing = [r for r in refusals if not r.get("shadow")]
+    shadow = [r for r in refusals if r.get("shadow")]
+    cause = unreplayable(record)
+    if as_json:
+        doc = record.model_dump(mode="json")
+        doc.update(refusals=enforcing, shadow_refusals=shadow, replayable=cause is None)
+        doc["not_replayable_because"] = cause
+        _emit(doc)
+        return
+    verdict = (
+        click.style("ALLOWED", fg="green") if record.allowed else click.style("REFUSED", fg="red")
+    )
+    click.echo(f"audit id     {record.audit_id} (record {record.seq})")
+    click.echo(f"time         {record.ts.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    click.echo(f"service      {record.service or '-'}    user {record.user_id or '-'}")
+    click.echo(
+        f"decision     {verdict}"
+        + (f" by {record.policy_id} ({record.action})" if not record.allowed else "")
+        + (" [engine fallback]" if record.fallback else "")
+    )
+    click.echo(f"bundle       {record.bundle_revision or '-'}    decision id "
+               f"{record.decision_id or '-'}    {record.latency_ms:.2f} ms")  # fmt: skip
+    if record.approval_id:
+        click.echo(f"approved     {record.approval_id} by {record.approved_by}")
+    click.echo(f"output       {_value(record.output)[:300]}")
+    if enforcing:
+        click.secho("refusals:", bold=True)
+        for refusal in enforcing:
+            _show_refusal(refusal)
+    if shadow:
+        click.secho("shadow (would have refused, did not enforce):", bold=True)
+        for refusal in shadow:
+            _show_refusal(refusal)
+    stored = record.opa_input
+    if stored is not None:
+        context = stored.get("context") or {}
+        click.echo(f"input        user {_value(stored.get('user'))[:200]}")
+        click.echo(f"             usage_today {context.get('usage_today', '-')}, "
+                   f"approvals {len(context.get('approvals') or [])}")  # fmt: skip
+    reasons = {
+        None: "yes",
+        "redacted": f"no: redacted {', '.join((stored or {}).get('redacted') or [])}",
+        "no_recorded_input": "no: the input was not recorded",
+        "not_decided_by_opa": "no: pygate refused on its own (OPA did not decide)",
+    }
+    click.echo(f"replayable   {reasons.get(cause, cause)}")
+
+
 @click.command("health")
 @_SINCE
 @click.option(
@@ -265,24 +364,43 @@ def health(ctx: click.Context, since: str | None, gap: str, as_json: bool) -> No
     help="The HTML file to write.",
 )
 @click.option("--window", default="30m", show_default=True, help="Follow-up window.")
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A saved `pygate replay --json` result: adds the Replay section.",
+)
 @_SINCE
 @_JSON
 @click.pass_context
-def report(ctx: click.Context, out: str, window: str, since: str | None, as_json: bool) -> None:
+def report(
+    ctx: click.Context,
+    out: str,
+    window: str,
+    replay_file: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """Write one self-contained HTML report: charts (inline SVG) and the tables behind them.
 
     Refusal rate over time, top policies (and those never triggered), refusals by action with
-    examples, the follow-up funnel, fallback incidents, and whether the hash chain verifies.
+    examples, the follow-up funnel, fallback incidents, latency p50/p99 over time and per
+    service, refusals per bundle revision (a publish that changes them shows as a jump),
+    per-service trends, shadow policies' would-be refusals, the replay of a candidate bundle
+    (--replay), and whether the hash chain verifies. Every chart's bars link to the audit
+    ids behind them (the drill-down at the end; `pygate audit explain ID` shows one).
     """
+    from pygate._replay import load_report
     from pygate.audit._report import build_report  # matplotlib loads only for this command
 
     try:
         span = analytics.parse_duration(window)
+        replayed = load_report(replay_file) if replay_file else None
         known = _known_policies(ctx)
         started = time.perf_counter()
         log = audit_from(ctx)
         with progress("building the report"):
-            page = build_report(log, known, span, _since(since))
+            page = build_report(log, known, span, _since(since), replay=replayed)
     except PygateError as exc:
         fail(str(exc))
     Path(out).write_text(page, encoding="utf-8")

@@ -400,3 +400,6 @@ _register_project(main)
 from pygate.cli._mcp import register as _register_mcp  # noqa: E402
 
 _register_mcp(main)
+from pygate.cli._replay import register as _register_replay  # noqa: E402
+
+_register_replay(main)
