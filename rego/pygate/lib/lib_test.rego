@@ -30,6 +30,7 @@ test_refusal_renders_templates_and_optional_fields if {
 		"action": "show_user_limit",
 		"priority": 7,
 		"suggestion": "Try less than 1000",
+		"hint": "Try less than 1000",
 		"message": "Sorry",
 		"source": "rego",
 	}
