@@ -23,8 +23,12 @@ _policy_refusals := {r | some r in evaluated; not _shadow(r)} if {
 	evaluated := _evaluated_refusals
 }
 
+# Only a rules-as-data policy marks its own refusals (from policy data); a
+# Rego refusal object that says "shadow" is not believed, since a package
+# could copy fields of the model's output into it.
 _shadow(r) if {
 	_shadowable(r)
+	r.source == "data"
 	r.shadow == true
 }
 
