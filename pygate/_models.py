@@ -249,3 +249,4 @@ class AuditRecord(BaseModel):
     approval_id: str | None = None
     approved_by: str | None = None
     actions: list[Any] | None = None
+    shadow_refusals: list[Any] | None = None

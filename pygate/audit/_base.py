@@ -50,8 +50,10 @@ COLUMNS = (
 #: Hashed columns added later, appended after COLUMNS, in generations. A generation enters
 #: the hash only when one of its columns (or of a later generation) is set, so every record
 #: written before it existed still verifies unchanged. ``actions`` holds the canonical
-#: actions as decided (JSON, redacted like the output).
-EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",))
+#: actions as decided (JSON, redacted like the output); ``shadow_refusals`` what shadow
+#: policies would have refused (JSON ``[{policy_id, policy_set, action, reason}]``, the
+#: reason redacted like ``reason``; null when none did).
+EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",), ("shadow_refusals",))
 EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
@@ -536,7 +538,26 @@ class AuditLog(ABC):
             "actions": self.redacted_json([a.model_dump(mode="json") for a in decision.actions])
             if decision.actions
             else None,
+            "shadow_refusals": self._shadow_json(decision),
         }
+
+    def _shadow_json(self, decision: Decision) -> str | None:
+        """What shadow policies would have refused, as stored (``None`` when nothing)."""
+        if not decision.shadow_refusals:
+            return None
+        return json.dumps(
+            [
+                {
+                    "policy_id": r.policy_id,
+                    "policy_set": r.policy_set,
+                    "action": r.action,
+                    "reason": redact_text(r.reason, self._redact_pattern),
+                }
+                for r in decision.shadow_refusals
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
     def append(
         self, decision: Decision, output: Any, release: tuple[str, str] | None = None
@@ -673,6 +694,9 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "allowed": bool(row["allowed"]),
             "fallback": bool(row["fallback"]),
             "actions": json.loads(row["actions"]) if row.get("actions") else None,
+            "shadow_refusals": json.loads(row["shadow_refusals"])
+            if row.get("shadow_refusals")
+            else None,
         }
     )
 

@@ -69,6 +69,8 @@ default decision := {
 		"priority": 0,
 		"policy_set": "gate",
 		"source": "rego",
+		"message": "I can't do that right now because of a problem on our side.",
+		"hint": "Do not retry at once or work around the check; tell the user it did not run.",
 	}],
 	"primary": {
 		"policy_id": "GATE-000",
@@ -79,6 +81,8 @@ default decision := {
 		"priority": 0,
 		"policy_set": "gate",
 		"source": "rego",
+		"message": "I can't do that right now because of a problem on our side.",
+		"hint": "Do not retry at once or work around the check; tell the user it did not run.",
 	},
 	"actions": [],
 }
@@ -210,6 +214,8 @@ _normalized(item, set_name) := object.union(item, {"policy_set": set_name}) if {
 #   reason: "policy set '{{.set}}' produced a malformed refusal: {{.item}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the policy first.
 _malformed_refusal(item, set_name) := object.union(
 	lib.refusal(rego.metadata.chain(), {"set": set_name, "item": json.marshal(item)}),
 	{"policy_set": set_name},
