@@ -21,7 +21,7 @@ class Condition(BaseModel):
     ``value`` the input had: ``arguments.amount`` ``>`` ``1000`` with value ``5000``. In
     ``Refusal.would_pass`` it is a change that would lift the refusal (no value):
     ``arguments.amount`` ``<=`` ``1000``; ``user.role`` ``in`` ``["developer", "admin"]``;
-    ``approval`` ``approved`` ``true`` (a person approves it).
+    ``approval`` ``granted`` (a person approves it).
 
     Attributes:
         field: a dotted path into the input: ``arguments.<name>`` (an action's argument),
@@ -29,7 +29,7 @@ class Condition(BaseModel):
             ``action.name`` or ``approval``.
         op: ``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``, ``in``, ``not in``, ``matches``,
             ``not matches``, ``is``, ``is not`` (a JSON type), ``present``, ``absent``,
-            ``approved``.
+            ``granted``.
         value: what the input had (``None`` when absent, and for matched text, which may be a
             secret).
         bound: what it was compared with (a number, a list, a pattern, a type name).

@@ -63,7 +63,7 @@ explained(chain, vars, why, would_pass) := object.union(refusal(chain, vars), {"
 
 # condition is one comparison: field (a dotted path into the input, e.g.
 # "arguments.amount" or "user.role"), op (">", ">=", "<", "<=", "==", "!=",
-# "in", "not in", "matches", "not matches", "is", "approved"), the value the
+# "in", "not in", "matches", "not matches", "is", "is not", "present", "absent", "granted"), the value the
 # input had and the bound it was compared with. An absent value is null.
 condition(field, op, value, bound) := {"field": field, "op": op, "value": value, "bound": bound}
 

@@ -98,7 +98,7 @@ refusals contains r if {
 	r := lib.explained(
 		rego.metadata.chain(), {"action": a.name},
 		[lib.condition("action.name", "not in", a.name, allowlist)],
-		[lib.change("action.name", "in", allowlist), lib.change("approval", "approved", true)],
+		[lib.change("action.name", "in", allowlist), lib.change("approval", "granted", null)],
 	)
 }
 

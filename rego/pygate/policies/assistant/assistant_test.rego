@@ -110,7 +110,7 @@ test_tool_call_outside_allowlist_refused if {
 		"why": [{"field": "action.name", "op": "not in", "value": "delete_records", "bound": ["analyze", "explain", "recommend_review"]}],
 		"would_pass": [
 			{"field": "action.name", "op": "in", "bound": ["analyze", "explain", "recommend_review"]},
-			{"field": "approval", "op": "approved", "bound": true},
+			{"field": "approval", "op": "granted", "bound": null},
 		],
 		"source": "rego",
 	}}
