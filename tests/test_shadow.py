@@ -218,3 +218,40 @@ def test_promotion_is_removing_the_mark(policy_copy: Path, tmp_path: Path) -> No
     assert d.shadow_refusals == []
     assert d.message == "That is more than you can move at once."
     assert d.hint == "Propose a transfer of at most 500."
+
+
+def test_shadow_refusals_are_stored_hash_chained_on_both_backends(audit_any: Any) -> None:
+    from pygate import Decision, Refusal
+
+    shadow = Refusal(
+        policy_id="PAY-002", reason="transfer of 800 to sk_live_abcdefghijklmnop1234",
+        action="show_user_limit", policy_set="candidates", shadow=True,
+    )  # fmt: skip
+    allowed = Decision(allowed=True, reason="allowed", service="payments", user_id="u1",
+                       shadow_refusals=[shadow])  # fmt: skip
+    plain = Decision(allowed=True, reason="allowed", service="payments", user_id="u2")
+    first = audit_any.append(allowed, {"type": "transfer", "amount": 800})
+    audit_any.append(plain, {"type": "transfer", "amount": 10})
+    records = {r.audit_id: r for r in audit_any.records()}
+    stored = records[first.audit_id].shadow_refusals
+    assert stored is not None
+    assert [s["policy_id"] for s in stored] == ["PAY-002"]
+    assert stored[0]["policy_set"] == "candidates"
+    assert "sk_live_" not in json.dumps(stored)  # redacted like the reason
+    assert audit_any.verify().ok
+    assert analytics.shadow_counts(audit_any) == {"PAY-002": 1}
+    rows = {p["policy_id"]: p for p in analytics.policy_triggers(audit_any, {})["triggered"]}
+    assert rows["PAY-002"]["shadow_rate"] == 0.5
+    assert rows["PAY-002"]["mode"] == "shadow"
+
+
+def test_declarative_shadow_and_hint_are_validated() -> None:
+    from pygate import PolicyDataError
+    from pygate.policy._policy_data import validate_policy
+
+    policy = validate_policy(_lower_limit())
+    assert policy.shadow is True
+    assert policy.hint == "Propose a transfer of at most 500."
+    for field, bad in (("shadow", "yes"), ("hint", 5)):
+        with pytest.raises(PolicyDataError, match=field):
+            validate_policy({**_lower_limit(), field: bad})
