@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -88,10 +89,37 @@ class Refusal(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _suggestion_is_a_hint(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("hint") is None and data.get("suggestion"):
-            return {**data, "hint": data["suggestion"]}
-        return data
+    def _explanations_never_break_a_refusal(cls, data: Any) -> Any:
+        """Drop a malformed ``hint``, ``why``, ``would_pass`` or ``shadow``; fill the hint.
+
+        These keys are newer than many policy packages, which may use them for something
+        else: a refusal must not turn into a contract failure (an engine fallback) because of
+        an explanation. The refusal itself stands either way.
+        """
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for key, ok in _LENIENT.items():
+            if key in fixed and fixed[key] is not None and not ok(fixed[key]):
+                del fixed[key]
+        if fixed.get("hint") is None and isinstance(fixed.get("suggestion"), str):
+            fixed["hint"] = fixed["suggestion"] or None
+        return fixed
+
+
+def _conditions_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("op"), str)
+        for c in value
+    )
+
+
+_LENIENT: dict[str, Callable[[Any], bool]] = {
+    "hint": lambda v: isinstance(v, str),
+    "shadow": lambda v: isinstance(v, bool),
+    "why": _conditions_ok,
+    "would_pass": _conditions_ok,
+}
 
 
 class Review(BaseModel):

@@ -116,3 +116,21 @@ def test_the_hint_reaches_the_model_through_the_integrations(
     assert f"Hint: {d.hint}" in text
     assert d.reason not in text
     assert [c.text() for c in d.would_pass] == ["user.role in [developer, admin]"]
+
+
+def test_a_malformed_explanation_never_breaks_a_refusal() -> None:
+    # A package of yours may use these newer keys for something else: the refusal stands,
+    # the malformed explanation is dropped (no contract failure, no engine fallback).
+    r = Refusal.model_validate(
+        {"policy_id": "P", "reason": "r", "action": "a", "why": "too big", "would_pass": [5],
+         "hint": 7, "shadow": "yes", "suggestion": "smaller"}
+    )  # fmt: skip
+    assert r.why == []
+    assert r.would_pass == []
+    assert r.shadow is False
+    assert r.hint == "smaller"
+    good = Refusal.model_validate(
+        {"policy_id": "P", "reason": "r", "action": "a",
+         "why": [{"field": "arguments.amount", "op": ">", "value": 5, "bound": 1}]}
+    )  # fmt: skip
+    assert good.why[0].text() == "arguments.amount > 1"
