@@ -20,7 +20,7 @@ from pygate._errors import (
     UndefinedDecision,
 )
 from pygate._gate import AsyncGate, Gate
-from pygate._models import AuditRecord, CanonicalAction, Decision, Refusal
+from pygate._models import AuditRecord, CanonicalAction, Condition, Decision, Refusal
 from pygate._settings import Settings
 from pygate.audit import AuditLog, SqliteAuditLog, Summary, VerifyResult, open_audit
 from pygate.audit._approvals import Approval, Approvals
@@ -45,6 +45,7 @@ __all__ = [
     "BadEngineResponse",
     "Bundle",
     "CanonicalAction",
+    "Condition",
     "ConfigError",
     "Decision",
     "DeclarativePolicy",

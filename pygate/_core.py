@@ -35,6 +35,10 @@ BATCH_PATH = "pygate/gate/batch"
 ENGINE_POLICY_ID = "pygate.engine"
 INPUT_POLICY_ID = "pygate.input"
 
+#: What the user and the model are told about a refusal pygate makes itself, by default.
+OWN_MESSAGE = "I can't do that right now because of a problem on our side."
+OWN_HINT = "Do not retry at once or work around the check; tell the user it did not run."
+
 _USER_STR_FIELDS = ("role", "account_status")
 
 
@@ -233,8 +237,14 @@ def decision_from_result(
     latency_ms: float,
 ) -> Decision:
     """Map a validated OPA result to a Decision."""
-    primary = result.primary or (result.refusals[0] if result.refusals else None)
-    refusals = list(result.refusals)
+    # A refusal in refusals refuses, whatever it says; one in shadow_refusals never does.
+    refusals = [r.model_copy(update={"shadow": False}) if r.shadow else r for r in result.refusals]
+    shadow = [
+        r if r.shadow else r.model_copy(update={"shadow": True}) for r in result.shadow_refusals
+    ]
+    primary = result.primary or (refusals[0] if refusals else None)
+    if primary is not None and primary.shadow:
+        primary = primary.model_copy(update={"shadow": False})
     if primary is not None and refusals and refusals[0] != primary:
         refusals = [primary] + [r for r in refusals if r != primary]
     decision_id = envelope.get("decision_id")
@@ -246,6 +256,7 @@ def decision_from_result(
         action=primary.action if primary else None,
         refusals=refusals,
         message=primary.message if primary else None,
+        hint=primary.hint if primary else None,
         suggestion=primary.suggestion if primary else None,
         service=service,
         user_id=user_id,
@@ -257,6 +268,7 @@ def decision_from_result(
         approval_id=",".join(a.approval_id for a in applied) or None,
         approved_by=",".join(sorted({a.approved_by for a in applied})) or None,
         actions=list(result.actions),
+        shadow_refusals=shadow,
     )
 
 
@@ -267,11 +279,26 @@ def own_refusal(
     service: str | None,
     user_id: str | None,
     message: str | None = None,
+    hint: str | None = None,
     fallback: bool = False,
     latency_ms: float = 0.0,
 ) -> Decision:
-    """A refusal pygate makes itself, when OPA's answer cannot be had or used."""
-    refusal = Refusal(policy_id=policy_id, reason=reason, action="log_refusal", priority=0)
+    """A refusal pygate makes itself, when OPA's answer cannot be had or used.
+
+    ``reason`` is internal (it names the failure); ``message`` (for the user) and ``hint``
+    (for the model) default to text that says nothing about it.
+    """
+    message = message or OWN_MESSAGE
+    hint = hint or OWN_HINT
+    refusal = Refusal(
+        policy_id=policy_id,
+        reason=reason,
+        action="log_refusal",
+        priority=0,
+        message=message,
+        hint=hint,
+        source="pygate",
+    )
     return Decision(
         allowed=False,
         reason=reason,
@@ -279,6 +306,7 @@ def own_refusal(
         action="log_refusal",
         refusals=[refusal],
         message=message,
+        hint=hint,
         service=service,
         user_id=user_id,
         fallback=fallback,
@@ -295,6 +323,7 @@ def fallback_decision(
         ENGINE_POLICY_ID,
         f"The policy engine could not decide ({type(exc).__name__}: {exc}); refused to be safe",
         message="I can't do that right now: the safety check is unavailable. Try again shortly.",
+        hint="The safety check is unavailable; do not retry at once or work around it.",
         fallback=True,
         service=service,
         user_id=user_id,
@@ -304,7 +333,14 @@ def fallback_decision(
 
 def input_refusal(exc: InputError, *, service: str | None, user_id: str | None) -> Decision:
     """A refusal for input that cannot be gated; it names the field and is audited."""
-    return own_refusal(INPUT_POLICY_ID, f"Invalid input: {exc}", service=service, user_id=user_id)
+    return own_refusal(
+        INPUT_POLICY_ID,
+        f"Invalid input: {exc}",
+        message="I couldn't process that request.",
+        hint="Send plain JSON: an object or text, not too large or deeply nested.",
+        service=service,
+        user_id=user_id,
+    )
 
 
 def safe_user_id(user: Any) -> str | None:

@@ -2,16 +2,72 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 JSONObject = dict[str, Any]
 
+#: Told to the end user when a refusal carries no message of its own (never the reason).
+DEFAULT_REFUSAL = "This action was refused by policy."
+
+
+class Condition(BaseModel):
+    """One comparison behind a refusal, computed by Rego: ``field op bound``.
+
+    In ``Refusal.why`` it is a condition that held (so the policy refused), with the
+    ``value`` the input had: ``arguments.amount`` ``>`` ``1000`` with value ``5000``. In
+    ``Refusal.would_pass`` it is a change that would lift the refusal (no value):
+    ``arguments.amount`` ``<=`` ``1000``; ``user.role`` ``in`` ``["developer", "admin"]``;
+    ``approval`` ``granted`` (a person approves it).
+
+    Attributes:
+        field: a dotted path into the input: ``arguments.<name>`` (an action's argument),
+            ``output.<path>`` (rules-as-data), ``user.<attribute>``, ``context.<key>``,
+            ``action.name`` or ``approval``.
+        op: ``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``, ``in``, ``not in``, ``matches``,
+            ``not matches``, ``is``, ``is not`` (a JSON type), ``present``, ``absent``,
+            ``granted``.
+        value: what the input had (``None`` when absent, and for matched text, which may be a
+            secret).
+        bound: what it was compared with (a number, a list, a pattern, a type name).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    field: StrictStr
+    op: StrictStr
+    value: Any = None
+    bound: Any = None
+
+    def text(self) -> str:
+        """``field op bound`` as one line, e.g. ``arguments.amount <= 1000``."""
+        bound = "" if self.bound is None else f" {_compact(self.bound)}"
+        return f"{self.field} {self.op}{bound}"
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
 
 class Refusal(BaseModel):
-    """One policy that refused the action, as the Rego entry point reports it."""
+    """One policy that refused the action, as the Rego entry point reports it.
+
+    Three messages for three readers: ``reason`` is internal (audit, operators; it may quote
+    the output or policy data), ``message`` is for the end user, ``hint`` for the model (what
+    to try instead; the integrations feed it back to the agent). ``suggestion`` is the older
+    name of the hint: a refusal that has only a suggestion gets it as its hint too.
+    ``why`` and ``would_pass`` are computed by the policy (see :class:`Condition`);
+    ``shadow`` marks a refusal of a shadow policy, which never refuses
+    (``Decision.shadow_refusals``).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -25,7 +81,45 @@ class Refusal(BaseModel):
     source: StrictStr | None = None
     suggestion: StrictStr | None = None
     message: StrictStr | None = None
+    hint: StrictStr | None = None
+    why: list[Condition] = Field(default_factory=list)
+    would_pass: list[Condition] = Field(default_factory=list)
     invalid: StrictBool = False
+    shadow: StrictBool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explanations_never_break_a_refusal(cls, data: Any) -> Any:
+        """Drop a malformed ``hint``, ``why``, ``would_pass`` or ``shadow``; fill the hint.
+
+        These keys are newer than many policy packages, which may use them for something
+        else: a refusal must not turn into a contract failure (an engine fallback) because of
+        an explanation. The refusal itself stands either way.
+        """
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for key, ok in _LENIENT.items():
+            if key in fixed and fixed[key] is not None and not ok(fixed[key]):
+                del fixed[key]
+        if fixed.get("hint") is None and isinstance(fixed.get("suggestion"), str):
+            fixed["hint"] = fixed["suggestion"] or None
+        return fixed
+
+
+def _conditions_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("op"), str)
+        for c in value
+    )
+
+
+_LENIENT: dict[str, Callable[[Any], bool]] = {
+    "hint": lambda v: isinstance(v, str),
+    "shadow": lambda v: isinstance(v, bool),
+    "why": _conditions_ok,
+    "would_pass": _conditions_ok,
+}
 
 
 class Review(BaseModel):
@@ -84,6 +178,7 @@ class OpaResult(BaseModel):
     review: Review | None = None
     approvals_applied: list[AppliedApproval] = Field(default_factory=list)
     actions: list[CanonicalAction] = Field(default_factory=list)
+    shadow_refusals: list[Refusal] = Field(default_factory=list)
 
 
 class Decision(BaseModel):
@@ -96,6 +191,9 @@ class Decision(BaseModel):
     ``actions`` are the canonical actions OPA read from the output and decided on (empty
     when OPA reported none, e.g. on a fallback or input refusal); ``execute``, ``guard`` and
     ``dispatch`` run these, and the audit record keeps them.
+    ``message`` is for the end user, ``hint`` for the model, ``reason`` internal (see
+    :class:`Refusal`). ``shadow_refusals`` are what shadow policies would have refused; they
+    never refuse and are never in ``refusals``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -106,6 +204,7 @@ class Decision(BaseModel):
     action: str | None = None
     refusals: list[Refusal] = Field(default_factory=list)
     message: str | None = None
+    hint: str | None = None
     suggestion: str | None = None
     service: str | None = None
     user_id: str | None = None
@@ -119,6 +218,7 @@ class Decision(BaseModel):
     approval_id: str | None = None
     approved_by: str | None = None
     actions: list[CanonicalAction] = Field(default_factory=list)
+    shadow_refusals: list[Refusal] = Field(default_factory=list)
 
     @property
     def refused(self) -> bool:
@@ -130,14 +230,26 @@ class Decision(BaseModel):
         """Ids of every refusing policy, primary first."""
         return [r.policy_id for r in self.refusals]
 
+    @property
+    def shadow_policy_ids(self) -> list[str]:
+        """Ids of every shadow policy that would have refused (they did not)."""
+        return [r.policy_id for r in self.shadow_refusals]
+
+    @property
+    def why(self) -> list[Condition]:
+        """The primary refusal's failing conditions (empty when allowed or not explained)."""
+        return list(self.refusals[0].why) if self.refusals and not self.allowed else []
+
+    @property
+    def would_pass(self) -> list[Condition]:
+        """The primary refusal's passing changes, any one of which lifts it."""
+        return list(self.refusals[0].would_pass) if self.refusals and not self.allowed else []
+
     def user_message(self) -> str:
-        """A sentence to show the end user: the policy's message, else its reason."""
+        """A sentence to show the end user: the policy's message, never its internal reason."""
         if self.allowed:
             return ""
-        text = self.message or self.reason
-        if self.suggestion:
-            text = f"{text} ({self.suggestion})"
-        return text
+        return self.message or DEFAULT_REFUSAL
 
 
 class AuditRecord(BaseModel):
@@ -171,3 +283,5 @@ class AuditRecord(BaseModel):
     #: ``redacted`` paths; ``None`` for records written before it was kept, and for outputs
     #: refused before OPA was asked (invalid input).
     opa_input: dict[str, Any] | None = None
+    #: What shadow policies would have refused (``None``: none did, or an older record).
+    shadow_refusals: list[Any] | None = None

@@ -33,7 +33,18 @@ def test_refusal_explains_itself(make_gate: Callable[..., Gate]) -> None:
     assert decision.suggestion == "Try a smaller amount"
     assert decision.refusals[0].policy_id == "FIN-002"
     assert decision.refusals[0].source == "rego"
-    assert "Try a smaller amount" in decision.user_message()
+    # three messages: the user's, the model's hint, and the reason kept out of both
+    assert decision.user_message() == "That is more than you can move at once: your limit is 1000."
+    assert (
+        decision.hint
+        == "Propose at most 1000 in amount, or split the amount and ask the user first."
+    )
+    assert decision.reason not in decision.user_message() + decision.hint
+    # why, and what would pass, computed by the policy
+    assert [c.model_dump() for c in decision.why] == [
+        {"field": "arguments.amount", "op": ">", "value": 5000, "bound": 1000}
+    ]
+    assert [c.text() for c in decision.would_pass] == ["arguments.amount <= 1000"]
 
 
 def test_all_refusals_are_reported_primary_first(make_gate: Callable[..., Gate]) -> None:

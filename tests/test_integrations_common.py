@@ -9,9 +9,18 @@ def test_refusal_text_prefers_the_user_message_to_the_reason() -> None:
     assert refusal_text(decision) == "Too large for you."
 
 
-def test_refusal_text_falls_back_to_reason_then_default() -> None:
-    assert refusal_text(Decision(allowed=False, reason="limit")) == "limit"
+def test_refusal_text_never_shows_the_internal_reason() -> None:
+    # The reason is internal (it may quote policy data or the output): without a user
+    # message the user gets the default sentence, not the reason.
+    assert refusal_text(Decision(allowed=False, reason="limit 1000 from acct-9")) == DEFAULT_REFUSAL
     assert refusal_text(Decision(allowed=False)) == DEFAULT_REFUSAL
+
+
+def test_model_hint_prefers_the_hint_to_the_older_suggestion() -> None:
+    decision = Decision(allowed=False, hint="Propose at most 1000.", suggestion="Smaller.")
+    assert model_hint(decision) == "Propose at most 1000."
+    assert model_hint(Decision(allowed=False, suggestion="Smaller.")) == "Smaller."
+    assert model_hint(Decision(allowed=False, reason="internal")) is None
 
 
 def test_tool_error_text_appends_the_hint_for_the_model() -> None:

@@ -292,6 +292,7 @@ def known_policies(policy_dir: str | Path, opa_bin: str | Path) -> dict[str, dic
                     "action": policy.get("action"),
                     "source": "data",
                     "where": str(path),
+                    "shadow": policy.get("shadow") is True,
                 }
     return found
 
@@ -301,13 +302,28 @@ def policy_triggers(
 ) -> dict[str, Any]:
     """How often each policy refused (as primary and at all), and which never did.
 
+    Shadow policies (which never refuse) are counted beside the enforcing ones: each row has
+    ``refusals`` and ``rate`` (refused, per decision) and ``shadow_refusals`` and
+    ``shadow_rate`` (would have refused, per decision), and ``mode``: ``enforcing``,
+    ``shadow`` or ``both`` (the policy did both in the window: promoted or demoted, or
+    shadow for some services only).
+
     Args:
         log: the audit store.
         known: ``known_policies(...)``; policies seen in the log but not known (renamed or
             removed since) are listed with ``"source": "log only"``.
         since: ISO lower bound on the record time.
     """
-    rates = refusal_rates(log, "policy", since)["buckets"]
+    all_rates = refusal_rates(log, "policy", since)
+    total = int(all_rates["total"])
+    rates = list(all_rates["buckets"])
+    shadow = shadow_counts(log, since)
+    enforcing = {str(r["policy"]) for r in rates}
+    rates += [
+        {"policy": pid, "refusals": 0, "primary": 0}
+        for pid in sorted(shadow, key=lambda p: (-shadow[p], p))
+        if pid not in enforcing
+    ]
     last = {
         str(r["policy_id"]): str(r["last"])
         for r in log._select_raw(
@@ -332,6 +348,10 @@ def policy_triggers(
                 "action": meta.get("action"),
                 "refusals": row["refusals"],
                 "primary": row["primary"],
+                "rate": _rate(int(row["refusals"]), total),
+                "shadow_refusals": shadow.get(pid, 0),
+                "shadow_rate": _rate(shadow.get(pid, 0), total),
+                "mode": _mode(int(row["refusals"]), shadow.get(pid, 0)),
                 "last_seen": last.get(pid),
             }
         )
@@ -341,7 +361,33 @@ def policy_triggers(
         for pid, meta in sorted(known.items())
         if pid not in seen
     ]
-    return {"triggered": triggered, "never": never, "known": len(known)}
+    return {"triggered": triggered, "never": never, "known": len(known), "decisions": total}
+
+
+def _mode(refusals: int, shadow: int) -> str:
+    if refusals and shadow:
+        return "both"
+    return "shadow" if shadow else "enforcing"
+
+
+def shadow_counts(log: AuditLog, since: str | None = None) -> dict[str, int]:
+    """How many decisions each shadow policy would have refused (once per decision)."""
+    where, params = _where(since, "shadow_refusals IS NOT NULL")
+    counts: Counter[str] = Counter()
+    rows = log._select_raw(
+        f"SELECT shadow_refusals, count(*) AS n FROM decisions{where} GROUP BY shadow_refusals",
+        params,
+    )
+    for row in rows:
+        try:
+            refusals = json.loads(row["shadow_refusals"])
+        except (TypeError, ValueError):
+            continue
+        ids = {r.get("policy_id") for r in refusals if isinstance(r, dict)}
+        for pid in ids:
+            if isinstance(pid, str):
+                counts[pid] += int(row["n"])
+    return dict(counts)
 
 
 # --- what users do after a refusal -------------------------------------------------------

@@ -55,7 +55,14 @@ COLUMNS = (
 #: ``opa_input`` what replay needs (``replay_input``): the input document OPA decided on,
 #: without its ``output`` (the ``output`` column holds that), redacted, with the paths that
 #: redaction changed.
-EXTRA_GENERATIONS = (("approval_id", "approved_by"), ("actions",), ("refusals", "opa_input"))
+#: ``shadow_refusals`` what shadow policies would have refused (JSON ``[{policy_id,
+#: policy_set, action, reason}]``, the reason redacted like ``reason``; null when none did).
+EXTRA_GENERATIONS = (
+    ("approval_id", "approved_by"),
+    ("actions",),
+    ("refusals", "opa_input"),
+    ("shadow_refusals",),
+)
 EXTRA_COLUMNS = tuple(c for generation in EXTRA_GENERATIONS for c in generation)
 
 #: Tables beside ``decisions`` (portable SQL: SQLite and PostgreSQL). Each backend runs these
@@ -559,7 +566,26 @@ class AuditLog(ABC):
             else None,
             "refusals": self.redacted_json(stored_refusals(decision)),
             "opa_input": self.replay_input(document),
+            "shadow_refusals": self._shadow_json(decision),
         }
+
+    def _shadow_json(self, decision: Decision) -> str | None:
+        """What shadow policies would have refused, as stored (``None`` when nothing)."""
+        if not decision.shadow_refusals:
+            return None
+        return json.dumps(
+            [
+                {
+                    "policy_id": r.policy_id,
+                    "policy_set": r.policy_set,
+                    "action": r.action,
+                    "reason": redact_text(r.reason, self._redact_pattern),
+                }
+                for r in decision.shadow_refusals
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
     def append(
         self, decision: Decision, output: Any, release: tuple[str, str] | None = None
@@ -715,6 +741,9 @@ def to_record(row: dict[str, Any]) -> AuditRecord:
             "actions": json.loads(row["actions"]) if row.get("actions") else None,
             "refusals": json.loads(row["refusals"]) if row.get("refusals") else None,
             "opa_input": json.loads(row["opa_input"]) if row.get("opa_input") else None,
+            "shadow_refusals": json.loads(row["shadow_refusals"])
+            if row.get("shadow_refusals")
+            else None,
         }
     )
 

@@ -86,7 +86,7 @@ _result_ops := _ops_for(input.result) if {
 	is_object(input.result)
 } else := set()
 
-_ops_for(doc) := {op |
+_ops_for(doc) := ({op |
 	walk(doc, [path, _])
 	count(path) > 0
 	_masked_key(path[count(path) - 1])
@@ -98,9 +98,30 @@ _ops_for(doc) := {op |
 	count(path) > 0
 	not _masked_key(path[count(path) - 1])
 	not _under_masked_key(path)
+	not _in_masked_condition(doc, path)
 	masked := _cards(_patterns(value))
 	masked != value
 	op := {"op": "replace", "path": _pointer(path), "value": masked}
+}) | {op |
+	walk(doc, [path, value])
+	_masked_condition(value)
+	not _under_masked_key(path)
+	op := {"op": "replace", "path": _pointer(array.concat(path, ["value"])), "value": _mask}
+}
+
+# A refusal's why conditions name the field they read ("arguments.password")
+# and repeat its value under "value": that value is masked as the field is.
+_masked_condition(c) if {
+	is_string(c.field)
+	c.value != null
+	parts := split(c.field, ".")
+	_masked_key(parts[count(parts) - 1])
+}
+
+_in_masked_condition(doc, path) if {
+	count(path) > 1
+	path[count(path) - 1] == "value"
+	_masked_condition(object.get(doc, array.slice(path, 0, count(path) - 1), null))
 }
 
 _patterns(s) := regex.replace(s, _pattern, _mask) if _pattern != ""

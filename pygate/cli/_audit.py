@@ -148,6 +148,8 @@ def policies(ctx: click.Context, since: str | None, as_json: bool) -> None:
 
     Known policies come from OPA itself (`opa inspect -a` on the policy folder: every refusal
     rule's METADATA id) plus the rules-as-data policies in the folder's data.json files.
+    Shadow policies (which never refuse) show their would-be refusals and rate beside the
+    enforcing ones' refusals and rate (per decision in the window).
     """
     try:
         known = _known_policies(ctx)
@@ -157,9 +159,16 @@ def policies(ctx: click.Context, since: str | None, as_json: bool) -> None:
     if as_json:
         _emit(data)
         return
-    click.secho(f"triggered ({len(data['triggered'])}):", bold=True)
+    click.secho(
+        f"triggered ({len(data['triggered'])}, of {data['decisions']:,} decisions):", bold=True
+    )
+    click.echo(f"  {'policy':16} {'refused':>8} {'rate':>7} {'shadow':>8} {'rate':>7}  mode")
     for p in data["triggered"]:
-        click.echo(f"  {p['policy_id']:16} {p['refusals']:8,}  {p['source']:8} {p['title']}")
+        click.echo(
+            f"  {p['policy_id']:16} {p['refusals']:8,} {_pct(p['rate']):>7} "
+            f"{p['shadow_refusals']:8,} {_pct(p['shadow_rate']):>7}  {p['mode']:9} "
+            f"{p['source']:8} {p['title']}"
+        )
     click.secho(f"never triggered ({len(data['never'])} of {data['known']} known):", bold=True)
     for p in data["never"]:
         click.echo(f"  {p['policy_id']:16} {p['source']:8} {p['title']}")

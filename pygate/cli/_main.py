@@ -29,6 +29,10 @@ from pygate.cli._demo import Scenario, scenarios
 from pygate.engine._opa_process import LocalOpa
 
 
+def _value_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _show(decision: Decision, title: str | None = None) -> None:
     mark = (
         click.style("ALLOWED", fg="green") if decision.allowed else click.style("REFUSED", fg="red")
@@ -38,12 +42,20 @@ def _show(decision: Decision, title: str | None = None) -> None:
     if not decision.allowed:
         click.echo(f"    reason:  {decision.reason}")
         click.echo(f"    policy:  {decision.policy_id}   action: {decision.action}")
-        if decision.suggestion or decision.message:
-            click.echo(f"    to user: {decision.user_message()}")
+        click.echo(f"    to user: {decision.user_message()}")
+        if decision.hint:
+            click.echo(f"    to model: {decision.hint}")
+        for condition in decision.why:
+            click.echo(f"    why:     {condition.text()} (was {_value_text(condition.value)})")
+        if decision.would_pass:
+            passing = " or ".join(c.text() for c in decision.would_pass)
+            click.echo(f"    passes:  {passing}")
         if len(decision.refusals) > 1:
             click.echo(f"    also:    {', '.join(decision.policy_ids[1:])}")
         if decision.fallback:
             click.echo("    fallback: the policy engine could not decide")
+    for refusal in decision.shadow_refusals:
+        click.echo(f"    shadow:  {refusal.policy_id} would have refused ({refusal.reason})")
     if decision.approved_by:
         click.echo(f"    approved by {decision.approved_by} (approval {decision.approval_id})")
     for action in decision.actions:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pygate._models import Decision
+from pygate._models import DEFAULT_REFUSAL, Decision
 
-#: Said when a refusal carries no user-facing message of its own.
-DEFAULT_REFUSAL = "This action was refused by policy."
+__all__ = ["DEFAULT_REFUSAL", "model_hint", "refusal_text", "tool_error_text"]
 
 
 def refusal_text(decision: Decision) -> str:
-    """The user-facing message of a refused ``decision`` (never the internal reason alone)."""
-    return decision.message or decision.reason or DEFAULT_REFUSAL
+    """The user-facing message of a refused ``decision``; never the internal reason."""
+    return decision.message or DEFAULT_REFUSAL
 
 
 def model_hint(decision: Decision) -> str | None:
-    """What the model could try instead, when the policy says so (fed back to the agent)."""
-    return decision.suggestion
+    """What the model could try instead (the policy's hint, else its older suggestion)."""
+    return decision.hint or decision.suggestion
 
 
 def tool_error_text(decision: Decision) -> str:

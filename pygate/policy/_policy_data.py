@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -135,6 +136,10 @@ class DeclarativePolicy(BaseModel):
     description: StrictStr | None = None
     suggestion: StrictStr | None = None
     message: StrictStr | None = None
+    hint: StrictStr | None = None
+    # Shadow: evaluated and recorded as "would have refused", never refusing; promoting
+    # the policy is removing this mark.
+    shadow: StrictBool = False
 
 
 _UNION_TAGS = frozenset({"int", "float", "str", "bool", "none"})

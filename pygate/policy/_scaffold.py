@@ -18,7 +18,9 @@ _POLICY = """\
 # description: >-
 #   Refusals for the {service} service. pygate reads this package's deny set
 #   because services.{service}.packages in policies/pygate/config/data.json
-#   names it. An item of deny is a string (the reason) or a refusal object.
+#   names it. An item of deny is a string (the reason) or a refusal object:
+#   reason (internal), message (for the user), hint (for the model), why and
+#   would_pass (the failing condition and the change that would pass).
 package {package}
 
 # METADATA
@@ -33,11 +35,16 @@ deny contains refusal if {{
 	is_number(transfer.amount)
 	transfer.amount > _limit
 	meta := rego.metadata.rule()
+	field := "arguments.amount"
 	refusal := {{
 		"policy_id": meta.custom.id,
 		"title": meta.title,
 		"description": meta.description,
 		"reason": sprintf("transfer of %v exceeds the limit of %v", [transfer.amount, _limit]),
+		"message": sprintf("That is more than you can send at once (the limit is %v).", [_limit]),
+		"hint": sprintf("Propose a transfer of at most %v, or ask the user to split it.", [_limit]),
+		"why": [{{"field": field, "op": ">", "value": transfer.amount, "bound": _limit}}],
+		"would_pass": [{{"field": field, "op": "<=", "bound": _limit}}],
 		"action": meta.custom.action,
 		"priority": meta.custom.priority,
 	}}

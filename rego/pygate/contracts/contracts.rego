@@ -84,6 +84,8 @@ _gate_refusal(chain, vars) := object.union(lib.refusal(chain, vars), {"policy_se
 #   reason: "cannot read the output: {{.problem}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I couldn't process that request.
+#   hint: Send each tool call once, in one supported shape, with JSON object arguments.
 refusals contains r if {
 	some problem in canonical.problems
 	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
@@ -97,6 +99,8 @@ refusals contains r if {
 #   reason: "action '{{.action}}' is not declared for service '{{.service}}'"
 #   action: log_refusal
 #   priority: 25
+#   message: I can't do that here.
+#   hint: "Do not call {{.action}}: it is not available here. Use one of the tools you were given."
 refusals contains r if {
 	_undeclared_mode != "require_review"
 	some a in canonical.actions
@@ -113,6 +117,7 @@ refusals contains r if {
 #   action: require_review
 #   priority: 25
 #   message: I can help with this, but I need approval first
+#   hint: Wait for a person to approve this call before trying it again.
 refusals contains r if {
 	_undeclared_mode == "require_review"
 	some a in canonical.actions
@@ -128,13 +133,18 @@ refusals contains r if {
 #   reason: "action '{{.action}}': {{.problem}}"
 #   action: log_refusal
 #   priority: 25
+#   message: I couldn't do that because some details of the request are not valid.
+#   hint: "Call {{.action}} again with arguments that match its declared schema (see would_pass)."
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
 	_contract_ok(contract)
 	not args_ok(contract, a.arguments)
 	some problem in argument_problems(contract, a.arguments)
-	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "problem": problem})
+	r := object.union(
+		_gate_refusal(rego.metadata.chain(), {"action": a.name, "problem": problem}),
+		argument_explanation(contract, a.arguments, problem),
+	)
 }
 
 # METADATA
@@ -147,6 +157,8 @@ refusals contains r if {
 #   reason: "service '{{.service}}' declares action '{{.action}}' with a malformed contract"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the service's action contract first.
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
@@ -164,6 +176,8 @@ refusals contains r if {
 #   reason: "user.{{.field}}: {{.problem}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a problem on our side.
+#   hint: Do not retry; the application must send the user's details in their declared form.
 refusals contains r if {
 	some field, spec in _user_facts
 	value := input.user[field]
@@ -181,6 +195,8 @@ refusals contains r if {
 #   reason: "user_facts is malformed: {{.problem}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the policy data first.
 refusals contains r if {
 	some problem in _facts_problems
 	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})

@@ -117,7 +117,7 @@ _valid(policy) if {
 	}
 }
 
-_optional_strings := {"title", "description", "suggestion", "message"}
+_optional_strings := {"title", "description", "suggestion", "message", "hint"}
 
 _problems_or_unknown(policy) := problems if {
 	problems := _policy_problems(policy)
@@ -161,6 +161,7 @@ _policy_spec := {
 		"description": "string",
 		"suggestion": "string",
 		"message": "string",
+		"hint": "string",
 		"priority": "number",
 	},
 }
@@ -171,7 +172,10 @@ _conditions_problems(conditions) := {msg |
 	some msg in _condition_problems(i, condition)
 }
 
-_refusal(policy, output, user) := object.union(base, optional) if {
+# A policy's refusal also carries why (each of its conditions, with the
+# value it saw) and would_pass (the negation of each: any one lifts it), see
+# explain.rego, and "shadow": true when the policy is marked shadow.
+_refusal(policy, output, user) := object.union(object.union(base, optional), _extras(policy, output, user)) if {
 	vars := {"output": output, "user": user}
 	base := {
 		"policy_id": policy.id,
@@ -199,6 +203,8 @@ _invalid_refusal(label, id, set_name, problems) := {
 	"policy_set": set_name,
 	"source": "data",
 	"invalid": true,
+	"message": "I can't do that right now because of a configuration problem on our side.",
+	"hint": "Do not retry; the operator must fix the policy data first.",
 }
 
 _valid_id(policy) if _kind_ok("string", policy.id)

@@ -43,6 +43,8 @@ test_valid_refusal_shape_with_defaults if {
 		"priority": 100,
 		"policy_set": "s",
 		"source": "data",
+		"why": [{"field": "output.type", "op": "in", "value": "transfer", "bound": ["transfer"]}],
+		"would_pass": [{"field": "output.type", "op": "not in", "bound": ["transfer"]}],
 	}}
 }
 
@@ -65,7 +67,10 @@ test_valid_refusal_shape_with_all_fields if {
 		"policy_set": "s",
 		"source": "data",
 		"suggestion": "Try under 11",
+		"hint": "Try under 11",
 		"message": "Sorry",
+		"why": [{"field": "output.amount", "op": ">", "value": 11, "bound": 10}],
+		"would_pass": [{"field": "output.amount", "op": "<=", "bound": 10}],
 	}}
 }
 
@@ -126,6 +131,8 @@ test_invalid_policy_not_object if {
 		"policy_set": "*",
 		"source": "data",
 		"invalid": true,
+		"message": "I can't do that right now because of a configuration problem on our side.",
+		"hint": "Do not retry; the operator must fix the policy data first.",
 	}}
 }
 
@@ -240,6 +247,8 @@ test_policies_not_an_array_refuse_everywhere if {
 		"policy_set": "*",
 		"source": "data",
 		"invalid": true,
+		"message": "I can't do that right now because of a configuration problem on our side.",
+		"hint": "Do not retry; the operator must fix the policy data first.",
 	}}
 }
 

@@ -22,21 +22,25 @@ import data.pygate.lib
 # then the decision also carries "approvals_applied", and a decision that
 # still waits for review carries "review" (what to approve).
 #
+# Refusals of shadow policies (see shadow.rego) never refuse: when there are
+# any, the decision carries them in "shadow_refusals", each marked
+# "shadow": true, and they play no part in allowed, refusals or review.
+#
 # The first body is the common case, a well-formed input with no refusal a
 # person could approve: then approvals cannot change anything and the input
 # refusals are known to be empty, so neither is computed. The else body is
 # the general case and gives the same answer for those inputs too.
-decision := {
+decision := _with_shadow({
 	"allowed": count(refusals) == 0,
 	"service": input.context.service,
 	"refusals": refusals,
 	"primary": _first_or_null(refusals),
 	"actions": _decided_actions,
-} if {
+}) if {
 	_input_ok
 	not _review_pending
 	refusals := _sorted(_policy_refusals)
-} else := object.union(
+} else := _with_shadow(object.union(
 	{
 		"allowed": count(refusals) == 0,
 		"service": _service_or_null,
@@ -45,7 +49,7 @@ decision := {
 		"actions": _decided_actions,
 	},
 	approvals.extras(lifted, remaining, _input_doc),
-) if {
+)) if {
 	lifted := approvals.lifted(_refusals, _input_doc)
 	remaining := _refusals - lifted
 	refusals := _sorted(remaining)
@@ -65,6 +69,8 @@ default decision := {
 		"priority": 0,
 		"policy_set": "gate",
 		"source": "rego",
+		"message": "I can't do that right now because of a problem on our side.",
+		"hint": "Do not retry at once or work around the check; tell the user it did not run.",
 	}],
 	"primary": {
 		"policy_id": "GATE-000",
@@ -75,6 +81,8 @@ default decision := {
 		"priority": 0,
 		"policy_set": "gate",
 		"source": "rego",
+		"message": "I can't do that right now because of a problem on our side.",
+		"hint": "Do not retry at once or work around the check; tell the user it did not run.",
 	},
 	"actions": [],
 }
@@ -106,8 +114,9 @@ _refusals := refusals if {
 }
 
 # contracts.refusals is default deny: unreadable output, undeclared actions,
-# arguments outside their contract and malformed host facts.
-_policy_refusals := (((_rego_refusals | _package_refusals) | declarative.refusals_for(_policy_sets, input.output, input.user)) | _declarative_on_actions) | contracts.refusals
+# arguments outside their contract and malformed host facts. Shadow refusals
+# are split off from these in shadow.rego (_policy_refusals enforce).
+_evaluated_refusals := (((_rego_refusals | _package_refusals) | declarative.refusals_for(_policy_sets, input.output, input.user)) | _declarative_on_actions) | contracts.refusals
 
 # Rules-as-data policies read each canonical action as well as the raw
 # output, as {"type": <canonical name>, <argument>: <value>, ...}: a policy
@@ -205,6 +214,8 @@ _normalized(item, set_name) := object.union(item, {"policy_set": set_name}) if {
 #   reason: "policy set '{{.set}}' produced a malformed refusal: {{.item}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the policy first.
 _malformed_refusal(item, set_name) := object.union(
 	lib.refusal(rego.metadata.chain(), {"set": set_name, "item": json.marshal(item)}),
 	{"policy_set": set_name},
@@ -338,7 +349,14 @@ _rego_set(set_name) if {
 	_ := data.pygate.policies[set_name].refusals
 }
 
-_gate_refusal(chain, vars) := object.union(lib.refusal(chain, vars), {"policy_set": "gate"})
+_gate_refusal(chain, vars) := object.union(_input_messages, object.union(lib.refusal(chain, vars), {"policy_set": "gate"}))
+
+# What the user and the model are told when the input or the service
+# configuration is broken: nothing they can change, so no detail.
+_input_messages := {
+	"message": "I can't do that right now because of a problem on our side.",
+	"hint": "Do not retry; the application or its policy configuration must be fixed first.",
+}
 
 # METADATA
 # title: Input is not an object

@@ -39,6 +39,10 @@ test_seed_2_transfer_over_limit_refused if {
 		"policy_set": "finance",
 		"source": "rego",
 		"suggestion": "Try a smaller amount",
+		"message": "That is more than you can move at once: your limit is 1000.",
+		"hint": "Propose at most 1000 in amount, or split the amount and ask the user first.",
+		"why": [{"field": "arguments.amount", "op": ">", "value": 5000, "bound": 1000}],
+		"would_pass": [{"field": "arguments.amount", "op": "<=", "bound": 1000}],
 	}
 	_decide(_finance(_transfer(5000))) == {"allowed": false, "service": "finance", "refusals": [refusal], "primary": refusal, "actions": [_transfer_action(5000)]}
 }

@@ -7,12 +7,17 @@ package pygate.lib
 
 # refusal builds the refusal for the rule whose metadata chain is given, so a
 # policy's id, reason and action live once, in its METADATA block. The reason,
-# suggestion and message may be Go templates rendered with vars.
+# hint, suggestion and message may be Go templates rendered with vars.
+#
+# Three messages, three readers: reason is internal (audit, operators),
+# message is for the end user, hint is for the model (what to try instead).
+# custom.suggestion is the older name of the hint: it is still emitted as
+# suggestion and, when a rule has no custom.hint, becomes the hint as well.
 #
 # It is defined even for a rule without metadata: a refusal rule that forgot
 # its annotations must still refuse, not vanish. (Mind that METADATA attaches
 # to a rule's first body only; chain() called from an `else` branch sees none.)
-refusal(chain, vars) := object.union(base, optional) if {
+refusal(chain, vars) := object.union(object.union(base, optional), _overrides(id, vars)) if {
 	annotations := _annotations(chain)
 	custom := object.get(annotations, "custom", {})
 	id := object.get(custom, "id", "UNANNOTATED")
@@ -25,11 +30,45 @@ refusal(chain, vars) := object.union(base, optional) if {
 		"priority": object.get(custom, "priority", 100),
 		"source": "rego",
 	}
-	optional := {key: render(template, vars) |
-		some key in ["suggestion", "message"]
-		template := custom[key]
-	}
+	optional := object.union(
+		{key: render(template, vars) |
+			some key in ["suggestion", "message"]
+			template := custom[key]
+		},
+		_hint(custom, vars),
+	)
 }
+
+# Policy data may set or replace a rule's user message and model hint
+# without touching its Rego: messages.<policy id> = {"message": ..., "hint":
+# ...} (templates, rendered with the rule's vars). The reason stays in Rego.
+_overrides(id, vars) := {key: render(template, vars) |
+	some key in ["message", "hint"]
+	template := config("messages", {})[id][key]
+	is_string(template)
+}
+
+# The hint is custom.hint, else the older custom.suggestion; none without either.
+_hint(custom, vars) := {"hint": render(custom.hint, vars)} if {
+	custom.hint
+} else := {"hint": render(custom.suggestion, vars)} if {
+	custom.suggestion
+} else := {}
+
+# explained is refusal(chain, vars) plus the failing conditions (why: the
+# conditions that held, so the rule refused) and the changes that would pass
+# (would_pass: alternatives, any one of which lifts this refusal). Each is a
+# list of conditions {"field", "op", "value"?, "bound"?}; see condition.
+explained(chain, vars, why, would_pass) := object.union(refusal(chain, vars), {"why": why, "would_pass": would_pass})
+
+# condition is one comparison: field (a dotted path into the input, e.g.
+# "arguments.amount" or "user.role"), op (">", ">=", "<", "<=", "==", "!=",
+# "in", "not in", "matches", "not matches", "is", "is not", "present", "absent", "granted"), the value the
+# input had and the bound it was compared with. An absent value is null.
+condition(field, op, value, bound) := {"field": field, "op": op, "value": value, "bound": bound}
+
+# change is a condition that would pass: the field, op and bound, no value.
+change(field, op, bound) := {"field": field, "op": op, "bound": bound}
 
 # The first chain entry is the rule itself; later entries are its packages.
 _annotations(chain) := annotations if {

@@ -30,6 +30,7 @@ test_refusal_renders_templates_and_optional_fields if {
 		"action": "show_user_limit",
 		"priority": 7,
 		"suggestion": "Try less than 1000",
+		"hint": "Try less than 1000",
 		"message": "Sorry",
 		"source": "rego",
 	}
@@ -163,3 +164,24 @@ test_render_gives_the_text_of_render_template if {
 _render_template_or_template(template, vars) := strings.render_template(template, vars) if {
 	strings.render_template(template, vars)
 } else := template
+
+test_policy_data_sets_message_and_hint if {
+	r := lib.refusal(_chain, {"amount": 5000, "limit": 1000}) with data.pygate.config.messages as {"T-001": {"message": "Max {{.limit}}", "hint": "Go below {{.limit}}", "reason": "ignored"}}
+	r.message == "Max 1000"
+	r.hint == "Go below 1000"
+	r.reason == "Amount 5000 is over 1000"
+}
+
+test_malformed_message_data_is_ignored if {
+	every messages in ["x", {"T-001": 5}, {"T-001": {"message": 5}}] {
+		r := lib.refusal(_chain, {"amount": 5000, "limit": 1000}) with data.pygate.config.messages as messages
+		r.message == "Sorry"
+	}
+}
+
+test_explained_adds_conditions if {
+	r := lib.explained(_chain, {"amount": 5000, "limit": 1000}, [lib.condition("a", ">", 2, 1)], [lib.change("a", "<=", 1)])
+	r.why == [{"field": "a", "op": ">", "value": 2, "bound": 1}]
+	r.would_pass == [{"field": "a", "op": "<=", "bound": 1}]
+	r.policy_id == "T-001"
+}

@@ -79,3 +79,21 @@ test_default_patterns_mask_tokens if {
 	doc := {"output": {"text": "AKIAIOSFODNN7EXAMPLE and 078-05-1120 and password=hunter2x"}}
 	_masked(doc) == {"output": {"text": "*** and *** and ***"}}
 }
+
+# A refusal's why repeats the value of the field it read: a masked field's
+# value is masked there too, whatever the value's own key ("value") is.
+test_why_values_of_masked_fields_are_masked if {
+	result := {"allowed": false, "refusals": [{"policy_id": "GATE-012", "why": [
+		{"field": "arguments.password", "op": "<", "value": "hunter2", "bound": 8},
+		{"field": "arguments.amount", "op": ">", "value": 5000, "bound": 1000},
+		{"field": "arguments.api_key", "op": "not matches", "value": "token=abcdefgh", "bound": "x"},
+	]}]}
+	masks := log.mask with input as {"input": {"output": {}}, "result": result}
+	some m in masks
+	m.path == "/result/refusals"
+	m.value[0].why == [
+		{"field": "arguments.password", "op": "<", "value": "***", "bound": 8},
+		{"field": "arguments.amount", "op": ">", "value": 5000, "bound": 1000},
+		{"field": "arguments.api_key", "op": "not matches", "value": "***", "bound": "x"},
+	]
+}

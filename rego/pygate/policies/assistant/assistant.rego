@@ -19,13 +19,19 @@ import data.pygate.lib
 #   action: show_quota
 #   priority: 5
 #   suggestion: Try again tomorrow
+#   message: You have used all of today's requests. Please try again tomorrow.
+#   hint: Do not retry today; tell the user the daily quota is used up.
 refusals contains r if {
 	usage := input.context.usage_today
 	is_number(usage)
 	quota := _quota
 	is_number(quota)
 	usage >= quota
-	r := lib.refusal(rego.metadata.chain(), {"quota": quota, "usage": usage})
+	r := lib.explained(
+		rego.metadata.chain(), {"quota": quota, "usage": usage},
+		[lib.condition("context.usage_today", ">=", usage, quota)],
+		[lib.change("context.usage_today", "<", quota)],
+	)
 }
 
 # METADATA
@@ -36,9 +42,15 @@ refusals contains r if {
 #   reason: "Today's usage is unknown: context.usage_today must be a number"
 #   action: log_refusal
 #   priority: 5
+#   message: I can't do that right now because of a problem on our side.
+#   hint: Do not retry; the application must send today's usage count.
 refusals contains r if {
 	not _usage_known
-	r := lib.refusal(rego.metadata.chain(), {})
+	r := lib.explained(
+		rego.metadata.chain(), {},
+		[lib.condition("context.usage_today", "is", object.get(input, ["context", "usage_today"], null), "number")],
+		[lib.change("context.usage_today", "is", "number")],
+	)
 }
 
 # METADATA
@@ -53,10 +65,16 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 10
 #   message: I can help explain this, but code generation needs a developer role
+#   hint: Answer in prose without code (no code blocks, no function definitions).
 refusals contains r if {
 	_contains_code
 	not _has_code_role
-	r := lib.refusal(rego.metadata.chain(), {"roles": _display(lib.config("code_roles", []))})
+	roles := lib.config("code_roles", [])
+	r := lib.explained(
+		rego.metadata.chain(), {"roles": _display(roles)},
+		[lib.condition("user.role", "not in", object.get(input, ["user", "role"], null), roles)],
+		[lib.change("user.role", "in", roles)],
+	)
 }
 
 # METADATA
@@ -71,11 +89,17 @@ refusals contains r if {
 #   action: require_review
 #   priority: 20
 #   message: I can help with this, but I need approval first
+#   hint: "Wait for a person to approve this call, or use a tool from the allowlist instead of {{.action}}."
 refusals contains r if {
 	some a in canonical.actions
 	a.kind == "tool_call"
 	not _allowlisted(a.name)
-	r := lib.refusal(rego.metadata.chain(), {"action": a.name})
+	allowlist := lib.config("action_allowlist", [])
+	r := lib.explained(
+		rego.metadata.chain(), {"action": a.name},
+		[lib.condition("action.name", "not in", a.name, allowlist)],
+		[lib.change("action.name", "in", allowlist), lib.change("approval", "granted", null)],
+	)
 }
 
 _allowlisted(name) if name in lib.config("action_allowlist", [])
@@ -90,6 +114,8 @@ _allowlisted(name) if name in lib.config("action_allowlist", [])
 #   reason: "Required policy data is missing or malformed: {{.problem}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the policy data first.
 refusals contains r if {
 	not _data_ok
 	some problem in _data_problems

@@ -32,6 +32,9 @@ test_code_output_refused_for_analyst if {
 		"action": "log_refusal",
 		"priority": 10,
 		"message": "I can help explain this, but code generation needs a developer role",
+		"hint": "Answer in prose without code (no code blocks, no function definitions).",
+		"why": [{"field": "user.role", "op": "not in", "value": "analyst", "bound": ["developer", "admin"]}],
+		"would_pass": [{"field": "user.role", "op": "in", "bound": ["developer", "admin"]}],
 		"source": "rego",
 	}}
 }
@@ -103,6 +106,12 @@ test_tool_call_outside_allowlist_refused if {
 		"action": "require_review",
 		"priority": 20,
 		"message": "I can help with this, but I need approval first",
+		"hint": "Wait for a person to approve this call, or use a tool from the allowlist instead of delete_records.",
+		"why": [{"field": "action.name", "op": "not in", "value": "delete_records", "bound": ["analyze", "explain", "recommend_review"]}],
+		"would_pass": [
+			{"field": "action.name", "op": "in", "bound": ["analyze", "explain", "recommend_review"]},
+			{"field": "approval", "op": "granted", "bound": null},
+		],
 		"source": "rego",
 	}}
 }
@@ -135,6 +144,10 @@ test_quota_reached_refused if {
 		"action": "show_quota",
 		"priority": 5,
 		"suggestion": "Try again tomorrow",
+		"message": "You have used all of today's requests. Please try again tomorrow.",
+		"hint": "Do not retry today; tell the user the daily quota is used up.",
+		"why": [{"field": "context.usage_today", "op": ">=", "value": 100, "bound": 100}],
+		"would_pass": [{"field": "context.usage_today", "op": "<", "bound": 100}],
 		"source": "rego",
 	}}
 }

@@ -18,9 +18,14 @@ import data.pygate.lib
 #   action: log_and_notify
 #   priority: 10
 #   message: I can't act on this while your account is under review
+#   hint: Do not retry; tell the user the account must leave review first.
 refusals contains r if {
 	input.user.account_status == "under_review"
-	r := lib.refusal(rego.metadata.chain(), {})
+	r := lib.explained(
+		rego.metadata.chain(), {},
+		[lib.condition("user.account_status", "==", "under_review", "under_review")],
+		[lib.change("user.account_status", "==", "active")],
+	)
 }
 
 # METADATA
@@ -35,13 +40,20 @@ refusals contains r if {
 #   action: show_user_limit
 #   priority: 20
 #   suggestion: Try a smaller amount
+#   message: "That is more than you can move at once: your limit is {{.limit}}."
+#   hint: "Propose at most {{.limit}} in {{.field}}, or split the amount and ask the user first."
 refusals contains r if {
 	some f in _money
 	amount := f.value
 	is_number(amount)
 	limit := lib.transaction_limit(input.user)
 	amount > limit
-	r := lib.refusal(rego.metadata.chain(), {"amount": amount, "limit": limit})
+	field := concat(".", ["arguments", f.field])
+	r := lib.explained(
+		rego.metadata.chain(), {"amount": amount, "limit": limit, "field": f.field},
+		[lib.condition(field, ">", amount, limit)],
+		[lib.change(field, "<=", limit)],
+	)
 }
 
 # METADATA
@@ -54,6 +66,8 @@ refusals contains r if {
 #   reason: "Malformed {{.type}}: {{.problem}}"
 #   action: log_refusal
 #   priority: 20
+#   message: I couldn't process that request because some details are missing or invalid.
+#   hint: Send a positive number for each amount and name the asset where one is needed.
 refusals contains r if {
 	some a in canonical.actions
 	some problem in _output_problems(a)
@@ -70,12 +84,24 @@ refusals contains r if {
 #   reason: "{{.asset}} is a restricted asset"
 #   action: log_refusal
 #   priority: 30
+#   message: I can't recommend that asset.
+#   hint: Do not name that asset again; suggest an asset that is not restricted.
 refusals contains r if {
 	some f in _assets
 	symbol := lib.canonical_identifier("asset", f.value)
 	lib.asset_restricted(lib.config("assets", null), symbol)
-	r := lib.refusal(rego.metadata.chain(), {"asset": symbol})
+	field := concat(".", ["arguments", f.field])
+	restricted := _restricted_symbols
+	r := lib.explained(
+		rego.metadata.chain(), {"asset": symbol},
+		[lib.condition(field, "in", symbol, restricted)],
+		[lib.change(field, "not in", restricted)],
+	)
 }
+
+# The symbols the restricted list marks, for the explanation of FIN-004
+# (computed only when an asset was refused).
+_restricted_symbols := sort([symbol | some symbol, status in lib.config("assets", {}); status == "restricted"])
 
 # METADATA
 # title: Asset identifier not valid
@@ -88,10 +114,18 @@ refusals contains r if {
 #   reason: "{{.field}} of {{.action}} is not a valid asset identifier: {{.value}}"
 #   action: log_refusal
 #   priority: 20
+#   message: I couldn't recognise that asset name.
+#   hint: "Name the asset by its plain ticker symbol in {{.field}} (letters and digits only)."
 refusals contains r if {
 	some f in _assets
 	not lib.canonical_identifier("asset", f.value)
-	r := lib.refusal(rego.metadata.chain(), {"field": f.field, "action": f.action, "value": json.marshal(f.value)})
+	field := concat(".", ["arguments", f.field])
+	pattern := lib.identifier_spec("asset").pattern
+	r := lib.explained(
+		rego.metadata.chain(), {"field": f.field, "action": f.action, "value": json.marshal(f.value)},
+		[lib.condition(field, "not matches", f.value, pattern)],
+		[lib.change(field, "matches", pattern)],
+	)
 }
 
 # METADATA
@@ -103,9 +137,14 @@ refusals contains r if {
 #   action: log_and_notify
 #   priority: 10
 #   message: I can't act on this while your account is not active
+#   hint: Do not retry; tell the user the account must be active first.
 refusals contains r if {
 	input.user.account_status in {"frozen", "closed"}
-	r := lib.refusal(rego.metadata.chain(), {"status": input.user.account_status})
+	r := lib.explained(
+		rego.metadata.chain(), {"status": input.user.account_status},
+		[lib.condition("user.account_status", "in", input.user.account_status, ["closed", "frozen"])],
+		[lib.change("user.account_status", "==", "active")],
+	)
 }
 
 # METADATA
@@ -118,6 +157,8 @@ refusals contains r if {
 #   reason: "Required policy data is missing or malformed: {{.problem}}"
 #   action: log_refusal
 #   priority: 0
+#   message: I can't do that right now because of a configuration problem on our side.
+#   hint: Do not retry; the operator must fix the policy data first.
 refusals contains r if {
 	some problem in _data_problems(input.user)
 	r := lib.refusal(rego.metadata.chain(), {"problem": problem})

@@ -32,6 +32,10 @@ test_transfer_over_limit_refused if {
 		"action": "show_user_limit",
 		"priority": 20,
 		"suggestion": "Try a smaller amount",
+		"message": "That is more than you can move at once: your limit is 1000.",
+		"hint": "Propose at most 1000 in amount, or split the amount and ask the user first.",
+		"why": [{"field": "arguments.amount", "op": ">", "value": 5000, "bound": 1000}],
+		"would_pass": [{"field": "arguments.amount", "op": "<=", "bound": 1000}],
 		"source": "rego",
 	}}
 }
