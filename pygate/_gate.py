@@ -298,7 +298,7 @@ class _BaseGate:
         """Prepare each batch item; a bad one becomes its own refusal (an ``_Entry``)."""
         slots: list[_Prepared | _Entry] = []
         for index, item in enumerate(items):
-            output, user, context = None, None, None
+            output, user, context = _core.loose_parts(item)
             try:
                 output, user, context = _core.split_item(item, index)
                 slots.append(self._prepare(output, user, context))

@@ -1,0 +1,427 @@
+"""The fail-closed contract, field by field: what a refusal says and what its audit record holds.
+
+Written to kill the faults mutation testing found the suite let through (issue 18): each test
+asserts the observable contract (the decision's fields, the audit record's who/what/which
+policy/which revision), not just ``allowed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pygate import AsyncGate, AuditLog, Decision, Gate, LocalOpa, _core
+from pygate._core import BATCH_PATH, DECISION_PATH, ENGINE_POLICY_ID, INPUT_POLICY_ID
+from pygate._errors import AuditError, BadEngineResponse, InputError, UndefinedDecision
+from pygate._gate import AUDIT_POLICY_ID
+from tests.conftest import ANALYST
+
+SMALL = {"type": "transfer", "amount": 10}
+ALLOW = {"allowed": True, "service": "finance", "refusals": [], "primary": None}
+ASK = {"type": "tool_call", "action": "explain"}  # the assistant service counts a quota
+
+
+def _envelope(result: Any, **extra: Any) -> bytes:
+    return json.dumps({"result": result, **extra}).encode()
+
+
+# --- OPA's answer: anything but the contract is a fail-closed refusal ---------------------
+
+
+@pytest.mark.parametrize(
+    "result",
+    [["not", "an", "object"], "decisions", 7, None, {"decisions": "nope"}, {"other": []}],
+    ids=["list", "string", "number", "null", "decisions-not-a-list", "no-decisions"],
+)
+def test_a_batch_answer_that_is_not_an_object_refuses_every_item(
+    fake_opa: Callable[..., str], audit: AuditLog, result: Any
+) -> None:
+    with Gate("finance", opa_url=fake_opa(body=_envelope(result)), audit=audit) as gate:
+        decisions = gate.evaluate_many([(SMALL, ANALYST), (SMALL, {"id": "u2"})])
+    assert [(d.allowed, d.fallback, d.policy_id) for d in decisions] == [
+        (False, True, ENGINE_POLICY_ID)
+    ] * 2
+    assert [(d.service, d.user_id) for d in decisions] == [("finance", "ana"), ("finance", "u2")]
+    assert "BadEngineResponse" in decisions[0].reason
+    assert "must hold 2 decisions" in decisions[0].reason
+    records = audit.tail(2)
+    assert [(r.user_id, r.service, r.policy_id, r.fallback) for r in records] == [
+        ("ana", "finance", ENGINE_POLICY_ID, True),
+        ("u2", "finance", ENGINE_POLICY_ID, True),
+    ]
+
+
+def test_read_batch_names_what_it_got() -> None:
+    with pytest.raises(BadEngineResponse, match=r"hold 2 decisions, got list") as bad:
+        _core.read_batch(["x"], 2)  # the result itself is a list: no .get on it
+    assert bad.value.policy_path == BATCH_PATH
+    with pytest.raises(BadEngineResponse, match=r"hold 2 decisions, got 1$"):
+        _core.read_batch({"decisions": [{}]}, 2)
+    with pytest.raises(BadEngineResponse, match=r"hold 1 decisions, got NoneType"):
+        _core.read_batch({}, 1)
+    assert _core.read_batch({"decisions": [1, 2]}, 2) == [1, 2]
+
+
+def test_parse_response_errors_name_the_path() -> None:
+    with pytest.raises(BadEngineResponse, match=r"^OPA answered HTTP 503: down") as http:
+        _core.parse_response(503, b"down" + b"x" * 300, BATCH_PATH)
+    assert http.value.policy_path == BATCH_PATH
+    assert str(http.value).endswith("x" * 196)  # the first 200 bytes of the body, no more
+    assert "x" * 197 not in str(http.value)
+    with pytest.raises(BadEngineResponse, match="invalid JSON") as bad:
+        _core.parse_response(200, b"{", DECISION_PATH)
+    assert bad.value.policy_path == DECISION_PATH
+    with pytest.raises(BadEngineResponse, match="non-object") as arr:
+        _core.parse_response(200, b"[]", BATCH_PATH)
+    assert arr.value.policy_path == BATCH_PATH
+    with pytest.raises(UndefinedDecision, match=r"^data\.pygate\.gate\.batch is undefined$") as u:
+        _core.parse_response(200, b"{}", BATCH_PATH)
+    assert u.value.policy_path == BATCH_PATH
+    result, envelope = _core.parse_response(200, b'{"result": 1, "decision_id": "d"}')
+    assert (result, envelope) == (1, {"result": 1, "decision_id": "d"})
+
+
+def test_read_result_rejects_an_inconsistent_or_broken_contract() -> None:
+    with pytest.raises(BadEngineResponse, match=r"breaks the contract at allowed:") as bad:
+        _core.read_result({"allowed": "yes", "refusals": []}, BATCH_PATH)
+    assert bad.value.policy_path == BATCH_PATH
+    with pytest.raises(BadEngineResponse, match=r"breaks the contract at result:"):
+        _core.read_result([1])
+    refusal = {"policy_id": "X", "reason": "r", "action": "a"}
+    with pytest.raises(BadEngineResponse, match="inconsistent") as inc:
+        _core.read_result({"allowed": True, "refusals": [refusal]}, BATCH_PATH)
+    assert inc.value.policy_path == BATCH_PATH
+    with pytest.raises(BadEngineResponse, match="inconsistent"):
+        _core.read_result({"allowed": False, "refusals": []})
+    assert _core.read_result({"allowed": False, "refusals": [refusal]}).refusals[0].policy_id == "X"
+
+
+# --- which policy revision decided ---------------------------------------------------------
+
+
+def test_bundle_revision_is_every_named_revision_sorted_and_joined() -> None:
+    envelope = {
+        "provenance": {
+            "bundles": {
+                "b": {"revision": "r2"},
+                "a": {"revision": "r1"},
+                "dup": {"revision": "r2"},
+                "empty": {"revision": ""},
+                "number": {"revision": 5},
+                "none": {},
+                "odd": "r9",
+            }
+        }
+    }
+    assert _core._revision(envelope) == "r1,r2"
+    assert _core._revision({"provenance": {"bundles": {"x": {"revision": "only"}}}}) == "only"
+    assert _core._revision({"provenance": {"bundles": {"x": {"revision": ""}}}}) is None
+    assert _core._revision({"provenance": None}) is None
+    assert _core._revision({"provenance": {"bundles": None}}) is None
+    assert _core._revision({}) is None
+
+
+def test_the_decision_and_its_record_name_the_revision_and_decision_id(
+    fake_opa: Callable[..., str], audit: AuditLog
+) -> None:
+    body = _envelope(
+        ALLOW,
+        decision_id="dec-1",
+        provenance={"bundles": {"pay": {"revision": "v7"}, "lib": {"revision": "v3"}}},
+    )
+    with Gate("finance", opa_url=fake_opa(body=body), audit=audit) as gate:
+        decision = gate.evaluate(SMALL, ANALYST)
+    assert decision.allowed
+    assert (decision.bundle_revision, decision.decision_id) == ("v3,v7", "dec-1")
+    record = audit.tail(1)[0]
+    assert (record.bundle_revision, record.decision_id) == ("v3,v7", "dec-1")
+    assert (record.service, record.user_id, record.policy_id) == ("finance", "ana", None)
+
+
+def test_a_non_string_decision_id_is_dropped(fake_opa: Callable[..., str], audit: AuditLog) -> None:
+    with Gate("finance", opa_url=fake_opa(body=_envelope(ALLOW, decision_id=5)), audit=audit) as g:
+        decision = g.evaluate(SMALL, ANALYST)
+    assert decision.allowed
+    assert decision.decision_id is None
+    assert decision.bundle_revision is None
+
+
+# --- the decision mapped from OPA's result ---------------------------------------------------
+
+
+def _refusal(pid: str, priority: int, **extra: Any) -> dict[str, Any]:
+    return {"policy_id": pid, "reason": f"{pid} says no", "action": f"act-{pid}",
+            "priority": priority, **extra}  # fmt: skip
+
+
+def test_decision_fields_come_from_the_primary_refusal() -> None:
+    first = _refusal("A", 10)
+    primary = _refusal("B", 5, message="msg-B", suggestion="try-B")
+    third = _refusal("C", 20)
+    result = _core.read_result(
+        {"allowed": False, "refusals": [first, primary, third], "primary": primary}
+    )
+    d = _core.decision_from_result(
+        result, {"decision_id": "x"}, service="svc", user_id="u", latency_ms=1.5
+    )
+    assert (d.allowed, d.reason, d.policy_id, d.action) == (False, "B says no", "B", "act-B")
+    assert (d.message, d.suggestion) == ("msg-B", "try-B")
+    assert [r.policy_id for r in d.refusals] == ["B", "A", "C"]  # primary first, then in order
+    assert (d.service, d.user_id, d.decision_id, d.latency_ms) == ("svc", "u", "x", 1.5)
+    assert d.decided_at is not None
+    assert d.fallback is False
+    assert (d.approval_id, d.approved_by, d.output_hash) == (None, None, None)
+
+
+def test_without_a_primary_the_first_refusal_explains() -> None:
+    result = _core.read_result({"allowed": False, "refusals": [_refusal("A", 1), _refusal("B", 0)]})
+    d = _core.decision_from_result(result, {}, service=None, user_id=None, latency_ms=0)
+    assert (d.reason, d.policy_id, d.action) == ("A says no", "A", "act-A")
+    assert [r.policy_id for r in d.refusals] == ["A", "B"]
+    assert (d.message, d.suggestion) == (None, None)
+
+
+def test_an_allow_has_no_refusal_fields() -> None:
+    result = _core.read_result(ALLOW)
+    d = _core.decision_from_result(result, {}, service="finance", user_id="u", latency_ms=0)
+    assert (d.allowed, d.reason, d.policy_id, d.action, d.message, d.suggestion) == (
+        True, "allowed", None, None, None, None,
+    )  # fmt: skip
+    assert d.refusals == []
+
+
+def test_applied_approvals_name_the_approvals_and_approvers() -> None:
+    applied = [
+        {"approval_id": "ap2", "approved_by": "zoe", "policy_ids": ["X"]},
+        {"approval_id": "ap1", "approved_by": "bob", "policy_ids": ["Y"]},
+        {"approval_id": "ap3", "approved_by": "zoe", "policy_ids": ["Z"]},
+    ]
+    result = _core.read_result({**ALLOW, "approvals_applied": applied})
+    d = _core.decision_from_result(result, {}, service=None, user_id=None, latency_ms=0)
+    assert d.approval_id == "ap2,ap1,ap3"  # in the order OPA applied them
+    assert d.approved_by == "bob,zoe"  # each approver once, sorted
+
+
+def test_own_refusals_are_complete() -> None:
+    exc = BadEngineResponse("boom", policy_path=DECISION_PATH)
+    d = _core.fallback_decision(exc, service="svc", user_id="u", latency_ms=3.0)
+    assert (d.allowed, d.fallback, d.policy_id, d.action) == (False, True, ENGINE_POLICY_ID,
+                                                             "log_refusal")  # fmt: skip
+    assert d.reason == (
+        "The policy engine could not decide (BadEngineResponse: boom); refused to be safe"
+    )
+    assert d.message is not None
+    assert "safety check is unavailable" in d.message
+    assert (d.service, d.user_id, d.latency_ms) == ("svc", "u", 3.0)
+    assert [(r.policy_id, r.reason, r.action, r.priority) for r in d.refusals] == [
+        (ENGINE_POLICY_ID, d.reason, "log_refusal", 0)
+    ]
+    bad = _core.input_refusal(InputError("user.id", "required"), service="s", user_id=None)
+    assert (bad.allowed, bad.fallback, bad.policy_id) == (False, False, INPUT_POLICY_ID)
+    assert bad.reason == "Invalid input: user.id: required"
+    assert (bad.service, bad.user_id, bad.message) == ("s", None, None)
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ({"id": "u1"}, "u1"),
+        ({"id": 42}, "42"),
+        ({"id": True}, None),
+        ({"id": 1.5}, None),
+        ({"id": None}, None),
+        ({}, None),
+        (None, None),
+        (type("U", (), {"id": "obj"})(), "obj"),
+    ],
+)
+def test_safe_user_id(user: Any, expected: str | None) -> None:
+    assert _core.safe_user_id(user) == expected
+
+
+# --- the batch item's shape ------------------------------------------------------------------
+
+
+def test_split_item_shapes() -> None:
+    assert _core.split_item({"output": 1, "user": 2, "context": 3}, 0) == (1, 2, 3)
+    assert _core.split_item({"output": 1, "user": 2}, 0) == (1, 2, None)
+    assert _core.split_item((1, 2), 0) == (1, 2, None)
+    assert _core.split_item([1, 2, 3], 0) == (1, 2, 3)
+    with pytest.raises(InputError) as unknown:
+        _core.split_item({"output": 1, "user": 2, "ctx": 3, "extra": 4}, 4)
+    assert (unknown.value.field, unknown.value.problem) == ("items[4]", "unknown key(s) ctx, extra")
+    with pytest.raises(InputError) as missing:
+        _core.split_item({"output": 1}, 2)
+    assert (missing.value.field, missing.value.problem) == ("items[2].user", "required")
+    with pytest.raises(InputError) as no_output:
+        _core.split_item({"user": 1}, 0)
+    assert no_output.value.field == "items[0].output"
+    for bad in [(1,), (1, 2, 3, 4), "text", 5]:
+        with pytest.raises(InputError) as shape:
+            _core.split_item(bad, 3)
+        assert shape.value.field == "items[3]"
+        assert "expected (output, user[, context])" in shape.value.problem
+    # what a refused item's audit record can still name
+    assert _core.loose_parts({"output": 1, "user": 2, "context": 3, "x": 4}) == (1, 2, 3)
+    assert _core.loose_parts((1, 2, 3, 4)) == (1, 2, 3)
+    assert _core.loose_parts([1]) == (1, None, None)
+    assert _core.loose_parts("text") == (None, None, None)
+
+
+def test_a_batch_item_context_reaches_the_decision(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    clash = {"service": "assistant"}  # conflicts with the gate's service: refused if read
+    decisions = gate.evaluate_many(
+        [
+            {"output": SMALL, "user": ANALYST, "context": clash},
+            (SMALL, ANALYST, clash),
+            {"output": SMALL, "user": ANALYST, "contxt": {}},
+            (SMALL, ANALYST),
+        ]
+    )
+    assert [(d.allowed, d.policy_id) for d in decisions] == [
+        (False, INPUT_POLICY_ID),
+        (False, INPUT_POLICY_ID),
+        (False, INPUT_POLICY_ID),
+        (True, None),
+    ]
+    assert "items[0].context.service: 'assistant' conflicts" in decisions[0].reason
+    assert "items[1].context.service" in decisions[1].reason
+    assert decisions[2].reason == "Invalid input: items[2]: unknown key(s) contxt"
+    assert [d.user_id for d in decisions] == ["ana"] * 4
+    assert [d.service for d in decisions] == ["finance"] * 4
+    records = audit.tail(4)
+    assert [(r.user_id, r.service) for r in records] == [("ana", "finance")] * 4
+    # what was refused is kept (masked), not a placeholder
+    assert "transfer" in str(records[0].output)
+    assert "contxt" in str(records[2].output)
+
+
+# --- who and what, when the input is refused ---------------------------------------------------
+
+
+def test_bad_input_is_refused_and_audited_with_the_user_and_the_output(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    decision = gate.evaluate({"type": "transfer", "amount": float("nan")}, {"id": "u7"})
+    assert (decision.allowed, decision.policy_id, decision.fallback) == (
+        False, INPUT_POLICY_ID, False,
+    )  # fmt: skip
+    assert (decision.service, decision.user_id) == ("finance", "u7")
+    assert decision.reason == "Invalid input: output.amount: nan is not a JSON number"
+    record = audit.tail(1)[0]
+    assert record.audit_id == decision.audit_id
+    assert (record.user_id, record.service, record.policy_id) == ("u7", "finance", INPUT_POLICY_ID)
+    assert record.output == repr({"type": "transfer", "amount": float("nan")})
+    assert record.reason == decision.reason
+
+
+def test_refuse_input_audits_who_and_what(make_gate: Callable[..., Gate], audit: AuditLog) -> None:
+    gate = make_gate("finance")
+    problem = InputError("input", "duplicate key 'amount' (ambiguous JSON is refused)")
+    decision = gate.refuse_input(problem, '{"amount": 1, "amount": 2}', {"id": 9})
+    assert (decision.policy_id, decision.service, decision.user_id) == (
+        INPUT_POLICY_ID, "finance", "9",
+    )  # fmt: skip
+    record = audit.tail(1)[0]
+    assert (record.user_id, record.service) == ("9", "finance")
+    assert record.output == repr('{"amount": 1, "amount": 2}')
+
+
+def test_an_unserviced_gate_refuses_and_names_the_callers_service_when_trusted(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    with Gate(None, opa_url=opa.url, audit=audit, allow_caller_service=True) as gate:
+        bad = gate.evaluate("x", {"id": "u1"}, {"service": "finance", "n": float("inf")})
+        batch = gate.evaluate_many([("x", {"id": "u2"}, {"service": 5, "n": float("inf")})])
+    assert (bad.policy_id, bad.service, bad.user_id) == (INPUT_POLICY_ID, "finance", "u1")
+    assert (batch[0].policy_id, batch[0].service, batch[0].user_id) == (
+        INPUT_POLICY_ID, None, "u2",
+    )  # fmt: skip
+    with Gate(None, opa_url=opa.url, audit=audit) as closed:
+        refused = closed.evaluate("x", {"id": "u3"}, {"service": "finance"})
+    assert (refused.policy_id, refused.service, refused.user_id) == (INPUT_POLICY_ID, None, "u3")
+    assert "context.service" in refused.reason
+
+
+class _DownAudit:
+    """Wraps a real audit log; every write fails as a database that went away."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("append_checked", "aappend_checked"):
+            return self._fail
+        return getattr(self._log, name)
+
+    def _fail(self, *args: Any) -> Any:
+        raise AuditError("disk on fire")
+
+
+def test_a_refusal_because_the_audit_is_down_keeps_service_and_user(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    gate.audit = _DownAudit(audit)  # type: ignore[assignment]
+    single = gate.evaluate(SMALL, ANALYST)
+    batch = gate.evaluate_many([(SMALL, ANALYST), (SMALL, {"id": "u2"}), ("x", {})])
+    for decision, user in [(single, "ana"), (batch[0], "ana"), (batch[1], "u2"), (batch[2], None)]:
+        assert (decision.allowed, decision.fallback, decision.policy_id) == (
+            False, True, AUDIT_POLICY_ID,
+        )  # fmt: skip
+        assert (decision.service, decision.user_id) == ("finance", user)
+        assert decision.reason == (
+            "The decision could not be audited (disk on fire); refused to be safe"
+        )
+    assert audit.count() == 0
+
+
+def test_an_unreadable_quota_refuses_each_item_with_its_user(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    class NoQuota(_DownAudit):
+        def __getattr__(self, name: str) -> Any:
+            if name == "quota_used":
+                return self._fail
+            return getattr(self._log, name)
+
+    async def run() -> list[Decision]:
+        async with AsyncGate("assistant", opa_url=opa.url, audit=audit) as agate:
+            agate.audit = NoQuota(audit)  # type: ignore[assignment]
+            return await agate.evaluate_many([(ASK, {"id": "q1"}), (ASK, {"id": "q2"})])
+
+    with Gate("assistant", opa_url=opa.url, audit=audit) as gate:
+        gate.audit = NoQuota(audit)  # type: ignore[assignment]
+        sync = gate.evaluate_many([(ASK, {"id": "q1"}), (ASK, {"id": "q2"})])
+    for decisions in (sync, asyncio.run(run())):
+        assert [(d.allowed, d.policy_id, d.service, d.user_id) for d in decisions] == [
+            (False, AUDIT_POLICY_ID, "assistant", "q1"),
+            (False, AUDIT_POLICY_ID, "assistant", "q2"),
+        ]
+
+
+# --- the async batch counts the quota ---------------------------------------------------------
+
+
+def test_async_batch_counts_the_quota(opa: LocalOpa, audit: AuditLog) -> None:
+    user = {"id": "async-quota", "role": "analyst"}
+
+    async def run() -> tuple[list[Decision], list[Decision]]:
+        async with AsyncGate("assistant", opa_url=opa.url, audit=audit, timeout=30) as agate:
+            first = await agate.evaluate_many([(ASK, user)] * 98)
+            second = await agate.evaluate_many([(ASK, user)] * 4)
+            return first, second
+
+    first, second = asyncio.run(run())
+    assert all(d.allowed for d in first)
+    assert [d.allowed for d in second] == [True, True, False, False]
+    assert [d.policy_id for d in second[2:]] == ["AST-003", "AST-003"]
+    assert audit.usage_today("async-quota") == 100
