@@ -1,0 +1,54 @@
+# Tests that kill the survivors of scripts/rego-mutation.py (issue 18): each pins a
+# condition of the assistant policies that no other test could tell apart from its mutant.
+package pygate.policies.assistant_mutation_test
+
+import data.pygate.policies.assistant
+
+_ask := {"type": "text", "text": "hello"}
+
+_ids(usage) := ids if {
+	ids := {r.policy_id | some r in assistant.refusals} with input as {
+		"output": _ask,
+		"user": {"id": "u1", "role": "analyst"},
+		"context": {"service": "assistant", "usage_today": usage},
+	}
+}
+
+# A usage that is not a number is "unknown" (AST-004) and never compared with the quota:
+# a string orders above every number in Rego, so without is_number(usage) it would also
+# count as "quota reached".
+test_non_numeric_usage_is_unknown_not_over_quota if {
+	_ids("500") == {"AST-004"}
+	_ids(true) == {"AST-004"}
+}
+
+# A quota that is not a number is malformed data (AST-005), not a quota: null and booleans
+# order below every number, so without is_number(quota) every usage would be "over" it.
+test_non_numeric_quota_is_malformed_data_not_a_quota if {
+	ids := {r.policy_id | some r in assistant.refusals} with input as {
+		"output": _ask,
+		"user": {"id": "u1", "role": "analyst"},
+		"context": {"service": "assistant", "usage_today": 3},
+	}
+		with data.pygate.config.daily_quota as false
+	ids == {"AST-005"}
+}
+
+# Without daily_quota in policy data the quota is 100: 99 passes, 100 is refused.
+test_default_quota_is_100 if {
+	config := object.remove(data.pygate.config, ["daily_quota"])
+	under := {r.policy_id | some r in assistant.refusals} with input as {
+		"output": _ask,
+		"user": {"id": "u1", "role": "analyst"},
+		"context": {"service": "assistant", "usage_today": 99},
+	}
+		with data.pygate.config as config
+	at := {r.policy_id | some r in assistant.refusals} with input as {
+		"output": _ask,
+		"user": {"id": "u1", "role": "analyst"},
+		"context": {"service": "assistant", "usage_today": 100},
+	}
+		with data.pygate.config as config
+	under == set()
+	at == {"AST-003"}
+}
