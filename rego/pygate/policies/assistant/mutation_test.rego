@@ -52,3 +52,17 @@ test_default_quota_is_100 if {
 	under == set()
 	at == {"AST-003"}
 }
+
+# code_patterns that are not an array are malformed even when they count as empty ("" and
+# {} have no elements, so only the is_array check in _data_ok tells them from []).
+test_empty_non_array_code_patterns_are_malformed_data if {
+	every patterns in ["", {}] {
+		ids := {r.policy_id | some r in assistant.refusals} with input as {
+			"output": _ask,
+			"user": {"id": "u1", "role": "analyst"},
+			"context": {"service": "assistant", "usage_today": 3},
+		}
+			with data.pygate.config.code_patterns as patterns
+		ids == {"AST-005"}
+	}
+}
