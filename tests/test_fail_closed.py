@@ -413,15 +413,14 @@ def test_an_unreadable_quota_refuses_each_item_with_its_user(
 
 def test_async_batch_counts_the_quota(opa: LocalOpa, audit: AuditLog) -> None:
     user = {"id": "async-quota", "role": "analyst"}
+    # 97 allowed decisions already today: the quota (100) leaves three
+    audit.append_many([(Decision(allowed=True, user_id="async-quota"), {})] * 97)
 
-    async def run() -> tuple[list[Decision], list[Decision]]:
+    async def run() -> list[Decision]:
         async with AsyncGate("assistant", opa_url=opa.url, audit=audit, timeout=30) as agate:
-            first = await agate.evaluate_many([(ASK, user)] * 98)
-            second = await agate.evaluate_many([(ASK, user)] * 4)
-            return first, second
+            return await agate.evaluate_many([(ASK, user)] * 5)
 
-    first, second = asyncio.run(run())
-    assert all(d.allowed for d in first)
-    assert [d.allowed for d in second] == [True, True, False, False]
-    assert [d.policy_id for d in second[2:]] == ["AST-003", "AST-003"]
+    decisions = asyncio.run(run())
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert [d.policy_id for d in decisions[3:]] == ["AST-003", "AST-003"]
     assert audit.usage_today("async-quota") == 100
