@@ -66,3 +66,17 @@ test_empty_non_array_code_patterns_are_malformed_data if {
 		ids == {"AST-005"}
 	}
 }
+
+# Each malformed piece of policy data is reported once, by its own message, and nothing else
+# is: a message whose condition were dropped would show up beside another one.
+test_each_data_problem_is_reported_alone if {
+	assistant._data_problems == {"daily_quota must be a number"} with data.pygate.config.daily_quota as "x"
+	assistant._data_problems == {"code_roles must be an array of strings"} with data.pygate.config.code_roles as {"r": "analyst"}
+	assistant._data_problems == {"action_allowlist must be an array of strings"} with data.pygate.config.action_allowlist as "explain"
+	assistant._data_problems == {"code_patterns must be an array of strings"} with data.pygate.config.code_patterns as {"k": "("}
+	assistant._data_problems == {
+		"code_patterns must be an array of strings",
+		"code_patterns[2] is not a valid RE2 regex",
+	} with data.pygate.config.code_patterns as [5, "ok", "("]
+	count(assistant._data_problems) == 0
+}

@@ -1,0 +1,29 @@
+# Tests that kill the survivors of scripts/rego-mutation.py (issue 18): each pins a
+# boundary or condition of the finance policies that no other test told from its mutant.
+package pygate.policies.finance_mutation_test
+
+import data.pygate.policies.finance
+
+_user := {"id": "u1", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
+
+_reasons(output, user) := reasons if {
+	reasons := {[r.policy_id, r.reason] | some r in finance.refusals} with input as {
+		"output": output,
+		"user": user,
+		"context": {"service": "finance"},
+	}
+}
+
+# A zero amount moves nothing and is malformed: `amount > 0`, not `>= 0`.
+test_a_zero_amount_is_malformed if {
+	_reasons({"type": "transfer", "amount": 0, "to": "acct-2"}, _user) == {["FIN-003", "Malformed transfer: amount must be a positive number"]}
+	_reasons({"type": "transfer", "amount": 0.01, "to": "acct-2"}, _user) == set()
+}
+
+# An empty string names no asset: refused as malformed and as an invalid identifier.
+test_an_empty_asset_is_malformed if {
+	_reasons({"type": "recommendation", "asset": ""}, _user) == {
+		["FIN-006", `asset of recommendation is not a valid asset identifier: ""`],
+		["FIN-003", "Malformed recommendation: asset must be a non-empty string"],
+	}
+}
