@@ -82,7 +82,6 @@ class OversizeOutput(InputError):
         super().__init__(
             "output", f"{size} bytes of JSON exceed the cap of {cap} (max_output_bytes)"
         )
-        self.size = size
 
 
 def normalize_user(user: Any, *, max_depth: int = MAX_DEPTH) -> JSONObject:

@@ -424,3 +424,104 @@ def test_async_batch_counts_the_quota(opa: LocalOpa, audit: AuditLog) -> None:
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert [d.policy_id for d in decisions[3:]] == ["AST-003", "AST-003"]
     assert audit.usage_today("async-quota") == 100
+
+
+# --- the input documents -----------------------------------------------------------------------
+
+
+class _Attrs:
+    def __init__(self) -> None:
+        self.type = "transfer"
+        self.amount = 5
+        self._secret = "x"
+
+
+def test_normalize_output_shapes_and_limits() -> None:
+    assert _core.normalize_output("hi") == {"type": "text", "text": "hi"}
+    assert _core.normalize_output({"type": "t"}) == {"type": "t"}
+    assert _core.normalize_output(_Attrs()) == {"type": "transfer", "amount": 5}
+    assert _core.normalize_output(Decision(allowed=True))["allowed"] is True
+    for bad, name in [([1], "list"), (5, "int"), (None, "NoneType")]:
+        with pytest.raises(InputError) as err:
+            _core.normalize_output(bad)
+        assert (err.value.field, err.value.problem) == (
+            "output", f"expected an object or text, got {name}",
+        )  # fmt: skip
+    with pytest.raises(InputError) as opaque:
+        _core.normalize_output(object())
+    assert (opaque.value.field, opaque.value.problem) == (
+        "output",
+        "expected an object, got object",
+    )
+    doc = {"t": "x" * 42}  # 50 bytes of compact JSON
+    assert _core.normalize_output(doc, max_bytes=50) == doc
+    with pytest.raises(_core.OversizeOutput) as big:
+        _core.normalize_output(doc, max_bytes=49)
+    assert (big.value.field, big.value.problem) == (
+        "output", "50 bytes of JSON exceed the cap of 49 (max_output_bytes)",
+    )  # fmt: skip
+    assert _core.normalize_output({"a": {"b": 1}}, max_depth=2) == {"a": {"b": 1}}
+    with pytest.raises(InputError, match="nested deeper than 2 levels"):
+        _core.normalize_output({"a": {"b": {}}}, max_depth=2)
+
+
+def test_normalize_user_checks_each_field() -> None:
+    assert _core.normalize_user({"id": 42, "role": None}) == {"id": "42", "role": None}
+    assert _core.normalize_user({"id": "u", "transaction_limit": 2.5}) == {
+        "id": "u", "transaction_limit": 2.5,
+    }  # fmt: skip
+    assert _core.normalize_user({"id": "u", "transaction_limit": 7})["transaction_limit"] == 7
+    cases: list[tuple[Any, str, str]] = [
+        ([1], "user", "expected an object, got list"),
+        ({"id": True}, "user.id", "required, a non-empty string"),
+        ({"id": " "}, "user.id", "required, a non-empty string"),
+        ({"id": ""}, "user.id", "required, a non-empty string"),
+        ({}, "user.id", "required, a non-empty string"),
+        ({"id": " u"}, "user.id", "has surrounding whitespace"),
+        ({"id": "u", "role": 1}, "user.role", "expected a string, got int"),
+        ({"id": "u", "account_status": []}, "user.account_status", "expected a string, got list"),
+        ({"id": "u", "transaction_limit": True}, "user.transaction_limit",
+         "expected a number, got bool"),
+        ({"id": "u", "transaction_limit": "9"}, "user.transaction_limit",
+         "expected a number, got str"),
+    ]  # fmt: skip
+    for user, field, problem in cases:
+        with pytest.raises(InputError) as err:
+            _core.normalize_user(user)
+        assert (err.value.field, err.value.problem) == (field, problem)
+    with pytest.raises(InputError, match="nested deeper than 2 levels"):
+        _core.normalize_user({"id": "u", "a": {"b": {}}}, max_depth=2)
+
+
+def test_normalize_context() -> None:
+    assert _core.normalize_context(None) == {}
+    given = {"a": 1}
+    copy = _core.normalize_context(given)
+    assert copy == given
+    assert copy is not given
+    with pytest.raises(InputError) as err:
+        _core.normalize_context([1])
+    assert (err.value.field, err.value.problem) == ("context", "expected an object, got list")
+    with pytest.raises(InputError, match="nested deeper than 2 levels"):
+        _core.normalize_context({"a": {"b": {}}}, max_depth=2)
+
+
+def test_the_callers_context_is_never_changed(make_gate: Callable[..., Gate]) -> None:
+    gate = make_gate("finance")
+    context = {"approvals": [{"approval_id": "forged"}], "usage_today": 0, "note": "n"}
+    before = json.loads(json.dumps(context))
+    assert gate.evaluate(SMALL, ANALYST, context).allowed
+    gate.evaluate_many([(SMALL, ANALYST, context)])
+    assert context == before
+
+
+def test_request_bodies_are_compact_json() -> None:
+    assert _core.build_input({"o": 1}, {"id": "u"}, {}) == {
+        "output": {"o": 1}, "user": {"id": "u"}, "context": {},
+    }  # fmt: skip
+    assert _core.request_body({"a": [1, 2]}) == b'{"input":{"a":[1,2]}}'
+    assert _core.batch_body([{"a": 1}, {"b": 2}]) == b'{"input":{"items":[{"a":1},{"b":2}]}}'
+    with pytest.raises(ValueError, match="JSON compliant"):
+        _core.request_body({"a": float("nan")})
+    with pytest.raises(ValueError, match="JSON compliant"):
+        _core.batch_body([{"a": float("inf")}])
