@@ -525,3 +525,59 @@ def test_request_bodies_are_compact_json() -> None:
         _core.request_body({"a": float("nan")})
     with pytest.raises(ValueError, match="JSON compliant"):
         _core.batch_body([{"a": float("inf")}])
+
+
+# --- _input: embedded JSON and the digest of what is not stored --------------------------------
+
+
+def test_embedded_arguments_json_is_read_strictly() -> None:
+    from pygate._input import check_document
+
+    check_document({"arguments": "plain text {"}, "output")  # text, not JSON: fine
+    check_document({"arguments": "{not json"}, "output")  # looks like JSON, is not: text
+    check_document({"arguments": '  {"a": 1}  '}, "output")
+    cases: list[tuple[str, str]] = [
+        ('{"a": 1, "a": 2}', "embedded JSON has duplicate key 'a'"),
+        ('  [{"a": 1, "a": 2}]', "embedded JSON has duplicate key 'a'"),
+        ('{"a": NaN}', "embedded JSON: NaN is not a JSON number"),
+        ("[Infinity]", "embedded JSON: Infinity is not a JSON number"),
+        ("[" * 5000 + "]" * 5000, "embedded JSON is nested too deeply"),
+    ]
+    for text, problem in cases:
+        with pytest.raises(InputError) as err:
+            check_document({"call": {"arguments": text}}, "output")
+        assert (err.value.field, err.value.problem) == ("output.call.arguments", problem)
+    # the embedded document counts towards the depth
+    with pytest.raises(InputError, match="nested deeper than 3 levels"):
+        check_document({"arguments": '{"a": {"b": {}}}'}, "output", max_depth=3)
+    check_document({"arguments": '{"a": {"b": 1}}'}, "output", max_depth=3)
+
+
+def test_a_nan_in_embedded_arguments_is_refused_by_the_gate(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    """Before: '{"amount": NaN}' was taken for plain text and reached OPA, while the
+    executor's json.loads would read a NaN amount."""
+    gate = make_gate("finance")
+    call = {"type": "tool_call", "action": "transfer", "arguments": '{"amount": NaN}'}
+    decision = gate.evaluate(call, ANALYST)
+    assert (decision.allowed, decision.policy_id) == (False, INPUT_POLICY_ID)
+    assert decision.reason == (
+        "Invalid input: output.arguments: embedded JSON: NaN is not a JSON number"
+    )
+    assert audit.tail(1)[0].user_id == "ana"
+
+
+def test_digest_summary_is_the_size_and_sha256_of_the_exact_bytes() -> None:
+    import hashlib
+
+    from pygate._input import digest_summary
+
+    def expect(raw: bytes) -> dict[str, Any]:
+        return {"not_stored": True, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+    assert digest_summary("héllo") == expect("héllo".encode())
+    assert digest_summary("\ud800") == expect(b"\xed\xa0\x80")  # a lone surrogate, kept
+    assert digest_summary({"b": "é", "a": [1, 2]}) == expect('{"b":"é","a":[1,2]}'.encode())
+    odd = {1, 2}  # not JSON: its repr is what is digested
+    assert digest_summary(odd) == expect(repr(odd).encode())
