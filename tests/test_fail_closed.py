@@ -581,3 +581,21 @@ def test_digest_summary_is_the_size_and_sha256_of_the_exact_bytes() -> None:
     assert digest_summary({"b": "é", "a": [1, 2]}) == expect('{"b":"é","a":[1,2]}'.encode())
     odd = {1, 2}  # not JSON: its repr is what is digested
     assert digest_summary(odd) == expect(repr(odd).encode())
+
+
+def test_input_helpers_exact_results() -> None:
+    from pygate._input import _Duplicate, _short, compact_size, safe_repr
+
+    assert str(_Duplicate("k")) == "duplicate key 'k'"
+    assert _short("a" * 80) == "a" * 80
+    assert _short("a" * 81) == "a" * 77 + "..."
+    assert _short("abcdef", 5) == "ab..."
+    assert compact_size({"a": 1, "b": [2]}) == len('{"a":1,"b":[2]}')
+    assert compact_size({"k": "é\ud800"}) == len('{"k":""}') + 2 + 3  # UTF-8, surrogate kept
+    assert compact_size("é") == 2
+    assert safe_repr("x" * 3000) == repr("x" * 3000)[:2000]
+    assert safe_repr([1, 2], 3) == "[1,"
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert safe_repr(deep) == "<list nested too deeply to show>"
