@@ -27,3 +27,10 @@ test_an_empty_asset_is_malformed if {
 		["FIN-003", "Malformed recommendation: asset must be a non-empty string"],
 	}
 }
+
+# A malformed amount is reported for the action that holds it, not for every action of
+# the output.
+test_a_malformed_amount_is_reported_for_its_own_action_only if {
+	output := {"actions": [{"type": "transfer", "amount": 0, "to": "acct-2"}, {"type": "recommendation", "asset": "GLOBEX"}]}
+	_reasons(output, _user) == {["FIN-003", "Malformed transfer: amount must be a positive number"]}
+}
