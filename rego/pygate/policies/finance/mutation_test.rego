@@ -34,3 +34,9 @@ test_a_malformed_amount_is_reported_for_its_own_action_only if {
 	output := {"actions": [{"type": "transfer", "amount": 0, "to": "acct-2"}, {"type": "recommendation", "asset": "GLOBEX"}]}
 	_reasons(output, _user) == {["FIN-003", "Malformed transfer: amount must be a positive number"]}
 }
+
+# An optional money argument given as null names no amount: nothing to check, no refusal
+# (a required one is checked by presence, see test_a_zero_amount_is_malformed).
+test_an_optional_null_amount_is_not_malformed if {
+	_reasons({"type": "buy", "asset_id": "GLOBEX", "quantity": 1, "amount": null}, _user) == set()
+}
