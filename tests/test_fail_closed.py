@@ -581,6 +581,8 @@ def test_digest_summary_is_the_size_and_sha256_of_the_exact_bytes() -> None:
     assert digest_summary({"b": "é", "a": [1, 2]}) == expect('{"b":"é","a":[1,2]}'.encode())
     odd = {1, 2}  # not JSON: its repr is what is digested
     assert digest_summary(odd) == expect(repr(odd).encode())
+    big = set(range(2000))  # its repr is longer than safe_repr's default cut: all of it counts
+    assert digest_summary(big) == expect(repr(big).encode())
 
 
 def test_input_helpers_exact_results() -> None:
