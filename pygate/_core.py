@@ -154,8 +154,8 @@ def loose_parts(item: Any) -> tuple[Any, Any, Any]:
     if isinstance(item, Mapping):
         return item.get("output"), item.get("user"), item.get("context")
     if isinstance(item, (tuple, list)):
-        parts = [*item[:3], None, None, None]
-        return parts[0], parts[1], parts[2]
+        padded = (*item, None, None, None)
+        return padded[0], padded[1], padded[2]
     return None, None, None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -224,6 +225,11 @@ def test_own_refusals_are_complete() -> None:
     assert (bad.allowed, bad.fallback, bad.policy_id) == (False, False, INPUT_POLICY_ID)
     assert bad.reason == "Invalid input: user.id: required"
     assert (bad.service, bad.user_id, bad.message) == ("s", None, None)
+    assert bad.latency_ms == 0.0
+    for made in (d, bad):
+        assert made.decided_at is not None
+        assert made.decided_at.tzinfo is UTC
+        assert abs((datetime.now(UTC) - made.decided_at).total_seconds()) < 3600
 
 
 @pytest.mark.parametrize(
