@@ -607,3 +607,28 @@ def test_input_helpers_exact_results() -> None:
     for _ in range(100_000):
         deep = [deep]
     assert safe_repr(deep) == "<list nested too deeply to show>"
+
+
+def test_check_document_names_the_field_and_the_problem() -> None:
+    from pygate._input import check_document
+
+    cases: list[tuple[Any, str, str]] = [
+        ({"a": "\ud800"}, "output.a", "holds a lone surrogate (not valid Unicode)"),
+        (["\ud800", 1], "output[0]", "holds a lone surrogate (not valid Unicode)"),
+        ([{"x": float("nan")}, None, True, 2], "output[0].x", "nan is not a JSON number"),
+        ([1.5, float("-inf")], "output[1]", "-inf is not a JSON number"),
+        ({1: "x"}, "output", "object key 1 is not a string"),
+        ({"\ud800": 1}, "output", "key '\\ud800' holds a lone surrogate"),
+        ({"a": {1, 2}}, "output.a", "set is not JSON-serialisable"),
+        ({"a": [[[]]]}, "output.a[0][0]", "nested deeper than 3 levels"),
+        ({"a": {"b": {"c": {}}}}, "output.a.b.c", "nested deeper than 3 levels"),
+    ]
+    for doc, field, problem in cases:
+        with pytest.raises(InputError) as err:
+            check_document(doc, "output", 3)
+        assert (err.value.field, err.value.problem) == (field, problem)
+    check_document({"a": [[1]], "b": {"c": 1.5}, "d": (None,)}, "output", 3)  # at the limit
+    long = "k" * 90
+    with pytest.raises(InputError) as deep:
+        check_document({long: [[[]]]}, "output", 3)
+    assert deep.value.field == f"output.{long}[0][0]"[:77] + "..."
