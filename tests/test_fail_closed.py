@@ -17,7 +17,7 @@ import pytest
 
 from pygate import AsyncGate, AuditLog, Decision, Gate, LocalOpa, _core
 from pygate._core import BATCH_PATH, DECISION_PATH, ENGINE_POLICY_ID, INPUT_POLICY_ID
-from pygate._errors import AuditError, BadEngineResponse, InputError, UndefinedDecision
+from pygate._errors import AuditError, BadEngineResponse, InputError, Refused, UndefinedDecision
 from pygate._gate import AUDIT_POLICY_ID
 from tests.conftest import ANALYST
 
@@ -373,7 +373,7 @@ class _DownAudit:
 
 
 def test_a_refusal_because_the_audit_is_down_keeps_service_and_user(
-    make_gate: Callable[..., Gate], audit: AuditLog
+    make_gate: Callable[..., Gate], audit: AuditLog, caplog: pytest.LogCaptureFixture
 ) -> None:
     gate = make_gate("finance")
     gate.audit = _DownAudit(audit)  # type: ignore[assignment]
@@ -388,6 +388,7 @@ def test_a_refusal_because_the_audit_is_down_keeps_service_and_user(
             "The decision could not be audited (disk on fire); refused to be safe"
         )
     assert audit.count() == 0
+    assert "audit log unavailable, refusing: disk on fire" in caplog.text
 
 
 def test_an_unreadable_quota_refuses_each_item_with_its_user(
@@ -632,3 +633,75 @@ def test_check_document_names_the_field_and_the_problem() -> None:
     with pytest.raises(InputError) as deep:
         check_document({long: [[[]]]}, "output", 3)
     assert deep.value.field == f"output.{long}[0][0]"[:77] + "..."
+
+
+# --- the gate's other paths: execute, contention, what an invalid output leaves -----------------
+
+
+def test_execute_passes_the_context_and_hands_run_the_decided_actions(
+    make_gate: Callable[..., Gate], opa: LocalOpa, audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    seen = gate.execute(SMALL, ANALYST, lambda actions: actions)
+    assert [(a.kind, a.name, a.arguments) for a in seen] == [("action", "transfer", {"amount": 10})]
+    assert gate.execute(SMALL, ANALYST, lambda: "ran") == "ran"
+    with pytest.raises(Refused) as refused:
+        gate.execute(SMALL, ANALYST, lambda: "ran", {"service": "assistant"})
+    assert refused.value.decision.policy_id == INPUT_POLICY_ID
+
+    async def run() -> tuple[Any, str]:
+        async def with_actions(actions: list[Any]) -> Any:
+            return actions
+
+        async def plain() -> str:
+            return "ran"
+
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as agate:
+            got = await agate.execute(SMALL, ANALYST, with_actions)
+            with pytest.raises(Refused) as aref:
+                await agate.execute(SMALL, ANALYST, plain, {"service": "assistant"})
+            assert aref.value.decision.policy_id == INPUT_POLICY_ID
+            return got, await agate.execute(SMALL, ANALYST, plain)
+
+    actions, ran = asyncio.run(run())
+    assert [a.name for a in actions] == ["transfer"]
+    assert ran == "ran"
+
+
+def test_items_that_never_settle_are_refused_as_contended(
+    make_gate: Callable[..., Gate], audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No round left (MAX_ROUNDS reached): each item is refused and audited with its output."""
+    monkeypatch.setattr("pygate._gate.MAX_ROUNDS", 0)
+    gate = make_gate("assistant")
+    decisions = gate.evaluate_many([(ASK, {"id": "c1"}), (ASK, {"id": "c2"})])
+    assert [(d.allowed, d.fallback, d.policy_id, d.service, d.user_id) for d in decisions] == [
+        (False, True, AUDIT_POLICY_ID, "assistant", "c1"),
+        (False, True, AUDIT_POLICY_ID, "assistant", "c2"),
+    ]
+    assert "kept changing under concurrent requests" in decisions[0].reason
+    records = audit.tail(2)
+    assert [(r.user_id, r.output) for r in records] == [("c1", ASK), ("c2", ASK)]
+    assert audit.quota_used([("c1", _today())]) == {("c1", _today()): 0}
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+class _Bad:
+    def __init__(self) -> None:
+        self.amount = float("nan")
+        self.password = "hunter2"
+
+
+def test_an_invalid_object_output_is_stored_masked_with_its_type(
+    make_gate: Callable[..., Gate], audit: AuditLog
+) -> None:
+    gate = make_gate("finance")
+    decision = gate.evaluate(_Bad(), ANALYST)
+    assert (decision.policy_id, decision.user_id) == (INPUT_POLICY_ID, "ana")
+    stored = audit.tail(1)[0].output
+    assert stored == repr({"type": "_Bad", "amount": float("nan"), "password": "***"})
+    assert gate.evaluate(b"raw bytes", ANALYST).policy_id == INPUT_POLICY_ID
+    assert audit.tail(1)[0].output == repr(b"raw bytes")
