@@ -82,6 +82,9 @@ def test_parse_response_errors_name_the_path() -> None:
     with pytest.raises(UndefinedDecision, match=r"^data\.pygate\.gate\.batch is undefined$") as u:
         _core.parse_response(200, b"{}", BATCH_PATH)
     assert u.value.policy_path == BATCH_PATH
+    with pytest.raises(BadEngineResponse) as not_utf8:
+        _core.parse_response(502, b"\xff bad")  # not UTF-8: replaced, never an error
+    assert str(not_utf8.value) == "OPA answered HTTP 502: \ufffd bad"
     result, envelope = _core.parse_response(200, b'{"result": 1, "decision_id": "d"}')
     assert (result, envelope) == (1, {"result": 1, "decision_id": "d"})
 
@@ -90,6 +93,11 @@ def test_read_result_rejects_an_inconsistent_or_broken_contract() -> None:
     with pytest.raises(BadEngineResponse, match=r"breaks the contract at allowed:") as bad:
         _core.read_result({"allowed": "yes", "refusals": []}, BATCH_PATH)
     assert bad.value.policy_path == BATCH_PATH
+    nested = {"allowed": False, "refusals": [{"reason": "r", "action": "a"}]}
+    with pytest.raises(
+        BadEngineResponse, match=r"contract at refusals\.0\.policy_id: Field required"
+    ):
+        _core.read_result(nested)
     with pytest.raises(BadEngineResponse, match=r"breaks the contract at result:"):
         _core.read_result([1])
     refusal = {"policy_id": "X", "reason": "r", "action": "a"}
@@ -184,6 +192,20 @@ def test_without_a_primary_the_first_refusal_explains() -> None:
     assert (d.reason, d.policy_id, d.action) == ("A says no", "A", "act-A")
     assert [r.policy_id for r in d.refusals] == ["A", "B"]
     assert (d.message, d.suggestion) == (None, None)
+
+
+def test_review_hash_actions_and_time_reach_the_decision() -> None:
+    action = {"kind": "action", "name": "transfer", "arguments": {"amount": 1},
+              "source": "pygate", "path": []}  # fmt: skip
+    review = {"output_hash": "a" * 64, "policy_ids": ["A"]}
+    refused = _core.read_result(
+        {"allowed": False, "refusals": [_refusal("A", 1)], "review": review, "actions": [action]}
+    )
+    d = _core.decision_from_result(refused, {}, service=None, user_id=None, latency_ms=0)
+    assert d.output_hash == "a" * 64
+    assert [(a.name, a.arguments) for a in d.actions] == [("transfer", {"amount": 1})]
+    assert d.decided_at is not None
+    assert d.decided_at.tzinfo is UTC
 
 
 def test_an_allow_has_no_refusal_fields() -> None:
