@@ -97,6 +97,18 @@ def test_dispatch_refuses_before_running_anything() -> None:
     assert ran == []
 
 
+def test_dispatch_passes_positional_only_arguments_by_position() -> None:
+    def first(a: int, /, b: int = 0) -> tuple[int, int]:
+        return a, b
+
+    async def afirst(a: int, /) -> int:
+        return a
+
+    decision = _allowed(_action("first", a=1, b=2))
+    assert dispatch(decision, {"first": first}) == [(1, 2)]
+    assert asyncio.run(adispatch(_allowed(_action("afirst", a=7)), {"afirst": afirst})) == [7]
+
+
 def test_adispatch_awaits_only_awaitables() -> None:
     async def slow(n: int) -> int:
         return n * 2
@@ -139,6 +151,7 @@ def test_wants_actions_is_one_required_positional_parameter() -> None:
     runs = (none, one, one_pos_only, one_with_default, two, kw_only)
     assert [wants_actions(f) for f in runs] == [False, True, True, False, False, False]
     assert wants_actions(print) is False  # a builtin without one required parameter
+    assert wants_actions(dict) is False  # no signature at all: the legacy call run()
 
 
 # --- contracts: the field a malformed declaration names ---------------------------------------
