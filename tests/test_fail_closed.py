@@ -368,11 +368,17 @@ def test_an_unserviced_gate_refuses_and_names_the_callers_service_when_trusted(
 ) -> None:
     with Gate(None, opa_url=opa.url, audit=audit, allow_caller_service=True) as gate:
         bad = gate.evaluate("x", {"id": "u1"}, {"service": "finance", "n": float("inf")})
-        batch = gate.evaluate_many([("x", {"id": "u2"}, {"service": 5, "n": float("inf")})])
+        batch = gate.evaluate_many(
+            [
+                ("x", {"id": "u2"}, {"service": 5, "n": float("inf")}),
+                ("x", {"id": "u3"}, {"service": "finance", "n": float("inf")}),
+            ]
+        )
     assert (bad.policy_id, bad.service, bad.user_id) == (INPUT_POLICY_ID, "finance", "u1")
-    assert (batch[0].policy_id, batch[0].service, batch[0].user_id) == (
-        INPUT_POLICY_ID, None, "u2",
-    )  # fmt: skip
+    assert [(d.policy_id, d.service, d.user_id) for d in batch] == [
+        (INPUT_POLICY_ID, None, "u2"),
+        (INPUT_POLICY_ID, "finance", "u3"),
+    ]
     with Gate(None, opa_url=opa.url, audit=audit) as closed:
         refused = closed.evaluate("x", {"id": "u3"}, {"service": "finance"})
     assert (refused.policy_id, refused.service, refused.user_id) == (INPUT_POLICY_ID, None, "u3")
@@ -727,3 +733,15 @@ def test_an_invalid_object_output_is_stored_masked_with_its_type(
     assert stored == repr({"type": "_Bad", "amount": float("nan"), "password": "***"})
     assert gate.evaluate(b"raw bytes", ANALYST).policy_id == INPUT_POLICY_ID
     assert audit.tail(1)[0].output == repr(b"raw bytes")
+
+
+def test_an_oversize_batch_item_keeps_only_its_digest(opa: LocalOpa, audit: AuditLog) -> None:
+    from pygate import Settings
+    from pygate._input import digest_summary
+
+    settings = Settings(service="finance", opa_url=opa.url, max_output_bytes=100)
+    big = {"type": "text", "text": "x" * 200}
+    with Gate(settings=settings, audit=audit) as gate:
+        decisions = gate.evaluate_many([(SMALL, ANALYST), (big, ANALYST)])
+    assert [(d.allowed, d.policy_id) for d in decisions] == [(True, None), (False, INPUT_POLICY_ID)]
+    assert audit.tail(1)[0].output == digest_summary(big)
