@@ -644,6 +644,7 @@ def test_check_document_names_the_field_and_the_problem() -> None:
     cases: list[tuple[Any, str, str]] = [
         ({"a": "\ud800"}, "output.a", "holds a lone surrogate (not valid Unicode)"),
         (["\ud800", 1], "output[0]", "holds a lone surrogate (not valid Unicode)"),
+        (["\ud800", 1.5], "output[0]", "holds a lone surrogate (not valid Unicode)"),
         ([{"x": float("nan")}, None, True, 2], "output[0].x", "nan is not a JSON number"),
         ([1.5, float("-inf")], "output[1]", "-inf is not a JSON number"),
         ({1: "x"}, "output", "object key 1 is not a string"),
