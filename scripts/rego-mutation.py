@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rego", default=str(ROOT / "rego"), help="the policy tree (rego/)")
     parser.add_argument("--opa", default=os.environ.get("PYGATE_OPA_BIN"), help="opa binary")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--lines", default="", help="only mutants of these lines, e.g. 24,26,133 (a re-check)"
+    )
     args = parser.parse_args(argv)
     opa = args.opa
     if not opa:
@@ -197,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             target = tree / f.relative_to(rego)
             original = target.read_text()
             package = _package(f)
+            only = {int(n) for n in args.lines.split(",") if n.strip()}
             for mutant, lines in mutants_of(f, rel):
+                if only and mutant.line not in only:
+                    continue
                 target.write_text("".join(lines))
                 try:
                     mutant.status = _judge(opa, tree, package)
