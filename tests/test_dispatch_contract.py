@@ -217,9 +217,11 @@ def test_a_malformed_user_fact_or_identifier_is_named() -> None:
     with pytest.raises(PolicyDataError) as facts:
         validate_user_facts([])
     assert (facts.value.policy_id, facts.value.field) == ("user_facts", "user_facts")
+    assert facts.value.problem == "must be an object of field specs"
     with pytest.raises(PolicyDataError) as fact:
         validate_user_facts({"tier": {"type": "string", "min_length": -1}})
     assert (fact.value.policy_id, fact.value.field) == ("user_facts", "tier.min_length")
+    assert fact.value.problem == "Input should be greater than or equal to 0"
     cases: list[tuple[Any, str, str]] = [
         ([], "identifiers", "must be an object"),
         ({"asset": "x"}, "asset.pattern", "must be a string"),
@@ -228,6 +230,7 @@ def test_a_malformed_user_fact_or_identifier_is_named() -> None:
         ({"asset": {"pattern": "a", "canonical": "title"}}, "asset.canonical",
          "must be upper, lower or exact"),
         ({"asset": {"pattern": "a", "extra": 1}}, "asset", "unknown keys ['extra']"),
+        ({"asset": {"pattern": "a", "canonical": "upper", "x": 1}}, "asset", "unknown keys ['x']"),
     ]  # fmt: skip
     for raw, field, problem in cases:
         with pytest.raises(PolicyDataError) as err:
