@@ -40,3 +40,18 @@ test_a_malformed_amount_is_reported_for_its_own_action_only if {
 test_an_optional_null_amount_is_not_malformed if {
 	_reasons({"type": "buy", "asset_id": "GLOBEX", "quantity": 1, "amount": null}, _user) == set()
 }
+
+# Each data check is scoped to the meaning that needs the data: an unusable limit does not
+# block a recommendation, an invalid asset pattern does not block a transfer.
+test_a_data_problem_blocks_only_the_actions_that_need_the_data if {
+	no_limit := object.union(_user, {"transaction_limit": "lots"})
+	_reasons({"type": "recommendation", "asset": "GLOBEX"}, no_limit) == set()
+	_reasons({"type": "transfer", "amount": 5, "to": "acct-2"}, no_limit) == {["FIN-005", "Required policy data is missing or malformed: no usable transaction limit for this user"]}
+	transfer := {r.policy_id | some r in finance.refusals} with input as {
+		"output": {"type": "transfer", "amount": 5, "to": "acct-2"},
+		"user": _user,
+		"context": {"service": "finance"},
+	}
+		with data.pygate.config.identifiers.asset.pattern as "("
+	transfer == set()
+}
