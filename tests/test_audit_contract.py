@@ -341,3 +341,37 @@ def test_an_edited_quota_counter_is_an_issue_of_an_intact_chain(tmp_path: Path) 
         "the counter was edited",
     )
     log.close()
+
+
+# --- the keyring: seals and rotation -------------------------------------------------------
+
+
+def test_a_seal_is_the_hmac_of_the_exact_message(audit: AuditLog) -> None:
+    import hashlib
+    import hmac
+
+    integrity = audit.integrity
+    when = datetime(2025, 1, 2, tzinfo=UTC)  # not JSON: sealed as its str()
+    key_id, mac = integrity.seal("approvals", ["a1", 2, when, None])
+    assert key_id == integrity.keyring.current
+    message = f'approvals|{key_id}|["a1",2,"{when}",null]'
+    secret = integrity.keyring.keys[key_id]
+    assert mac == hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+    assert integrity.check_seal("approvals", ["a1", 2, when, None], key_id, mac) is True
+    assert integrity.check_seal("followups", ["a1", 2, when, None], key_id, mac) is False
+    assert integrity.check_seal("approvals", ["a1", 3, when, None], key_id, mac) is False
+
+
+def test_rotate_key_creates_then_appends_a_current_key(tmp_path: Path) -> None:
+    import stat
+
+    from pygate.audit._integrity import Keyring, rotate_key
+
+    path = tmp_path / "keys" / "audit.key"
+    first = rotate_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ring = Keyring.parse(path.read_text())
+    assert (list(ring.keys), ring.current) == ([first], first)
+    second = rotate_key(path)
+    ring = Keyring.parse(path.read_text())
+    assert (list(ring.keys), ring.current) == ([first, second], second)
