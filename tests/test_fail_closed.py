@@ -746,3 +746,34 @@ def test_an_oversize_batch_item_keeps_only_its_digest(opa: LocalOpa, audit: Audi
         decisions = gate.evaluate_many([(SMALL, ANALYST), (big, ANALYST)])
     assert [(d.allowed, d.policy_id) for d in decisions] == [(True, None), (False, INPUT_POLICY_ID)]
     assert audit.tail(1)[0].output == digest_summary(big)
+
+
+NEW_REV = "r20260102T030405.000006Z-abc1234-0123456789ab"
+OLD_REV = "r20251201T000000.000000Z-abc1234-ba9876543210"
+
+
+def test_a_rollback_refusal_keeps_who_when_and_which_revision(
+    fake_opa: Callable[..., str], audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    def served(revision: str) -> str:
+        return fake_opa(
+            body=_envelope(ALLOW, provenance={"bundles": {"b": {"revision": revision}}})
+        )
+
+    with Gate("finance", opa_url=served(NEW_REV), audit=audit) as gate:
+        assert gate.evaluate(SMALL, ANALYST).allowed
+    with Gate("finance", opa_url=served(OLD_REV), audit=audit) as gate:
+        rolled = gate.evaluate(SMALL, ANALYST)
+    assert (rolled.allowed, rolled.policy_id, rolled.fallback) == (False, "pygate.bundle", False)
+    assert (rolled.service, rolled.user_id, rolled.bundle_revision) == ("finance", "ana", OLD_REV)
+    assert rolled.latency_ms > 0  # the decision's own latency, kept on the refusal
+    assert rolled.message == "The policy bundle was rolled back; no decision can be made with it."
+    assert rolled.reason == (
+        f"bundle revision {OLD_REV} is older than {NEW_REV}, which this deployment has "
+        "already decided with (rollback refused)"
+    )
+    assert f"refusing: {rolled.reason}" in caplog.text
+    record = audit.tail(1)[0]
+    assert (record.policy_id, record.user_id, record.bundle_revision) == (
+        "pygate.bundle", "ana", OLD_REV,
+    )  # fmt: skip
