@@ -81,7 +81,9 @@ pytest_add_cli_args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-m", "not
     "--deselect", "tests/test_faults.py::test_async_gate_fails_closed",
     # the local OPA's restart and supervision (engine/, not the core): 17 s per mutant
     "--deselect", "tests/test_faults.py::test_supervised_local_opa_comes_back_by_itself",
-    "--deselect", "tests/test_faults.py::test_opa_killed_mid_run_then_restarted"]
+    "--deselect", "tests/test_faults.py::test_opa_killed_mid_run_then_restarted",
+    # ten processes racing to create one log, 60 s each: times out on a loaded machine
+    "--deselect", "tests/test_audit.py::test_processes_opening_a_new_log_at_once_all_succeed"]
 pytest_add_cli_args_test_selection = [{tests}]
 use_git_change_detection = false
 track_dependencies = false
