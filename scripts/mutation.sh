@@ -11,6 +11,7 @@
 # called the mutated function. Runs under `nice` (heavy: about 15 min for the whole core on
 # an idle 2-core machine). Not in CI. A module's score counts killed (and timed-out) mutants
 # over all mutants that were tested; "no tests" mutants are survivors too.
+# PYGATE_MUTATION_ONLY="name ..." re-checks only those mutants (survivors of an earlier run).
 # PYGATE_MUTATION_SAMPLE=N runs a random sample of N mutants per module (a quicker estimate:
 # about +-7 points at 150). PYGATE_MUTATION_JOBS (default 2) mutants run at once.
 # Survivors of one module: cd .pygate/mutation/<module>/ && ../../../.venv/bin/mutmut results,
@@ -96,7 +97,14 @@ PY
   t0=$(date +%s)
   mutmut=("$root/.venv/bin/python" "$root/scripts/mutmut-run.py")  # mutmut minus prose strings
   jobs="${PYGATE_MUTATION_JOBS:-2}"
-  if [ -n "${PYGATE_MUTATION_SAMPLE:-}" ]; then
+  if [ -n "${PYGATE_MUTATION_ONLY:-}" ]; then
+    # Re-check named mutants (e.g. the survivors of a full run) against the current tests.
+    (cd "$copy" && nice -n 15 "${mutmut[@]}" run --max-children "$jobs" "no-such-mutant" \
+        > mutmut.log 2>&1) || true
+    read -r -a only <<< "$PYGATE_MUTATION_ONLY"
+    (cd "$copy" && nice -n 15 "${mutmut[@]}" run --max-children "$jobs" "${only[@]}" \
+        >> mutmut.log 2>&1) || echo "   mutmut exited with $? (see $copy/mutmut.log)"
+  elif [ -n "${PYGATE_MUTATION_SAMPLE:-}" ]; then
     # A random sample of N mutants (fixed seed: the same sample for the same source): generate
     # and collect the stats with a name that matches nothing, then run the sample by name.
     (cd "$copy" && nice -n 15 "${mutmut[@]}" run --max-children "$jobs" "no-such-mutant" \
