@@ -528,6 +528,13 @@ def test_normalize_user_checks_each_field() -> None:
         _core.normalize_user({"id": "u", "a": {"b": {}}}, max_depth=2)
 
 
+def test_an_opaque_user_or_context_names_its_field() -> None:
+    for normalize, field in ((_core.normalize_user, "user"), (_core.normalize_context, "context")):
+        with pytest.raises(InputError) as err:
+            normalize(object())
+        assert (err.value.field, err.value.problem) == (field, "expected an object, got object")
+
+
 def test_normalize_context() -> None:
     assert _core.normalize_context(None) == {}
     given = {"a": 1}
