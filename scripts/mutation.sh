@@ -8,8 +8,10 @@
 # Each module is mutated in its own private copy of the checkout (under $PYGATE_MUTATION_DIR,
 # default .pygate/mutation/), with only the test files that exercise it (MAP below), on the
 # SQLite audit log; OPA is the pinned binary. mutmut runs, per mutant, only the tests that
-# called the mutated function. Runs under `nice` (heavy: about 15 min for the whole core on
-# an idle 2-core machine). Not in CI. A module's score counts killed (and timed-out) mutants
+# called the mutated function. Runs under `nice`. Heavy: measured under load here (load average
+# 15 to 58 on 2 cores), _core.py alone (520 mutants) took 27 min; the big modules (_gate.py 1021
+# mutants, _base.py 675, _integrity.py 406, _verify.py 396) need PYGATE_MUTATION_SAMPLE=150 to
+# keep the whole core near 20 min. Not in CI. A module's score counts killed (and timed-out) mutants
 # over all mutants that were tested; "no tests" mutants are survivors too.
 # PYGATE_MUTATION_ONLY="name ..." re-checks only those mutants (survivors of an earlier run).
 # PYGATE_MUTATION_SAMPLE=N runs a random sample of N mutants per module (a quicker estimate:
