@@ -86,7 +86,6 @@ class OversizeOutput(InputError):
         super().__init__(
             "output", f"{size} bytes of JSON exceed the cap of {cap} (max_output_bytes)"
         )
-        self.size = size
 
 
 def normalize_user(user: Any, *, max_depth: int = MAX_DEPTH) -> JSONObject:
@@ -153,6 +152,17 @@ def split_item(item: Any, index: int) -> tuple[Any, Any, Any]:
     )
 
 
+def loose_parts(item: Any) -> tuple[Any, Any, Any]:
+    """Best-effort ``(output, user, context)`` of an item ``split_item`` refused, so that the
+    refusal's audit record still names the user (and a trusted caller's service)."""
+    if isinstance(item, Mapping):
+        return item.get("output"), item.get("user"), item.get("context")
+    if isinstance(item, (tuple, list)):
+        padded = (*item, None, None, None)
+        return padded[0], padded[1], padded[2]
+    return None, None, None
+
+
 def batch_body(documents: list[JSONObject]) -> bytes:
     """The Data API request body for the batch entry point."""
     return json.dumps(
@@ -168,7 +178,8 @@ def read_batch(result: Any, expected: int) -> list[Any]:
     """
     answers = result.get("decisions") if isinstance(result, dict) else None
     if not isinstance(answers, list) or len(answers) != expected:
-        got = len(answers) if isinstance(answers, list) else type(answers).__name__
+        what = answers if isinstance(result, dict) else result  # name what was wrong
+        got = len(answers) if isinstance(answers, list) else type(what).__name__
         raise BadEngineResponse(
             f"OPA batch result must hold {expected} decisions, got {got}", policy_path=BATCH_PATH
         )

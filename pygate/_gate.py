@@ -319,7 +319,7 @@ class _BaseGate:
         """Prepare each batch item; a bad one becomes its own refusal (an ``_Entry``)."""
         slots: list[_Prepared | _Entry] = []
         for index, item in enumerate(items):
-            output, user, context = None, None, None
+            output, user, context = _core.loose_parts(item)
             try:
                 output, user, context = _core.split_item(item, index)
                 slots.append(self._prepare(output, user, context))
@@ -327,7 +327,7 @@ class _BaseGate:
                 named = InputError(f"items[{index}].{exc.field}".rstrip("."), exc.problem)
                 if exc.field.startswith("items["):
                     named = exc
-                decision = self._rejected(named, output, user, context)
+                decision = self._rejected(named, user, context)
                 oversize = isinstance(exc, _core.OversizeOutput)
                 slots.append(
                     _Entry(decision, self._input_record(exc, output if oversize else item))
@@ -370,7 +370,7 @@ class _BaseGate:
             for slot in slots
         ]
 
-    def _rejected(self, exc: InputError, output: Any, user: Any, context: Any) -> Decision:
+    def _rejected(self, exc: InputError, user: Any, context: Any) -> Decision:
         service = self.service
         if (
             service is None
@@ -663,7 +663,7 @@ class Gate(_BaseGate):
         try:
             prepared = self._prepare(output, user, context)
         except InputError as exc:
-            rejected = self._rejected(exc, output, user, context)
+            rejected = self._rejected(exc, user, context)
             return self._write(rejected, self._input_record(exc, output))
         return self._settle([prepared], started, single=True)[0]
 
@@ -679,7 +679,7 @@ class Gate(_BaseGate):
             raw: what was received (kept as a short repr; its digest if it is oversize).
             user: the user, if known, for the audit record.
         """
-        return self._write(self._rejected(exc, raw, user, None), self._input_record(exc, raw))
+        return self._write(self._rejected(exc, user, None), self._input_record(exc, raw))
 
     def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Decide many outputs with ONE request to OPA's batch entry point.
@@ -817,7 +817,7 @@ class AsyncGate(_BaseGate):
         try:
             prepared = self._prepare(output, user, context)
         except InputError as exc:
-            decision = self._rejected(exc, output, user, context)
+            decision = self._rejected(exc, user, context)
             written = await self._awrite_many([_Entry(decision, self._input_record(exc, output))])
             assert written[0] is not None  # nothing claimed, so nothing can be skipped
             return written[0]

@@ -58,8 +58,12 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
+class _Constant(ValueError):
+    """NaN or an infinity in JSON text: Python reads it, stricter parsers refuse it."""
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    raise _Constant(f"{name} is not a JSON number")
 
 
 def loads(text: str | bytes, field: str) -> Any:
@@ -142,6 +146,9 @@ def _embedded(text: str, field: str) -> Any:
         raise InputError(field, f"embedded JSON has duplicate key {exc.key!r}") from exc
     except RecursionError as exc:
         raise InputError(field, "embedded JSON is nested too deeply") from exc
+    except _Constant as exc:
+        # Not "just text": an executor's json.loads would read it as a number.
+        raise InputError(field, f"embedded JSON: {exc}") from exc
     except ValueError:
         return None  # not JSON: a string like any other
 

@@ -197,7 +197,7 @@ def test_an_unreadable_approval_store_leaves_the_refusal_standing(
     assert not decision.allowed
     assert decision.policy_id == "AST-002"
     checked = audit.verify()  # the chain is intact; the dropped table is reported
-    assert not checked.ok
+    assert checked.ok is False
     assert "approvals or follow-ups table cannot be read" in checked.problem
 
 

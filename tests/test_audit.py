@@ -122,7 +122,7 @@ def test_edit_is_detected_and_named(store: Store, log: AuditLog) -> None:
     ids = _fill(log, 10)
     store.raw("UPDATE decisions SET allowed = 1 WHERE seq = 4", ())
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert (result.seq, result.audit_id) == (4, ids[3])
     assert "edited" in result.problem
 
@@ -131,7 +131,7 @@ def test_deletion_is_detected_and_named(store: Store, log: AuditLog) -> None:
     ids = _fill(log, 10)
     store.raw("DELETE FROM decisions WHERE seq = 6", ())
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.seq == 7
     assert result.audit_id == ids[6]
     assert "6..6 are missing" in result.problem
@@ -145,7 +145,7 @@ def test_reorder_is_detected(store: Store, log: AuditLog) -> None:
     for seq, row in ((2, rows[1]), (3, rows[0])):
         store.raw(f"INSERT INTO decisions VALUES ({','.join('?' * cols)})", (seq, *row[1:]))
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.seq == 2
 
 

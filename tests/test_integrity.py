@@ -61,7 +61,7 @@ def test_truncation_of_the_last_records_is_detected(audit_db: str) -> None:
     assert log.verify().ok
     raw_sql(audit_db, "DELETE FROM decisions WHERE seq > 4", guards=False)
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.missing == (5, 6)
     assert "records 5..6 are missing" in result.problem
     assert "the last records were deleted" in result.problem
@@ -69,7 +69,7 @@ def test_truncation_of_the_last_records_is_detected(audit_db: str) -> None:
     _fill(log, 3, start=10)
     log.close()
     again = open_audit(audit_db)
-    assert not again.verify().ok
+    assert again.verify().ok is False
     again.close()
 
 
@@ -77,7 +77,7 @@ def test_deleting_every_record_is_detected(audit_db: str) -> None:
     log = _written(audit_db)
     raw_sql(audit_db, "DELETE FROM decisions", guards=False)
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.missing == (1, 6)
     assert "every record is missing" in result.problem
     log.close()
@@ -90,7 +90,7 @@ def test_a_dropped_table_is_detected(audit_db: str) -> None:
             "DROP TABLE decisions")  # fmt: skip
     reopened = open_audit(audit_db)  # recreates an empty table
     result = reopened.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.missing == (1, 6)
     assert "every record is missing" in result.problem
     reopened.close()
@@ -120,7 +120,7 @@ def test_a_chain_rebuilt_without_the_key_is_detected(audit_db: str, how: str) ->
         )
         prev = digest
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.seq == 1
     if how == "sha256":
         assert result.problem.startswith("record content was edited")
@@ -144,7 +144,7 @@ def test_a_forged_retention_anchor_is_detected(audit_db: str) -> None:
     raw_sql(audit_db, f"INSERT INTO chain_anchor ({columns}) VALUES ({values})", guards=False)
     raw_sql(audit_db, "DELETE FROM decisions WHERE seq <= 4", guards=False)
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "retention anchor 1 (covering records up to 4)" in result.problem
     assert "forged without the audit key" in result.problem
     log.close()
@@ -158,7 +158,7 @@ def test_a_deleted_anchor_after_a_real_prune_is_detected(audit_db: str) -> None:
     assert log.verify().ok
     raw_sql(audit_db, "DELETE FROM chain_anchor", guards=False)
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     log.close()
 
 
@@ -182,7 +182,7 @@ def test_a_deleted_checkpoint_is_reported(audit_db: str) -> None:
     log = _written(audit_db)
     log.integrity.checkpoint_path.unlink()
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "no checkpoint at" in result.problem
     log.close()
 
@@ -194,7 +194,7 @@ def test_a_forged_checkpoint_is_reported(audit_db: str) -> None:
     doc["seq"] = 2
     path.write_text(json.dumps(doc))
     result = log.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "not signed by a key of the keyring" in result.problem
     log.close()
 
@@ -206,7 +206,7 @@ def test_without_the_key_nothing_verifies(audit_db: str, tmp_path: Path) -> None
     other.write_text("kother " + "ab" * 32 + "\n")
     stranger = open_audit(audit_db, key_file=other)
     result = stranger.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "names key" in result.problem
     stranger.close()
 
@@ -338,7 +338,7 @@ def test_an_inserted_approval_is_not_honoured_and_is_reported(
     assert not again.allowed
     assert again.policy_id == "AST-002"
     result = audit.verify()
-    assert not result.ok
+    assert result.ok is False
     reported = [result.problem, *result.issues]
     assert any(f"approval {pending.approval_id}" in p and "not sealed" in p for p in reported)
     assert any("approval forged1" in p and "'ceo'" in p for p in reported)
@@ -365,7 +365,7 @@ def test_a_used_approval_set_back_to_approved_is_not_honoured(
     assert gate.approvals.for_context("ana") == []
     assert not gate.evaluate(TOOL, ANA).allowed
     result = audit.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "was set back, not honoured" in " ".join([result.problem, *result.issues])
 
 
@@ -432,7 +432,7 @@ def test_an_edited_quota_counter_is_detected_and_not_honoured(
     assert audit.verify().ok
     raw_sql(audit_db, "UPDATE quota_usage SET used = 0")
     result = audit.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "quota counter of user 'quota-user'" in result.problem
     assert "says 0, the chain holds 100 allowed decisions" in result.problem
     assert gate.evaluate(ask, user).policy_id == "AST-003"  # not honoured
@@ -449,7 +449,7 @@ def test_an_unsealed_followup_is_reported(audit_db: str, audit: AuditLog) -> Non
     raw_sql(audit_db, "INSERT INTO followups (followup_id, audit_id, kind, ts) "
             f"VALUES ('f1', '{refused}', 'leave', '{NOW.isoformat()}')")  # fmt: skip
     result = audit.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "follow-up f1" in result.problem
 
 

@@ -148,7 +148,7 @@ def test_deletion_after_prune_is_detected(audit_db: str, audit_any: AuditLog) ->
     prune(audit_any, 30, now=NOW)
     raw_sql(audit_db, "DELETE FROM decisions WHERE seq = 3", guards=False)
     result = audit_any.verify()
-    assert not result.ok
+    assert result.ok is False
     assert result.audit_id == ids[3]
     assert "3..3 are missing" in result.problem
 
@@ -158,11 +158,11 @@ def test_edited_or_removed_anchor_is_detected(audit_db: str, audit_any: AuditLog
     prune(audit_any, 30, now=NOW)
     raw_sql(audit_db, "UPDATE chain_anchor SET pruned = 1", guards=False)
     result = audit_any.verify()
-    assert not result.ok
+    assert result.ok is False
     assert "anchor 1 (covering records up to 2): content was edited" in result.problem
     # without its checkpoint the rest cannot verify
     raw_sql(audit_db, "DELETE FROM chain_anchor", guards=False)
-    assert not audit_any.verify().ok
+    assert audit_any.verify().ok is False
 
 
 def test_a_tampered_log_is_never_pruned(audit_db: str, audit_any: AuditLog) -> None:

@@ -68,9 +68,9 @@ def verify_log(log: AuditLog) -> VerifyResult:
     for row in log._select("ORDER BY seq"):
         checked += 1
         seq = int(row["seq"])
+        missing: tuple[int, int] | None = None
         if row["prev_hash"] != prev:
             problem = "chain broken: a record before it was deleted, inserted or reordered"
-            missing = None
             if seq != last_seq + 1:
                 problem = f"records {last_seq + 1}..{seq - 1} are missing"
                 missing = (last_seq + 1, seq - 1)
@@ -88,7 +88,8 @@ def verify_log(log: AuditLog) -> VerifyResult:
                 )
             elif seq != last_seq + 1:
                 problem = f"records {last_seq + 1}..{seq - 1} are missing"
-            return VerifyResult(False, checked, seq, row["audit_id"], problem)
+                missing = (last_seq + 1, seq - 1)
+            return VerifyResult(False, checked, seq, row["audit_id"], problem, missing)
         prev = row["hash"]
         last_seq = seq
     result = against_checkpoint(log, checked, start_seq, last_seq)
