@@ -131,7 +131,7 @@ refusals contains r if {
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
-	_contract_ok(contract)
+	_contract_valid(a.name, contract)
 	not args_ok(contract, a.arguments)
 	some problem in argument_problems(contract, a.arguments)
 	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "problem": problem})
@@ -150,7 +150,7 @@ refusals contains r if {
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
-	not _contract_ok(contract)
+	not _contract_valid(a.name, contract)
 	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "service": input.context.service})
 }
 
@@ -182,6 +182,7 @@ refusals contains r if {
 #   action: log_refusal
 #   priority: 0
 refusals contains r if {
+	not _facts_checked
 	some problem in _facts_problems
 	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
 }
@@ -194,6 +195,19 @@ _facts_problems contains sprintf("fact '%s' has a malformed spec", [field]) if {
 	some field, spec in _user_facts
 	not field_spec_ok(spec)
 }
+
+# What pygate checked before publishing the data (data.pygate.config.checked,
+# written by pygate/policy/_checked.py with checks never looser than these) is
+# not checked again: a contract or user_facts equal to its checked copy is
+# well formed. Anything else (no copy, a stale or different one) takes the
+# checks below, so the copy changes the cost of a decision, never the decision.
+_contract_valid(name, contract) if {
+	contract == data.pygate.config.checked.services[input.context.service].actions[name]
+} else if {
+	_contract_ok(contract)
+}
+
+_facts_checked if _user_facts == data.pygate.config.checked.user_facts
 
 _contract_ok(contract) if {
 	is_object(contract.arguments)

@@ -1,0 +1,144 @@
+"""What pygate checked in the policy data before publishing it, so OPA need not check it again.
+
+OPA keeps nothing between queries: the Rego that validates an action contract, a host-fact
+spec or a rules-as-data policy runs again on every decision that reads it (about a third of
+a seed decision's evaluation). So whenever pygate publishes policy data (bundle build,
+policy push, ``pygate policy index``) it also writes ``checked``: a copy of each part that
+passed the same checks as the Rego, which the Rego compares with what it reads (one
+equality, native in OPA) and trusts when they are equal. A part that is absent, stale or
+different is checked in Rego as before, so every decision is the same with or without
+``checked``; it only makes the common case cheap.
+
+Shape (``data.pygate.config.checked``)::
+
+    {"services": {"<service>": {"actions": {"<action>": <the contract, as published>}}},
+     "user_facts": <the user_facts, as published>}
+
+A copy is written only for a part that the Rego would accept too: the checks below are
+those of ``rego/pygate/contracts`` (``field_spec_ok``, ``_contract_ok``, ``_facts_problems``),
+never looser, and a ``pattern`` must use only what both Python's ``re`` and OPA's RE2 accept
+(a conservative subset; anything else is simply not copied). A test runs both over the same
+specs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from typing import Any
+
+#: The policy data key of the copy (``data.pygate.config.checked``).
+CHECKED_KEY = "checked"
+
+# The same sets as rego/pygate/contracts/contracts.rego.
+_MEANINGS = frozenset(
+    {"money_amount", "currency", "asset", "recipient", "code", "text", "quantity", "identifier"}
+)
+_FIELD_TYPES = frozenset({"string", "number", "integer", "boolean"})
+_SPEC_KEYS = frozenset(
+    {"type", "required", "enum", "pattern", "min_length", "max_length", "minimum", "maximum",
+     "exclusive_minimum", "meaning", "description"}
+)  # fmt: skip
+_NUMBER_KEYS = ("min_length", "max_length", "minimum", "maximum", "exclusive_minimum")
+
+# Inline groups RE2 and Python share: (?:, (?P<name>, and flags i, m, s.
+_GROUP = re.compile(r"\(\?(?::|P<|[ims]*(?:-[ims]+)?[:)])")
+# Escapes with the same meaning in both (a backslash before any other character is refused).
+_ESCAPES = frozenset("dDsSwWbBAtnrfv.\\^$|?*+()[]{}-/ #&~,:;<>=!'\"@%`_")
+_COUNT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def re2_safe(pattern: Any) -> bool:
+    """True when ``pattern`` compiles in Python and uses only syntax RE2 reads the same way.
+
+    Conservative on purpose: a pattern that is refused here is still checked by OPA at
+    decision time, so refusing a valid pattern only costs speed.
+    """
+    if not isinstance(pattern, str) or "[[" in pattern or "[:" in pattern:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "possible nested set": read differently later
+            re.compile(pattern)
+    except (re.error, RecursionError, Warning):
+        return False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1] not in _ESCAPES:
+                return False
+            i += 2
+            continue
+        if c == "(" and pattern.startswith("(?", i) and not _GROUP.match(pattern, i):
+            return False
+        if c in "*+?}" and i + 1 < len(pattern) and pattern[i + 1] == "+":
+            return False  # possessive quantifiers: Python 3.11 only
+        i += 1
+    counts = [int(g) for m in _COUNT.finditer(pattern) for g in m.groups() if g]
+    return all(n <= 1000 for n in counts)
+
+
+def field_spec_ok(spec: Any) -> bool:
+    """``field_spec_ok`` of rego/pygate/contracts, never looser."""
+    if not isinstance(spec, dict) or spec.get("type") not in _FIELD_TYPES:
+        return False
+    if set(spec) - _SPEC_KEYS:
+        return False
+    if spec.get("meaning", "text") not in _MEANINGS:
+        return False
+    if not isinstance(spec.get("required", False), bool):
+        return False
+    if not isinstance(spec.get("enum", []), list):
+        return False
+    if not re2_safe(spec.get("pattern", "")):
+        return False
+    if "description" in spec and not isinstance(spec["description"], str):
+        return False
+    return all(_is_number(spec.get(key, 0)) for key in _NUMBER_KEYS)
+
+
+def contract_ok(contract: Any) -> bool:
+    """``_contract_ok`` of rego/pygate/contracts, never looser."""
+    if not isinstance(contract, dict):
+        return False
+    arguments = contract.get("arguments")
+    if not isinstance(arguments, dict) or not all(field_spec_ok(s) for s in arguments.values()):
+        return False
+    one_of = contract.get("one_of_required", [])
+    return isinstance(one_of, list) and all(isinstance(f, str) and f in arguments for f in one_of)
+
+
+def build_checked(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``checked`` copy for a policy data document (only the parts that pass)."""
+    services: dict[str, Any] = {}
+    raw_services = data.get("services")
+    if isinstance(raw_services, dict):
+        for name, entry in raw_services.items():
+            actions = entry.get("actions") if isinstance(entry, dict) else None
+            if not isinstance(actions, dict):
+                continue
+            good = {a: c for a, c in actions.items() if contract_ok(c)}
+            if good:
+                services[name] = {"actions": good}
+    checked: dict[str, Any] = {"services": services}
+    facts = data.get("user_facts")
+    if isinstance(facts, dict) and all(field_spec_ok(s) for s in facts.values()):
+        checked["user_facts"] = facts
+    return checked
+
+
+def with_checked(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of policy data with a fresh ``checked`` copy when it has something to copy.
+
+    Data without services or user_facts is returned without one (a stale copy is dropped).
+    """
+    out = {k: v for k, v in data.items() if k != CHECKED_KEY}
+    if "services" in out or "user_facts" in out:
+        out[CHECKED_KEY] = build_checked(out)
+    return out
