@@ -10,7 +10,14 @@ from typing import Any
 from pygate import LocalOpa
 from pygate.engine._opa_process import PROJECT_ROOT, find_opa_binary
 from pygate.policy._bundle import merge_policy_data
-from pygate.policy._checked import build_checked, contract_ok, field_spec_ok, re2_safe, with_checked
+from pygate.policy._checked import (
+    build_checked,
+    contract_ok,
+    field_spec_ok,
+    policy_ok,
+    re2_safe,
+    with_checked,
+)
 from pygate.policy._manage import push_policy_data
 from tests.test_cli import pygate
 
@@ -39,9 +46,9 @@ SPECS: list[Any] = [
 ]  # fmt: skip
 
 
-def _rego_ok(specs: list[Any]) -> set[int]:
-    """The positions of specs that rego/pygate/contracts' field_spec_ok accepts (real OPA)."""
-    query = "{i | some i, s in input.specs; data.pygate.contracts.field_spec_ok(s)}"
+def _rego_ok(specs: list[Any], rule: str = "data.pygate.contracts.field_spec_ok") -> set[int]:
+    """The positions of specs that a Rego check accepts (a real OPA)."""
+    query = f"{{i | some i, s in input.specs; {rule}(s)}}"
     done = subprocess.run(
         [str(find_opa_binary()), "eval", "-b", str(PROJECT_ROOT / "rego"), "--stdin-input",
          "--format", "raw", query],
@@ -58,10 +65,50 @@ def test_python_is_never_looser_than_the_rego() -> None:
     assert python_ok >= set(range(9))
 
 
+_POLICY = {
+    "id": "P-1", "set": "finance", "reason": "r", "action": "log_refusal", "priority": 5,
+    "title": "t",
+    "conditions": [{"type": "field_compare", "field": "amount", "op": "gt", "value": 1}],
+}  # fmt: skip
+_CONDITIONS: list[Any] = [
+    {"type": "account_status", "in": ["frozen"]}, {"type": "amount_exceeds_limit"},
+    {"type": "asset_restricted", "field": "asset_id"}, {"type": "role_not_in", "roles": []},
+    {"type": "field_in", "field": "type", "values": ["transfer"]},
+    {"type": "field_not_in", "field": "to", "values": []},
+    {"type": "user_attribute_in", "attribute": "role", "values": ["x"]},
+    {"type": "text_matches", "field": "text", "pattern": "(?i)secret"},
+    {"type": "account_status", "in": "frozen"}, {"type": "amount_exceeds_limit", "field": ""},
+    {"type": "asset_restricted", "field": 5}, {"type": "role_not_in"},
+    {"type": "field_compare", "field": "a", "op": "bigger", "value": 1},
+    {"type": "field_compare", "field": "a", "op": "gt", "value": "1"},
+    {"type": "field_in", "field": "", "values": []}, {"type": "field_not_in", "field": "to"},
+    {"type": "user_attribute_in", "attribute": "", "values": []},
+    {"type": "text_matches", "field": "text", "pattern": "(["},
+    {"type": "text_matches", "field": "text", "pattern": "(?=x)"}, {"type": "nope"}, "x", None,
+]  # fmt: skip
+POLICIES: list[Any] = [
+    _POLICY,
+    *[{**_POLICY, "conditions": [c]} for c in _CONDITIONS],
+    *[{**_POLICY, key: bad} for key in ("id", "set", "reason", "action") for bad in ("", None, 5)],
+    *[{**_POLICY, key: ""} for key in ("title", "description", "suggestion", "message")],
+    {**_POLICY, "priority": "1"}, {**_POLICY, "conditions": []}, {**_POLICY, "conditions": {}},
+    "policy", None,
+]  # fmt: skip
+
+
+def test_python_is_never_looser_than_the_rego_on_declarative_policies() -> None:
+    python_ok = {i for i, policy in enumerate(POLICIES) if policy_ok(policy)}
+    rego_ok = _rego_ok(POLICIES, "data.pygate.declarative._valid")
+    assert python_ok <= rego_ok, [POLICIES[i] for i in python_ok - rego_ok]
+    assert python_ok >= set(range(9))
+
+
 def test_patterns_rego_reads_differently_are_not_copied() -> None:
-    for pattern in ["(?=a)b", r"(a)\1", "a{1001}", r"\p{L}", "[[:alpha:]]", "(?x) a", "a*+"]:
+    for pattern in ["(?=a)b", r"(a)\1", "a{1001}", r"\p{L}", "[[:alpha:]]", "(?x) a", "a*+",
+                    r"[\b]", "[a[:digit:]]"]:  # fmt: skip
         assert not re2_safe(pattern), pattern
-    for pattern in ["^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", r"^\d+\.\d{2}$", "(?i)abc", ""]:
+    for pattern in ["^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", r"^\d+\.\d{2}$", "(?i)abc", "",
+                    "[a-z*+]", "a[:=]b", "[]a]", r"\bkey\s*[:=]"]:  # fmt: skip
         assert re2_safe(pattern), pattern
 
 
@@ -85,7 +132,13 @@ def test_only_what_passes_is_copied() -> None:
         "user_facts": {"role": {"type": "string"}},
     }
     assert build_checked(data) == {
-        "services": {"finance": {"actions": {"transfer": good}}},
+        "services": {
+            "finance": {
+                "actions": {"transfer": good},
+                "field_meanings": {"transfer": {}},
+                "meanings": {"transfer": {}},
+            }
+        },
         "user_facts": {"role": {"type": "string"}},
     }
     assert "user_facts" not in build_checked({"user_facts": {"role": {"type": "enum"}}})
@@ -100,6 +153,7 @@ def test_the_shipped_data_carries_a_current_copy() -> None:
     for name, entry in data["services"].items():
         assert data["checked"]["services"][name]["actions"] == entry["actions"]
     assert data["checked"]["user_facts"] == data["user_facts"]
+    assert data["checked"]["declarative_policies"] == data["declarative_policies"]
 
 
 def _unchecked(tmp_path: Path) -> tuple[dict[str, Any], Path]:

@@ -11,14 +11,20 @@ different is checked in Rego as before, so every decision is the same with or wi
 
 Shape (``data.pygate.config.checked``)::
 
-    {"services": {"<service>": {"actions": {"<action>": <the contract, as published>}}},
-     "user_facts": <the user_facts, as published>}
+    {"services": {"<service>": {"actions": {"<action>": <the contract, as published>},
+                                "field_meanings": {"<action>": {"<field>": "<meaning>"}},
+                                "meanings": {"<action>": {"<meaning>": ["<field>", ...]}}}},
+     "user_facts": <the user_facts, as published>,
+     "declarative_policies": [<the policy at this position, as published> or null, ...]}
+
+``field_meanings`` and ``meanings`` are computed from the copied contract, so the Rego reads
+which fields mean money or an asset instead of collecting them on every decision.
 
 A copy is written only for a part that the Rego would accept too: the checks below are
-those of ``rego/pygate/contracts`` (``field_spec_ok``, ``_contract_ok``, ``_facts_problems``),
-never looser, and a ``pattern`` must use only what both Python's ``re`` and OPA's RE2 accept
-(a conservative subset; anything else is simply not copied). A test runs both over the same
-specs.
+those of ``rego/pygate/contracts`` (``field_spec_ok``, ``_contract_ok``, ``_facts_problems``)
+and ``rego/pygate/declarative`` (``_valid``), never looser, and a ``pattern`` must use only
+what both Python's ``re`` and OPA's RE2 accept (a conservative subset; anything else is simply
+not copied). A test runs both over the same specs and policies (tests/test_checked.py).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def re2_safe(pattern: Any) -> bool:
     Conservative on purpose: a pattern that is refused here is still checked by OPA at
     decision time, so refusing a valid pattern only costs speed.
     """
-    if not isinstance(pattern, str) or "[[" in pattern or "[:" in pattern:
+    if not isinstance(pattern, str) or "[[" in pattern:
         return False
     try:
         with warnings.catch_warnings():
@@ -68,16 +74,30 @@ def re2_safe(pattern: Any) -> bool:
     except (re.error, RecursionError, Warning):
         return False
     i = 0
+    in_class = False
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
             if i + 1 >= len(pattern) or pattern[i + 1] not in _ESCAPES:
                 return False
+            if in_class and pattern[i + 1] in "bBA":
+                return False  # a backspace in Python, an error in RE2
             i += 2
             continue
-        if c == "(" and pattern.startswith("(?", i) and not _GROUP.match(pattern, i):
+        if in_class:
+            if pattern.startswith("[:", i):
+                return False  # a POSIX class in RE2, literal text in Python
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            i += 2 if pattern.startswith("[^", i) else 1
+            if i < len(pattern) and pattern[i] == "]":
+                i += 1  # a leading "]" is a literal
+            continue
+        elif c == "(" and pattern.startswith("(?", i) and not _GROUP.match(pattern, i):
             return False
-        if c in "*+?}" and i + 1 < len(pattern) and pattern[i + 1] == "+":
+        elif c in "*+?}" and i + 1 < len(pattern) and pattern[i + 1] == "+":
             return False  # possessive quantifiers: Python 3.11 only
         i += 1
     counts = [int(g) for m in _COUNT.finditer(pattern) for g in m.groups() if g]
@@ -114,6 +134,63 @@ def contract_ok(contract: Any) -> bool:
     return isinstance(one_of, list) and all(isinstance(f, str) and f in arguments for f in one_of)
 
 
+_OPS = frozenset({"eq", "gt", "gte", "lt", "lte", "neq"})
+
+
+def _non_empty(x: Any) -> bool:
+    return isinstance(x, str) and x != ""
+
+
+def _condition_ok(c: Any) -> bool:
+    """``_condition_valid`` of rego/pygate/declarative, never looser."""
+    if not isinstance(c, dict):
+        return False
+    kind = c.get("type")
+    if kind == "account_status":
+        return isinstance(c.get("in"), list)
+    if kind in ("amount_exceeds_limit", "asset_restricted"):
+        return _non_empty(c.get("field", "field"))
+    if kind == "role_not_in":
+        return isinstance(c.get("roles"), list)
+    if kind == "field_compare":
+        return _non_empty(c.get("field")) and c.get("op") in _OPS and _is_number(c.get("value"))
+    if kind in ("field_in", "field_not_in"):
+        return _non_empty(c.get("field")) and isinstance(c.get("values"), list)
+    if kind == "user_attribute_in":
+        return _non_empty(c.get("attribute")) and isinstance(c.get("values"), list)
+    if kind == "text_matches":
+        return _non_empty(c.get("field")) and re2_safe(c.get("pattern"))
+    return False
+
+
+def policy_ok(policy: Any) -> bool:
+    """``_valid`` of rego/pygate/declarative (a rules-as-data policy), never looser."""
+    if not isinstance(policy, dict):
+        return False
+    if not all(_non_empty(policy.get(key)) for key in ("id", "set", "reason", "action")):
+        return False
+    conditions = policy.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        return False
+    optional = ("title", "description", "suggestion", "message")
+    if not all(_non_empty(policy[key]) for key in optional if key in policy):
+        return False
+    return _is_number(policy.get("priority", 0)) and all(_condition_ok(c) for c in conditions)
+
+
+def _field_meanings(contract: dict[str, Any]) -> dict[str, str]:
+    """{field: meaning} for the fields that declare one (``contracts._field_meanings``)."""
+    return {f: s["meaning"] for f, s in contract["arguments"].items() if "meaning" in s}
+
+
+def _meanings(contract: dict[str, Any]) -> dict[str, list[str]]:
+    """{meaning: [field, ...]} (``contracts.action_meanings`` of one action)."""
+    out: dict[str, list[str]] = {}
+    for field, meaning in sorted(_field_meanings(contract).items()):
+        out.setdefault(meaning, []).append(field)
+    return out
+
+
 def build_checked(data: dict[str, Any]) -> dict[str, Any]:
     """The ``checked`` copy for a policy data document (only the parts that pass)."""
     services: dict[str, Any] = {}
@@ -125,8 +202,15 @@ def build_checked(data: dict[str, Any]) -> dict[str, Any]:
                 continue
             good = {a: c for a, c in actions.items() if contract_ok(c)}
             if good:
-                services[name] = {"actions": good}
+                services[name] = {
+                    "actions": good,
+                    "field_meanings": {a: _field_meanings(c) for a, c in good.items()},
+                    "meanings": {a: _meanings(c) for a, c in good.items()},
+                }
     checked: dict[str, Any] = {"services": services}
+    policies = data.get("declarative_policies")
+    if isinstance(policies, list):
+        checked["declarative_policies"] = [p if policy_ok(p) else None for p in policies]
     facts = data.get("user_facts")
     if isinstance(facts, dict) and all(field_spec_ok(s) for s in facts.values()):
         checked["user_facts"] = facts
@@ -136,9 +220,10 @@ def build_checked(data: dict[str, Any]) -> dict[str, Any]:
 def with_checked(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of policy data with a fresh ``checked`` copy when it has something to copy.
 
-    Data without services or user_facts is returned without one (a stale copy is dropped).
+    Data without services, user_facts or declarative policies is returned without one (a
+    stale copy is dropped).
     """
     out = {k: v for k, v in data.items() if k != CHECKED_KEY}
-    if "services" in out or "user_facts" in out:
+    if any(key in out for key in ("services", "user_facts", "declarative_policies")):
         out[CHECKED_KEY] = build_checked(out)
     return out

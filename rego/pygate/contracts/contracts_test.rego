@@ -123,8 +123,13 @@ test_a_checked_contract_is_trusted_and_a_stale_copy_is_not if {
 	bad := {"arguments": {"amount": {"type": "money"}}}
 	services := {"finance": {"policy_sets": ["finance"], "actions": {"transfer": bad}}}
 	inp := {"output": {"type": "transfer", "amount": 5}, "user": _user, "context": {"service": "finance"}}
-	contracts._contract_valid("transfer", good) with input as inp
-		with data.pygate.config.checked.services as {"finance": {"actions": {"transfer": good}}}
+	checked := {"finance": {"actions": {"transfer": good}, "meanings": {"transfer": {}}}}
+	"transfer" in contracts._checked_actions with input as inp
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": good}}}
+		with data.pygate.config.checked.services as checked
+	not "transfer" in contracts._checked_actions with input as inp
+		with data.pygate.config.services as services
+		with data.pygate.config.checked.services as checked
 	stale := {r.policy_id | some r in contracts.refusals} with input as inp
 		with data.pygate.config.services as services
 		with data.pygate.config.checked.services as {"finance": {"actions": {"transfer": good}}}
@@ -144,4 +149,16 @@ test_checked_user_facts_are_trusted_and_a_stale_copy_is_not if {
 	ids == {"GATE-015"}
 	contracts._facts_checked with data.pygate.config.user_facts as {"role": {"type": "string"}}
 		with data.pygate.config.checked.user_facts as {"role": {"type": "string"}}
+}
+
+# The meanings read from the checked copy are those collected from the contract.
+test_meanings_from_the_checked_copy_equal_the_collected_ones if {
+	inp := {"output": {"type": "buy", "asset": "GLOBEX", "amount": 5}, "user": _user, "context": {"service": "finance"}}
+	fast := [contracts.action_meanings, contracts.fields, contracts.meaning_fields("buy", "asset")] with input as inp
+	slow := [contracts.action_meanings, contracts.fields, contracts.meaning_fields("buy", "asset")] with input as inp
+		with data.pygate.config.checked as {}
+	fast == slow
+	fast[0].buy.asset == {"asset", "asset_id"}
+	"buy" in contracts._checked_actions with input as inp
+	not "buy" in contracts._checked_actions with input as inp with data.pygate.config.checked as {}
 }
