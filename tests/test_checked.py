@@ -13,6 +13,7 @@ from pygate.policy._bundle import merge_policy_data
 from pygate.policy._checked import (
     build_checked,
     contract_ok,
+    entry_ok,
     field_spec_ok,
     policy_ok,
     re2_safe,
@@ -103,6 +104,20 @@ def test_python_is_never_looser_than_the_rego_on_declarative_policies() -> None:
     assert python_ok >= set(range(9))
 
 
+ENTRIES: list[Any] = [
+    {"policy_sets": ["finance"]}, {"packages": ["acme.pay"]},
+    {"policy_sets": ["a"], "packages": ["b"]}, {}, {"policy_sets": []},
+    {"policy_sets": "finance"}, {"policy_sets": [""]}, {"policy_sets": [5]},
+    {"policy_sets": ["a"], "packages": None}, {"policy_sets": None}, "finance", None, [],
+]  # fmt: skip
+
+
+def test_python_is_never_looser_than_the_rego_on_service_entries() -> None:
+    python_ok = {i for i, entry in enumerate(ENTRIES) if entry_ok(entry)}
+    assert python_ok <= _rego_ok(ENTRIES, "data.pygate.gate._entry_ok")
+    assert python_ok == {0, 1, 2}
+
+
 def test_patterns_rego_reads_differently_are_not_copied() -> None:
     for pattern in ["(?=a)b", r"(a)\1", "a{1001}", r"\p{L}", "[[:alpha:]]", "(?x) a", "a*+",
                     r"[\b]", "[a[:digit:]]"]:  # fmt: skip
@@ -133,11 +148,12 @@ def test_only_what_passes_is_copied() -> None:
     }
     assert build_checked(data) == {
         "services": {
+            "empty": {"policy_sets": ["x"], "packages": []},
             "finance": {
                 "actions": {"transfer": good},
                 "field_meanings": {"transfer": {}},
                 "meanings": {"transfer": {}},
-            }
+            },
         },
         "user_facts": {"role": {"type": "string"}},
     }
@@ -152,6 +168,7 @@ def test_the_shipped_data_carries_a_current_copy() -> None:
     # every contract and the user_facts of the shipped data take the fast path
     for name, entry in data["services"].items():
         assert data["checked"]["services"][name]["actions"] == entry["actions"]
+        assert data["checked"]["services"][name]["policy_sets"] == entry["policy_sets"]
     assert data["checked"]["user_facts"] == data["user_facts"]
     assert data["checked"]["declarative_policies"] == data["declarative_policies"]
 

@@ -11,7 +11,8 @@ different is checked in Rego as before, so every decision is the same with or wi
 
 Shape (``data.pygate.config.checked``)::
 
-    {"services": {"<service>": {"actions": {"<action>": <the contract, as published>},
+    {"services": {"<service>": {"policy_sets": [...], "packages": [...],
+                                "actions": {"<action>": <the contract, as published>},
                                 "field_meanings": {"<action>": {"<field>": "<meaning>"}},
                                 "meanings": {"<action>": {"<meaning>": ["<field>", ...]}}}},
      "user_facts": <the user_facts, as published>,
@@ -21,10 +22,11 @@ Shape (``data.pygate.config.checked``)::
 which fields mean money or an asset instead of collecting them on every decision.
 
 A copy is written only for a part that the Rego would accept too: the checks below are
-those of ``rego/pygate/contracts`` (``field_spec_ok``, ``_contract_ok``, ``_facts_problems``)
-and ``rego/pygate/declarative`` (``_valid``), never looser, and a ``pattern`` must use only
-what both Python's ``re`` and OPA's RE2 accept (a conservative subset; anything else is simply
-not copied). A test runs both over the same specs and policies (tests/test_checked.py).
+those of ``rego/pygate/contracts`` (``field_spec_ok``, ``_contract_ok``, ``_facts_problems``),
+``rego/pygate/declarative`` (``_valid``) and ``rego/pygate/gate`` (``_entry_ok``), never
+looser, and a ``pattern`` must use only what both Python's ``re`` and OPA's RE2 accept (a
+conservative subset; anything else is simply not copied). A test runs both over the same
+specs, entries and policies (tests/test_checked.py).
 """
 
 from __future__ import annotations
@@ -134,6 +136,16 @@ def contract_ok(contract: Any) -> bool:
     return isinstance(one_of, list) and all(isinstance(f, str) and f in arguments for f in one_of)
 
 
+def entry_ok(entry: Any) -> bool:
+    """``_entry_ok`` of rego/pygate/gate (a service's policy_sets and packages), never looser."""
+    if not isinstance(entry, dict):
+        return False
+    sets, packages = entry.get("policy_sets", []), entry.get("packages", [])
+    if not isinstance(sets, list) or not isinstance(packages, list) or not sets + packages:
+        return False
+    return all(_non_empty(name) for name in sets + packages)
+
+
 _OPS = frozenset({"eq", "gt", "gte", "lt", "lte", "neq"})
 
 
@@ -197,16 +209,24 @@ def build_checked(data: dict[str, Any]) -> dict[str, Any]:
     raw_services = data.get("services")
     if isinstance(raw_services, dict):
         for name, entry in raw_services.items():
-            actions = entry.get("actions") if isinstance(entry, dict) else None
-            if not isinstance(actions, dict):
+            if not isinstance(entry, dict):
                 continue
-            good = {a: c for a, c in actions.items() if contract_ok(c)}
+            record: dict[str, Any] = {}
+            if entry_ok(entry):
+                record["policy_sets"] = entry.get("policy_sets", [])
+                record["packages"] = entry.get("packages", [])
+            actions = entry.get("actions")
+            good = (
+                {a: c for a, c in actions.items() if contract_ok(c)}
+                if isinstance(actions, dict)
+                else {}
+            )
             if good:
-                services[name] = {
-                    "actions": good,
-                    "field_meanings": {a: _field_meanings(c) for a, c in good.items()},
-                    "meanings": {a: _meanings(c) for a, c in good.items()},
-                }
+                record["actions"] = good
+                record["field_meanings"] = {a: _field_meanings(c) for a, c in good.items()}
+                record["meanings"] = {a: _meanings(c) for a, c in good.items()}
+            if record:
+                services[name] = record
     checked: dict[str, Any] = {"services": services}
     policies = data.get("declarative_policies")
     if isinstance(policies, list):
