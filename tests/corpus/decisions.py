@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/corpus/decisions.py          # rewrite decisions.jsonl
     .venv/bin/python tests/corpus/decisions.py --check  # compare only, exit 1 on a difference
+                                            [--rego DIR]  # another copy of the policies
 
 Each line of ``decisions.jsonl`` is ``{"name", "input", "decision"}``: an input document as the
 Python client sends it to ``data.pygate.gate.decision`` (``pygate/_core.py``) and the document
@@ -381,8 +382,9 @@ def load() -> list[JSON]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--check", action="store_true", help="compare with decisions.jsonl")
+    parser.add_argument("--rego", type=Path, default=ROOT / "rego", help="the policies to ask")
     args = parser.parse_args()
-    with LocalOpa(ROOT / "rego", supervise=False) as local:
+    with LocalOpa(args.rego, supervise=False) as local:
         opa = Opa(local)
         if args.check:
             rows = load()
