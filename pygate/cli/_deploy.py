@@ -170,18 +170,21 @@ def policy_validate(ctx: click.Context, path: str | None, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def policy_index(ctx: click.Context, path: str | None, check: bool, as_json: bool) -> None:
-    """Write the declarative_index of the policies in PATH into PATH.
+    """Write the declarative_index of the policies in PATH (and the checked copy) into PATH.
 
     PATH defaults to pygate/config/data.json in --policy-dir (or pygate's own policies).
 
     OPA reaches rules-as-data policies through this index (by set and output type), so a
-    decision only checks the policies that can apply to it. `bundle build` and `policy
-    push` compute it themselves; run this after editing PATH by hand (the local OPA loads
+    decision only checks the policies that can apply to it; the checked copy of the action
+    contracts and user_facts lets OPA skip validating them again on every decision (a copy
+    that differs is ignored). `bundle build` and `policy push` compute both themselves;
+    run this after editing PATH by hand (the local OPA loads
     rego/pygate/config/data.json as it is). The policies are validated first.
 
     Exit codes: 0 written (or current, with --check), 2 invalid policies, or a stale
     index with --check.
     """
+    from pygate.policy._checked import with_checked
     from pygate.policy._policy_index import INDEX_KEY, with_index
 
     path = _data_path(ctx, path, as_json)
@@ -191,7 +194,7 @@ def policy_index(ctx: click.Context, path: str | None, check: bool, as_json: boo
             check_index(data, path)
     except PolicyDataError as exc:
         fail_with(exc, as_json)
-    fresh = with_index(data)
+    fresh = with_checked(with_index(data))
     written = not check and fresh != data
     if written:
         Path(path).write_text(json.dumps(fresh, indent=2) + "\n")

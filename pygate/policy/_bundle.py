@@ -32,6 +32,7 @@ from typing import Any
 from pygate._errors import ConfigError, PublishError
 from pygate._resources import is_pygate_tree, library_dirs
 from pygate.engine._opa_process import PROJECT_ROOT, default_policy_dir, find_opa_binary
+from pygate.policy._checked import with_checked
 from pygate.policy._packages import user_packages, write_adapter
 from pygate.policy._policy_data import load_policy_data, validate_policy_data
 from pygate.policy._policy_index import check_index, with_index
@@ -124,7 +125,8 @@ def merge_policy_data(policy_dir: Path, data_files: Sequence[str | os.PathLike[s
 
     A later file replaces whole top-level keys (``default_transaction_limit``,
     ``declarative_policies``, ...) of the data before it. The result is validated and
-    carries a fresh ``declarative_index`` (pygate/policy/_policy_index.py).
+    carries a fresh ``declarative_index`` (pygate/policy/_policy_index.py) and ``checked``
+    copy (pygate/policy/_checked.py).
 
     Raises:
         PolicyDataError: a file is unreadable or not an object, a policy is malformed, or
@@ -136,7 +138,7 @@ def merge_policy_data(policy_dir: Path, data_files: Sequence[str | os.PathLike[s
     for name in data_files:
         merged.update(load_policy_data(Path(name)))
     validate_policy_data(merged)
-    return with_index(merged)
+    return with_checked(with_index(merged))
 
 
 def git_commit(path: Path) -> str:

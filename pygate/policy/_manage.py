@@ -24,6 +24,7 @@ from opa_client import OpaClient
 from opa_client.errors import ConnectionsError, PolicyNotFoundError, RegoParseError
 
 from pygate._errors import ConfigError, PublishError
+from pygate.policy._checked import with_checked
 from pygate.policy._policy_data import load_policy_data, validate_policy_data
 from pygate.policy._policy_index import with_index
 
@@ -102,8 +103,8 @@ def push_policy_data(
 
     By default the file's top-level keys replace those of the data OPA has now (as with
     ``pygate bundle build --data``); ``replace=True`` makes the file the whole document.
-    The result is validated before it is sent, with a fresh ``declarative_index``; the
-    next decision uses it.
+    The result is validated before it is sent, with a fresh ``declarative_index`` and
+    ``checked`` copy; the next decision uses it.
 
     Args:
         path: JSON policy data (``rego/pygate/config/data.json`` shape).
@@ -134,7 +135,8 @@ def push_policy_data(
             )
         document = new if replace else {**_current_config(client), **new}
         validate_policy_data(document)
-        document = with_index(document)  # OPA reaches policies through it
+        # OPA reaches policies through the index and trusts what pygate checked (checked)
+        document = with_checked(with_index(document))
         try:
             client.update_or_create_data(document, CONFIG_PATH)
         except RegoParseError as exc:

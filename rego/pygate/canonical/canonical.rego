@@ -38,22 +38,28 @@ problems := result.problems
 
 # The common case, an output that is itself one action, skips the walk.
 read(output) := {"actions": [a], "problems": []} if {
-	c := _classify(output, [])
+	c := _classify_node(output, [], null)
 	c.what == "action"
 	a := c.action
-} else := {"actions": [c.action | some c in cls], "problems": [c.problem | some c in cls; c.what == "problem"]} if {
+} else := {"actions": [c.action | some c in cls], "problems": [_problem_text(c) | some c in cls; c.what == "problem"]} if {
 	is_object(output)
 	cls := _reached(output)
 } else := {"actions": [], "problems": ["the output must be an object"]}
 
 # The classified nodes of output that no action or skipped key covers, in
-# walk order: the actions and problems of the output.
+# walk order: the actions and problems of the output. Envelope nodes (most
+# of an API response) are dropped as they are classified: they neither
+# cover a node nor are reported.
 _reached(output) := reached if {
-	nodes := [[p, c] | walk(output, [p, v]); c := _classify(v, p)]
-	stops := {p | some [p, c] in nodes; c.what in {"action", "skip", "problem"}}
+	nodes := [[p, c] |
+		walk(output, [p, v])
+		c := _classify(v, p)
+		c.what in {"action", "skip", "problem"}
+	]
+	stops := {p | some [p, _] in nodes}
 	reached := [c |
 		some [p, c] in nodes
-		c.what in {"action", "problem"}
+		c.what != "skip"
 		not _covered(p, stops)
 	]
 }
@@ -103,45 +109,51 @@ _envelope_types := {"message"}
 
 _last(path) := path[count(path) - 1]
 
+# The last key of a path, null for the output itself: computed once per node.
+_last_or_null(path) := path[count(path) - 1] if {
+	count(path) > 0
+} else := null
+
 # _classify(x, path) says what one node of the output is:
 #   {"what": "action", "action": ...}, {"what": "envelope"}, {"what": "skip"}
 #   or {"what": "problem", "problem": text}.
 # It is total: a node that no branch reads is a problem, never a gap.
 _classify(x, path) := c if {
-	c := _classify_node(x, path)
+	c := _classify_node(x, path, _last_or_null(path))
 } else := _problem(path, "cannot read this part")
 
-_classify_node(x, path) := {"what": "skip"} if {
-	count(path) > 0
-	_last(path) in _skip_keys
+_classify_node(x, path, last) := {"what": "skip"} if {
+	last in _skip_keys
 } else := _object_class(x, path) if {
 	is_object(x)
 } else := {"what": "envelope"} if {
 	is_array(x)
-	count(path) > 0
-	_last(path) in {"actions", "choices", "content", "output", "tool_calls"}
+	last in {"actions", "choices", "content", "output", "tool_calls"}
 } else := _text_class(x, path) if {
 	is_string(x)
-	_is_text_place(path)
+	_is_text_place(path, last)
 } else := {"what": "envelope"} if {
-	count(path) > 0
-	_last(path) in _scalar_keys
+	last in _scalar_keys
 	not is_array(x)
 } else := {"what": "envelope"} if {
 	x == null
 } else := _problem(path, sprintf("cannot read a %s here", [type_name(x)]))
 
-_is_text_place(path) if _last(path) == "content"
+_is_text_place(_, last) if last == "content"
 
-_is_text_place(path) if {
+_is_text_place(path, last) if {
+	is_number(last)
 	count(path) > 1
 	path[count(path) - 2] == "content"
-	is_number(_last(path))
 }
 
 _text_class(x, path) := _action("answer", "text", {"text": x}, "content", path)
 
-_problem(path, text) := {"what": "problem", "problem": sprintf("%s: %s", [_where(path), text])}
+# A problem names where it is only when it is reported: most problems are
+# nodes inside an action's arguments (data, not output), which are dropped.
+_problem(path, text) := {"what": "problem", "path": path, "text": text}
+
+_problem_text(c) := sprintf("%s: %s", [_where(c.path), c.text])
 
 _where(path) := "output" if {
 	count(path) == 0

@@ -32,29 +32,44 @@ field_types := {"string", "number", "integer", "boolean"}
 # fields lists, for this query's declared actions, each argument that has a
 # meaning: {"meaning", "action", "field", "value"}. Policies read meanings
 # from here, never literal output types.
-fields contains {"meaning": spec.meaning, "action": a.name, "field": name, "value": value} if {
+fields contains {"meaning": meaning, "action": a.name, "field": name, "value": value} if {
 	some a in canonical.actions
-	some name, spec in _actions[a.name].arguments
+	some name, meaning in _field_meanings(a.name)
 	value := a.arguments[name]
 }
 
 # meaning_fields(name, meaning) is the set of argument fields that the
 # service's action name declares with meaning.
 meaning_fields(name, meaning) := {field |
+	some field in _checked_service.meanings[name][meaning]
+} if {
+	name in _checked_actions
+} else := {field |
 	some field, spec in _actions[name].arguments
 	spec.meaning == meaning
 }
 
 # action_meanings maps each declared action name of this query to
 # {meaning: {field, ...}}: which of its argument fields carry each meaning.
-action_meanings[a.name] := {meaning: fields |
-	some spec in _actions[a.name].arguments
-	meaning := spec.meaning
-	fields := meaning_fields(a.name, meaning)
-} if {
+action_meanings[a.name] := _meanings_of(a.name) if {
 	some a in canonical.actions
 	_actions[a.name]
 }
+
+_meanings_of(name) := {meaning: {field | some field in fields} |
+	some meaning, fields in _checked_service.meanings[name]
+} if {
+	name in _checked_actions
+} else := {meaning: fields |
+	some spec in _actions[name].arguments
+	meaning := spec.meaning
+	fields := meaning_fields(name, meaning)
+}
+
+# {field: meaning} for the declared fields of action name that have one.
+_field_meanings(name) := _checked_service.field_meanings[name] if {
+	name in _checked_actions
+} else := {field: spec.meaning | some field, spec in _actions[name].arguments}
 
 # required(name, field) holds when action name declares field as required.
 required(name, field) if _actions[name].arguments[field].required == true
@@ -138,7 +153,7 @@ refusals contains r if {
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
-	_contract_ok(contract)
+	_contract_valid(a.name, contract)
 	not args_ok(contract, a.arguments)
 	some problem in argument_problems(contract, a.arguments)
 	r := object.union(
@@ -162,7 +177,7 @@ refusals contains r if {
 refusals contains r if {
 	some a in canonical.actions
 	contract := _actions[a.name]
-	not _contract_ok(contract)
+	not _contract_valid(a.name, contract)
 	r := _gate_refusal(rego.metadata.chain(), {"action": a.name, "service": input.context.service})
 }
 
@@ -198,6 +213,7 @@ refusals contains r if {
 #   message: I can't do that right now because of a configuration problem on our side.
 #   hint: Do not retry; the operator must fix the policy data first.
 refusals contains r if {
+	not _facts_checked
 	some problem in _facts_problems
 	r := _gate_refusal(rego.metadata.chain(), {"problem": problem})
 }
@@ -210,6 +226,30 @@ _facts_problems contains sprintf("fact '%s' has a malformed spec", [field]) if {
 	some field, spec in _user_facts
 	not field_spec_ok(spec)
 }
+
+# What pygate checked before publishing the data (data.pygate.config.checked,
+# written by pygate/policy/_checked.py with checks never looser than these) is
+# not checked again: a contract or user_facts equal to its checked copy is
+# well formed. Anything else (no copy, a stale or different one) takes the
+# checks below, so the copy changes the cost of a decision, never the decision.
+#
+# _checked_actions names this query's actions whose contract is its checked
+# copy; for those, the meanings of their fields are read from the copy too
+# (computed by pygate from the same contract) instead of being collected.
+_checked_actions contains a.name if {
+	some a in canonical.actions
+	_actions[a.name] == _checked_service.actions[a.name]
+}
+
+_checked_service := data.pygate.config.checked.services[input.context.service]
+
+_contract_valid(name, contract) if {
+	name in _checked_actions
+} else if {
+	_contract_ok(contract)
+}
+
+_facts_checked if _user_facts == data.pygate.config.checked.user_facts
 
 _contract_ok(contract) if {
 	is_object(contract.arguments)
@@ -287,45 +327,43 @@ _one_of_ok(one_of, args) if {
 }
 
 # value_ok holds exactly when value_problems(spec, value) is empty.
+# It runs only the checks of the declared type (OPA indexes _typed_ok on its
+# first argument): a value of that type is a string or a number, never both,
+# so the other kind's checks could only pass.
 value_ok(spec, value) if {
-	_type_ok(spec.type, value)
+	_typed_ok(spec.type, spec, value)
 	_enum_ok(object.get(spec, "enum", null), value)
-	_string_ok(spec, value)
-	_number_ok(spec, value)
 }
 
-_type_ok("string", value) if is_string(value)
-
-_type_ok("number", value) if is_number(value)
-
-_type_ok("integer", value) if {
-	is_number(value)
-	value == round(value)
-}
-
-_type_ok("boolean", value) if is_boolean(value)
-
-_enum_ok(null, _)
-
-_enum_ok(enum, value) if value in enum
-
-_string_ok(_, value) if not is_string(value)
-
-_string_ok(spec, value) if {
+_typed_ok("string", spec, value) if {
 	is_string(value)
 	_pattern_ok(object.get(spec, "pattern", null), value)
 	count(value) <= object.get(spec, "max_length", count(value))
 	count(value) >= object.get(spec, "min_length", 0)
 }
 
+_typed_ok("number", spec, value) if {
+	is_number(value)
+	_range_ok(spec, value)
+}
+
+_typed_ok("integer", spec, value) if {
+	is_number(value)
+	value == round(value)
+	_range_ok(spec, value)
+}
+
+_typed_ok("boolean", _, value) if is_boolean(value)
+
+_enum_ok(null, _)
+
+_enum_ok(enum, value) if value in enum
+
 _pattern_ok(null, _)
 
 _pattern_ok(pattern, value) if regex.match(pattern, value)
 
-_number_ok(_, value) if not is_number(value)
-
-_number_ok(spec, value) if {
-	is_number(value)
+_range_ok(spec, value) if {
 	value >= object.get(spec, "minimum", value)
 	value <= object.get(spec, "maximum", value)
 	value > object.get(spec, "exclusive_minimum", value - 1)

@@ -114,3 +114,51 @@ _value_ok(spec, value) if {
 } else := false
 
 _empty(problems) := count(problems) == 0
+
+# data.pygate.config.checked (pygate/policy/_checked.py) only saves work: a part
+# equal to its checked copy is not validated again, and one that differs from
+# it (a hand edit after publishing) is validated as if there were no copy.
+test_a_checked_contract_is_trusted_and_a_stale_copy_is_not if {
+	good := {"arguments": {"amount": {"type": "number"}}}
+	bad := {"arguments": {"amount": {"type": "money"}}}
+	services := {"finance": {"policy_sets": ["finance"], "actions": {"transfer": bad}}}
+	inp := {"output": {"type": "transfer", "amount": 5}, "user": _user, "context": {"service": "finance"}}
+	checked := {"finance": {"actions": {"transfer": good}, "meanings": {"transfer": {}}}}
+	"transfer" in contracts._checked_actions with input as inp
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": good}}}
+		with data.pygate.config.checked.services as checked
+	not "transfer" in contracts._checked_actions with input as inp
+		with data.pygate.config.services as services
+		with data.pygate.config.checked.services as checked
+	stale := {r.policy_id | some r in contracts.refusals} with input as inp
+		with data.pygate.config.services as services
+		with data.pygate.config.checked.services as {"finance": {"actions": {"transfer": good}}}
+	stale == {"GATE-013"}
+	none := {r.policy_id | some r in contracts.refusals} with input as inp
+		with data.pygate.config.services as services
+		with data.pygate.config.checked as {}
+	none == {"GATE-013"}
+}
+
+test_checked_user_facts_are_trusted_and_a_stale_copy_is_not if {
+	inp := {"output": {"type": "transfer", "amount": 5}, "user": _user, "context": {"service": "finance"}}
+	facts := {"role": {"type": "colour"}}
+	ids := {r.policy_id | some r in contracts.refusals} with input as inp
+		with data.pygate.config.user_facts as facts
+		with data.pygate.config.checked.user_facts as {"role": {"type": "string"}}
+	ids == {"GATE-015"}
+	contracts._facts_checked with data.pygate.config.user_facts as {"role": {"type": "string"}}
+		with data.pygate.config.checked.user_facts as {"role": {"type": "string"}}
+}
+
+# The meanings read from the checked copy are those collected from the contract.
+test_meanings_from_the_checked_copy_equal_the_collected_ones if {
+	inp := {"output": {"type": "buy", "asset": "GLOBEX", "amount": 5}, "user": _user, "context": {"service": "finance"}}
+	fast := [contracts.action_meanings, contracts.fields, contracts.meaning_fields("buy", "asset")] with input as inp
+	slow := [contracts.action_meanings, contracts.fields, contracts.meaning_fields("buy", "asset")] with input as inp
+		with data.pygate.config.checked as {}
+	fast == slow
+	fast[0].buy.asset == {"asset", "asset_id"}
+	"buy" in contracts._checked_actions with input as inp
+	not "buy" in contracts._checked_actions with input as inp with data.pygate.config.checked as {}
+}

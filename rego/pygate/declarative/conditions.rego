@@ -144,53 +144,48 @@ _condition_problems(i, condition) := {sprintf("condition %d is not an object", [
 # right types here. Conditions about the output do not hold when the output
 # field is absent or of the wrong type; conditions that need policy data hold
 # when that data is missing, so broken data refuses instead of allowing.
-_holds(condition, _, user) if {
-	condition.type == "account_status"
+# Each type is its own body of _holds_as, which OPA indexes on the type: a
+# condition runs its own body only.
+_holds(condition, output, user) if _holds_as(condition.type, condition, output, user)
+
+_holds_as("account_status", condition, _, user) if {
 	user.account_status in condition["in"]
 }
 
-_holds(condition, output, user) if {
-	condition.type == "amount_exceeds_limit"
+_holds_as("amount_exceeds_limit", condition, output, user) if {
 	amount := lib.field(output, object.get(condition, "field", "amount"))
 	is_number(amount)
 	_over_limit(amount, user)
 }
 
-_holds(condition, output, _) if {
-	condition.type == "asset_restricted"
+_holds_as("asset_restricted", condition, output, _) if {
 	symbol := lib.field(output, object.get(condition, "field", "asset"))
 	_restricted(symbol)
 }
 
-_holds(condition, _, user) if {
-	condition.type == "role_not_in"
+_holds_as("role_not_in", condition, _, user) if {
 	not _role_in(user, condition.roles)
 }
 
-_holds(condition, output, _) if {
-	condition.type == "field_compare"
+_holds_as("field_compare", condition, output, _) if {
 	value := lib.field(output, condition.field)
 	is_number(value)
 	_compare(condition.op, value, condition.value)
 }
 
-_holds(condition, output, _) if {
-	condition.type == "field_in"
+_holds_as("field_in", condition, output, _) if {
 	_field_in(output, condition.field, condition.values)
 }
 
-_holds(condition, output, _) if {
-	condition.type == "field_not_in"
+_holds_as("field_not_in", condition, output, _) if {
 	not _field_in(output, condition.field, condition.values)
 }
 
-_holds(condition, _, user) if {
-	condition.type == "user_attribute_in"
+_holds_as("user_attribute_in", condition, _, user) if {
 	user[condition.attribute] in condition.values
 }
 
-_holds(condition, output, _) if {
-	condition.type == "text_matches"
+_holds_as("text_matches", condition, output, _) if {
 	text := lib.field(output, condition.field)
 	is_string(text)
 	regex.match(condition.pattern, text)

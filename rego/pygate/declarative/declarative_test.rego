@@ -311,3 +311,14 @@ _fast_agrees(policy) if {
 	not declarative._valid(policy)
 	count(declarative._policy_problems(policy)) > 0
 }
+
+# A policy equal to its checked copy (pygate/policy/_checked.py) is not
+# validated again; one that differs from its copy is.
+test_a_checked_policy_is_trusted_and_a_stale_copy_is_not if {
+	good := {"id": "P", "set": "s", "reason": "r", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["x"]}]}
+	bad := object.union(good, {"priority": "high"})
+	declarative._valid_at(good, 0) with data.pygate.config.checked.declarative_policies as [good]
+	declarative._valid_at(good, 0) with data.pygate.config.checked.declarative_policies as [null]
+	not declarative._valid_at(bad, 0) with data.pygate.config.checked.declarative_policies as [good]
+	not declarative._valid_at(bad, 0) with data.pygate.config.checked as {}
+}

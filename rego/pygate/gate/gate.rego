@@ -146,14 +146,15 @@ _review_pending if {
 # are well formed, the service is configured and each of its sets exists. It
 # is the per-query check, so it reads as little as it can: a successful
 # lookup of the service already proves that services is an object and the
-# name a string.
+# name a string. The entry is read by its path (OPA converts what a query
+# reads from its store, and services holds every service's contracts).
 _input_ok if {
 	is_object(input.output)
 	is_string(input.user.id)
 	input.user.id != ""
 	input.context.service != ""
-	entry := _services[input.context.service]
-	_entry_ok(entry)
+	entry := _entry
+	_entry_valid(entry)
 	every set_name in _sets_of(entry) {
 		_set_defined(set_name)
 	}
@@ -176,6 +177,18 @@ _entry_ok(entry) if {
 		name != ""
 	}
 }
+
+# An entry whose policy_sets and packages equal pygate's checked copy
+# (data.pygate.config.checked, pygate/policy/_checked.py: the same checks as
+# _entry_ok, never looser) is well formed; any other is checked.
+_entry_valid(entry) if {
+	_sets_of(entry) == data.pygate.config.checked.services[input.context.service].policy_sets
+	_packages_of(entry) == data.pygate.config.checked.services[input.context.service].packages
+} else if {
+	_entry_ok(entry)
+}
+
+_entry := data.pygate.config.services[input.context.service]
 
 _sets_of(entry) := object.get(entry, "policy_sets", [])
 
@@ -228,9 +241,9 @@ _well_formed(r) if {
 	is_number(r.priority)
 }
 
-_policy_sets := _sets_of(_services[input.context.service])
+_policy_sets := _sets_of(_entry)
 
-_packages := _packages_of(_services[input.context.service])
+_packages := _packages_of(_entry)
 
 # A user's own package plugs in through data (services.<name>.packages) and
 # is read through data.pygate.packages, which pygate generates beside the

@@ -411,3 +411,15 @@ test_declarative_policies_allow_the_small_transfer_in_any_shape if {
 	d := _decide({"output": {"type": "Transfer", "amount": 50, "currency": "BTC"}, "user": _rich, "context": {"service": "finance"}})
 	d.allowed == true
 }
+
+# A service entry equal to its checked copy is not validated again; one that
+# differs from it is (pygate/policy/_checked.py).
+test_a_checked_entry_is_trusted_and_a_stale_copy_is_not if {
+	inp := {"output": {"type": "text", "text": "hi"}, "user": {"id": "u"}, "context": {"service": "finance", "usage_today": 0}}
+	gate._entry_valid({"policy_sets": ["finance"]}) with input as inp
+	gate._entry_valid({"policy_sets": ["finance"]}) with input as inp with data.pygate.config.checked as {}
+	not gate._entry_valid({"policy_sets": []}) with input as inp
+		with data.pygate.config.checked.services.finance as {"policy_sets": ["finance"], "packages": []}
+	d := gate.decision with input as inp with data.pygate.config.services.finance as {"policy_sets": "finance"}
+	d.primary.policy_id == "GATE-006"
+}
