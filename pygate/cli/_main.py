@@ -397,3 +397,6 @@ _register_deploy(main)
 from pygate.cli._project import register as _register_project  # noqa: E402
 
 _register_project(main)
+from pygate.cli._serve import register as _register_serve  # noqa: E402
+
+_register_serve(main)
