@@ -45,10 +45,14 @@ TOKEN = "pgt_bench_" + "b" * 32
 OUTPUT = {"type": "transfer", "amount": 10}
 USER = {"id": "bench", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
 
-Decide = Callable[[], Awaitable[bool]]
+#: One decision: ``None`` when allowed, else why not (a refusal is counted and reported: on
+#: an overloaded machine an engine timeout refuses, and the row must say so).
+Decide = Callable[[], Awaitable[str | None]]
 
 
-async def _run(decide: Decide, total: int, concurrency: int) -> tuple[float, list[float]]:
+async def _run(
+    decide: Decide, total: int, concurrency: int, refused: list[str]
+) -> tuple[float, list[float]]:
     """``total`` decisions with ``concurrency`` in flight: (decisions/s, latencies in ms)."""
     latencies: list[float] = []
     left = total
@@ -58,10 +62,10 @@ async def _run(decide: Decide, total: int, concurrency: int) -> tuple[float, lis
         while left > 0:
             left -= 1
             started = time.perf_counter()
-            allowed = await decide()
+            problem = await decide()
             latencies.append((time.perf_counter() - started) * 1000)
-            if not allowed:
-                raise RuntimeError("a benchmark decision was refused: the numbers would lie")
+            if problem is not None:
+                refused.append(problem)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -106,24 +110,29 @@ async def bench(rounds: int, sizes: dict[int, int], seed: int) -> dict[str, Any]
             ) as session,
         ):
 
-            async def library() -> bool:
-                return (await gate.evaluate(OUTPUT, USER)).allowed
+            async def library() -> str | None:
+                decision = await gate.evaluate(OUTPUT, USER)
+                return None if decision.allowed else decision.reason
 
-            async def serve() -> bool:
+            async def serve() -> str | None:
                 async with session.post(f"{url}/v1/decisions", data=body) as reply:
                     doc = await reply.json()
-                    return reply.status == 200 and doc["allowed"] is True
+                if reply.status == 200 and doc["allowed"] is True:
+                    return None
+                return f"HTTP {reply.status}: {doc.get('reason') or doc.get('error')}"
 
             contenders: dict[str, Decide] = {"library": library, "serve": serve}
             for decide in contenders.values():  # warm up: connections, caches
-                await _run(decide, 50, 8)
+                await _run(decide, 50, 8, [])
             rates: dict[tuple[str, int], list[float]] = {}
             lat: dict[tuple[str, int], list[float]] = {}
+            refusals: dict[tuple[str, int], list[str]] = {}
             for _ in range(rounds):
                 pairs = [(name, c) for name in contenders for c in sizes]
                 rng.shuffle(pairs)
                 for name, c in pairs:
-                    rate, latencies = await _run(contenders[name], sizes[c], c)
+                    refused = refusals.setdefault((name, c), [])
+                    rate, latencies = await _run(contenders[name], sizes[c], c, refused)
                     rates.setdefault((name, c), []).append(rate)
                     lat.setdefault((name, c), []).extend(latencies)
     finally:
@@ -135,7 +144,8 @@ async def bench(rounds: int, sizes: dict[int, int], seed: int) -> dict[str, Any]
         rows.append({
             "contender": name, "in_flight": c, "decisions_per_s": statistics.median(per_round),
             "p50_ms": _pct(lat[(name, c)], 0.50), "p99_ms": _pct(lat[(name, c)], 0.99),
-            "requests": len(lat[(name, c)]),
+            "requests": len(lat[(name, c)]), "refused": len(refusals[(name, c)]),
+            "first_refusal": (refusals[(name, c)] or [None])[0],
         })  # fmt: skip
     ratios = {
         c: statistics.median(
@@ -158,10 +168,13 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{'contender':<10} {'in flight':>9} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'contender':<10} {'in flight':>9} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'refused':>8}")  # fmt: skip
     for row in result["rows"]:
         print(f"{row['contender']:<10} {row['in_flight']:>9} {row['decisions_per_s']:>12,.0f} "
-              f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")  # fmt: skip
+              f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['refused']:>8}")  # fmt: skip
+        if row["first_refusal"]:
+            print(f"    first refusal: {row['first_refusal'][:160]}")
     for c, ratio in result["throughput_ratio_serve_over_library"].items():
         print(f"serve/library throughput at {c} in flight: {ratio:.2f} "
               f"(median of {result['rounds']} per-round ratios)")  # fmt: skip
