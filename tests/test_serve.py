@@ -697,3 +697,23 @@ def test_serve_without_tokens_exits_2_naming_them(
     result = CliRunner().invoke(main, ["--opa-url", opa.url, "serve", "--json"])
     assert result.exit_code == 2
     assert json.loads(result.output)["field"] == "tokens"
+
+
+def test_serve_on_a_taken_port_exits_2_naming_it(opa: LocalOpa, tmp_path: Path) -> None:
+    import socket
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"finance {hash_token(FIN_TOKEN)}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main,
+            ["--opa-url", opa.url, "--audit-db", str(tmp_path / "a.db"), "serve",
+             "--port", str(port), "--tokens", str(tokens), "--json"],
+        )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    body = json.loads(result.output)
+    assert body["field"] == "port"
+    assert f"127.0.0.1:{port}" in body["error"]

@@ -106,7 +106,10 @@ def serve(
         else:
             click.echo(f"pygate serve: decisions on {url} for {', '.join(tokens.services)}")
 
-    run(service, host, port, ready=ready)
+    try:
+        run(service, host, port, ready=ready)
+    except OSError as exc:  # the address is taken or not ours: say so, never a traceback
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="port")
 
 
 @click.command("serve-token")
