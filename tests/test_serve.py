@@ -111,6 +111,8 @@ def serve(opa: LocalOpa, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     def start(limits: Limits | None = None, **settings: Any) -> Served:
         settings.setdefault("opa_url", opa.url)
         settings.setdefault("audit_db", str(tmp_path / "audit.db"))
+        # A loaded shared machine must not turn a slow OPA into a refusal the test misreads.
+        settings.setdefault("timeout", 5)
         service = DecisionService(Settings(**settings), TOKENS, limits=limits)
         served = Served(service).start()
         started.append(served)
