@@ -163,7 +163,7 @@ def test_a_decision_over_http_is_the_librarys(
     with served.client(token) as client:
         reply = client.post("/v1/decisions", json={"output": output, "user": user})
     body = reply.json()
-    with Gate(service, opa_url=opa.url, audit=tmp_path / "library.db") as gate:
+    with Gate(service, opa_url=opa.url, audit=tmp_path / "library.db", timeout=5) as gate:
         library = gate.evaluate(output, user).model_dump(mode="json")
     assert reply.status_code == 200
     assert _stable(body) == _stable(library)
@@ -195,7 +195,9 @@ def test_async_gate_and_serve_agree_on_a_batch(
         reply = client.post("/v1/decisions/batch", json={"items": items})
 
     async def library() -> list[dict[str, Any]]:
-        async with AsyncGate("finance", opa_url=opa.url, audit=tmp_path / "lib.db") as gate:
+        async with AsyncGate(
+            "finance", opa_url=opa.url, audit=tmp_path / "lib.db", timeout=5
+        ) as gate:
             return [d.model_dump(mode="json") for d in await gate.evaluate_many(items)]
 
     expected = asyncio.run(library())
