@@ -823,6 +823,13 @@ class AsyncGate(_BaseGate):
             return written[0]
         return (await self._settle([prepared], started, single=True))[0]
 
+    async def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
+        """Async ``Gate.refuse_input``: audit a refusal for a request that could not be read."""
+        decision = self._rejected(exc, raw, user, None)
+        written = await self._awrite_many([_Entry(decision, self._input_record(exc, raw))])
+        assert written[0] is not None  # nothing claimed, so nothing can be skipped
+        return written[0]
+
     async def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Async ``Gate.evaluate_many``: one request to OPA, one audit transaction."""
         started = time.perf_counter()

@@ -13,6 +13,7 @@ turns that skip into a failure, so CI cannot pass without running it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -22,12 +23,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from pygate import build_bundle, generate_keys
+from pygate import build_bundle, generate_keys, open_audit
 from pygate.engine._opa_process import PROJECT_ROOT, free_port
+from pygate.integrations.serve import hash_token, new_token
 from tests.conftest import load_drill
 
 pytestmark = pytest.mark.docker
@@ -91,7 +94,8 @@ class ComposeDeployment:
         self.ports = {
             name: free_port()
             for name in ("BUNDLE_PORT", "OPA_FINANCE_PORT", "OPA_ASSISTANT_PORT",
-                         "POSTGRES_PORT", "FINANCE_PORT", "ASSISTANT_PORT")
+                         "OPA_DECISIONS_PORT", "POSTGRES_PORT", "FINANCE_PORT", "ASSISTANT_PORT",
+                         "DECISIONS_PORT")
         }  # fmt: skip
         self.services = {
             "finance": f"http://127.0.0.1:{self.ports['FINANCE_PORT']}",
@@ -101,6 +105,9 @@ class ComposeDeployment:
         self.audit_db = (
             f"postgresql://pygate:pygate-demo@127.0.0.1:{self.ports['POSTGRES_PORT']}/pygate"
         )
+        # `pygate serve` (the decisions service): its URL, and a fresh finance token per run.
+        self.decisions = f"http://127.0.0.1:{self.ports['DECISIONS_PORT']}"
+        self.serve_token = new_token()
         # The services' audit keyring (the compose file's default is a public demo key): a
         # fresh one per run, which the drill's verify must use too.
         self.audit_key = f"kdrill01 {secrets.token_hex(32)}"
@@ -108,6 +115,7 @@ class ComposeDeployment:
             **os.environ,
             **{k: str(v) for k, v in self.ports.items()},
             "PYGATE_AUDIT_KEY": self.audit_key,
+            "PYGATE_SERVE_TOKENS": f"finance {hash_token(self.serve_token)}",
             "COMPOSE_PROJECT_NAME": self.project,
             "PYGATE_BUNDLE_DIR": str(self.bundles),
             "PYGATE_KEYS_DIR": str(self.verify_key.parent),
@@ -140,6 +148,9 @@ class ComposeDeployment:
         for name, url in self.services.items():
             _wait(f"the {name} service to answer",
                   lambda u=url: httpx.get(f"{u}/health", timeout=2).status_code == 200)  # fmt: skip
+        ready = f"{self.decisions}/ready"
+        _wait("the decisions service to be ready",
+              lambda: httpx.get(ready, timeout=2).status_code == 200)  # fmt: skip
 
     # -- the drill's Deployment protocol ---------------------------------------------------
     def publish(self, bundle: Path) -> None:
@@ -203,8 +214,8 @@ def test_no_bridge_network_is_created(deployment: ComposeDeployment) -> None:
     names = set(_docker("network", "ls", "--format", "{{.Name}}").stdout.split())
     assert names <= {"host", "none", "bridge"}
     modes = {s: deployment.inspect(s, "{{.HostConfig.NetworkMode}}")
-             for s in ("bundle-server", "opa-finance", "opa-assistant", "postgres",
-                       "finance", "assistant")}  # fmt: skip
+             for s in ("bundle-server", "opa-finance", "opa-assistant", "opa-decisions",
+                       "postgres", "finance", "assistant", "decisions")}  # fmt: skip
     assert set(modes.values()) == {"host"}, modes
 
 
@@ -227,3 +238,50 @@ def test_the_deployment_drill_passes_on_compose(
     # Policy changes never restarted a sidecar; the one crash was healed by Docker alone.
     assert deployment.inspect("opa-assistant", "{{.RestartCount}}") == "0"
     assert deployment.inspect("opa-finance", "{{.RestartCount}}") == "1"
+
+
+def _curl(*args: str) -> tuple[int, dict[str, Any]]:
+    """``curl`` (a client that is not Python): the status and the JSON body."""
+    done = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args],
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), json.loads(body)
+
+
+def test_curl_gets_decisions_from_pygate_serve_in_compose(
+    deployment: ComposeDeployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decisions service (`pygate serve` in the service image) behind its own sidecar, with
+    the signed bundle and the shared PostgreSQL audit log, driven by curl."""
+    assert shutil.which("curl") is not None, "curl is needed to drive the deployment"
+    url = f"{deployment.decisions}/v1/decisions"
+    auth = ["-H", f"Authorization: Bearer {deployment.serve_token}",
+            "-H", "Content-Type: application/json"]  # fmt: skip
+    big = {"output": {"type": "transfer", "amount": 5000},
+           "user": {"id": f"curl-{deployment.project}", "transaction_limit": 1000}}  # fmt: skip
+    small = {**big, "output": {"type": "transfer", "amount": 10}}
+    status, refused = _curl(*auth, "-d", json.dumps(big), url)
+    assert (status, refused["allowed"], refused["policy_id"]) == (200, False, "FIN-002")
+    assert refused["service"] == "finance"
+    assert (refused["bundle_revision"] or "").startswith("r")  # decided with the signed bundle
+    status, allowed = _curl(*auth, "-d", json.dumps(small), url)
+    assert (status, allowed["allowed"]) == (200, True)
+    assert [a["name"] for a in allowed["actions"]] == ["transfer"]
+    status, other = _curl(*auth, "-d", json.dumps({**small, "context": {"service": "assistant"}}),
+                          url)  # fmt: skip
+    assert (status, other["allowed"], other["error"]["field"]) == (400, False, "context.service")
+    status, anonymous = _curl("-d", json.dumps(small), url)
+    assert (status, anonymous["allowed"]) == (401, False)
+    status, ready = _curl(f"{deployment.decisions}/ready")
+    assert (status, ready["ready"]) == (200, True)
+    assert ready["engine"]["bundle_revision"] == allowed["bundle_revision"]
+    # Audited in the shared log (read with the services' keyring), by the token's service.
+    monkeypatch.setenv("PYGATE_AUDIT_KEY", deployment.audit_key)
+    log = open_audit(deployment.audit_db)
+    try:
+        mine = {r.audit_id: r for r in log.records() if r.user_id == big["user"]["id"]}
+    finally:
+        log.close()
+    assert mine[refused["audit_id"]].service == "finance"
+    assert mine[allowed["audit_id"]].allowed
+    assert mine[other["decision"]["audit_id"]].policy_id == "pygate.input"

@@ -122,3 +122,42 @@ def test_reserve_many_hands_out_consecutive_units(tmp_path: Path) -> None:
     log.release("a", day)
     assert log.reserve("a", day) == 3
     log.close()
+
+
+def test_a_cancelled_waiter_does_not_kill_the_writer_thread() -> None:
+    # An async caller whose task is cancelled (a request timeout, a client gone) cancels its
+    # future; the commit still completes. The writer used to die setting that future's
+    # result (InvalidStateError), and every later async audit write then waited forever.
+    running = threading.Event()
+    release = threading.Event()
+
+    def execute(ops: Sequence[str]) -> list[str]:
+        running.set()
+        release.wait(10)
+        return [op.upper() for op in ops]
+
+    group: GroupCommit[str] = GroupCommit(execute)
+    first = group.submit("a")
+    assert running.wait(10)
+    assert first.cancel()  # its waiter gave up while the batch is being committed
+    second = group.submit("b")  # queued behind the running batch, then given up too
+    assert second.cancel()
+    release.set()
+    assert group.submit("c").result(10) == "C"  # the writer is alive
+    group.close()
+
+
+def test_a_cancelled_async_write_leaves_the_log_usable(tmp_path: Path) -> None:
+    log = SqliteAuditLog(tmp_path / "audit.db")
+    decision = Decision(allowed=False, reason="x", policy_id="p")
+
+    async def run() -> None:
+        writes = [asyncio.ensure_future(log.aappend_many([(decision, {})])) for _ in range(20)]
+        await asyncio.sleep(0)
+        for task in writes[::2]:
+            task.cancel()
+        await asyncio.gather(*writes, return_exceptions=True)
+        await asyncio.wait_for(log.aappend_many([(decision, {})]), 10)
+
+    asyncio.run(run())
+    log.close()

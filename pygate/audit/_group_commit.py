@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Generic, TypeVar
 
 from pygate._errors import AuditError
@@ -126,13 +126,13 @@ class GroupCommit(Generic[Op]):
         except Exception as exc:
             if len(batch) == 1 or not self._isolate(exc):
                 for _, future in batch:
-                    future.set_exception(exc)
+                    _settle(future, exception=exc)
                 return
             for one in batch:  # isolate the failing op: each alone, in order
                 self._complete([one])
             return
         for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            _settle(future, result)
 
     def _writer_loop(self) -> None:
         while True:
@@ -144,3 +144,17 @@ class GroupCommit(Generic[Op]):
                 batch = self._take_lead()
             if batch is not None:
                 self._run_batch(batch)
+
+
+def _settle(future: Future[Any], result: Any = None, exception: Exception | None = None) -> None:
+    """Complete a caller's future, unless its waiter gave up (an asyncio task cancelled by a
+    timeout cancels the future it awaited): the op was committed all the same, and raising
+    here would end the writer thread, leaving every later async write waiting forever.
+    """
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass  # cancelled: nobody is waiting for this result

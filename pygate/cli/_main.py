@@ -415,3 +415,6 @@ _register_mcp(main)
 from pygate.cli._replay import register as _register_replay  # noqa: E402
 
 _register_replay(main)
+from pygate.cli._serve import register as _register_serve  # noqa: E402
+
+_register_serve(main)
