@@ -825,7 +825,7 @@ class AsyncGate(_BaseGate):
 
     async def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
         """Async ``Gate.refuse_input``: audit a refusal for a request that could not be read."""
-        decision = self._rejected(exc, raw, user, None)
+        decision = self._rejected(exc, user, None)
         written = await self._awrite_many([_Entry(decision, self._input_record(exc, raw))])
         assert written[0] is not None  # nothing claimed, so nothing can be skipped
         return written[0]
