@@ -246,7 +246,8 @@ def test_own_refusals_are_complete() -> None:
     bad = _core.input_refusal(InputError("user.id", "required"), service="s", user_id=None)
     assert (bad.allowed, bad.fallback, bad.policy_id) == (False, False, INPUT_POLICY_ID)
     assert bad.reason == "Invalid input: user.id: required"
-    assert (bad.service, bad.user_id, bad.message) == ("s", None, None)
+    assert (bad.service, bad.user_id) == ("s", None)
+    assert bad.message == "I couldn't process that request."  # never the reason
     assert bad.latency_ms == 0.0
     for made in (d, bad):
         assert made.decided_at is not None

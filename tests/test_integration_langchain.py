@@ -118,7 +118,8 @@ def test_refused_call_never_runs_and_the_agent_gets_an_error_tool_message(
     refused = _tool_messages(model)
     assert refused["c1"].status == "error"
     assert refused["c1"].content == (
-        "Transfer of 5000 exceeds your transaction limit of 1000\nHint: Try a smaller amount"
+        "That is more than you can move at once: your limit is 1000.\n"
+        "Hint: Propose at most 1000 in amount, or split the amount and ask the user first."
     )
     assert refused["c2"].status == "error"
     assert refused["c1"].artifact["pygate"]["policy_ids"] == ["FIN-002"]
@@ -143,7 +144,7 @@ def test_review_interrupts_and_the_pygate_approval_lets_it_run_once(
     assert gate.approvals is not None
     [pending] = gate.approvals.find("pending")
     assert pause.value["approval_id"] == pending.approval_id
-    assert pause.value["message"] == "I can help with this, but I need approval first"
+    assert pause.value["message"].startswith("I can help with this, but I need approval first")
 
     gate.approvals.approve(pending.approval_id, by="rita")
     agent.invoke(Command(resume=True), thread)
@@ -172,7 +173,9 @@ def test_resuming_without_a_pygate_approval_refuses(
     message = _tool_messages(model)["c1"]
     assert (message.status, message.content) == (
         "error",
-        "I can help with this, but I need approval first",
+        "I can help with this, but I need approval first\n"
+        "Hint: Wait for a person to approve this call, "
+        "or use a tool from the allowlist instead of delete_records.",
     )
 
 

@@ -112,7 +112,8 @@ def test_refused_call_never_runs_and_the_model_sees_the_message(
     [record] = audit.tail(5)
     assert (record.allowed, record.policy_id) == (False, "FIN-002")
     assert _outputs(model) == {
-        "c1": "Transfer of 5000 exceeds your transaction limit of 1000\nHint: Try a smaller amount"
+        "c1": "That is more than you can move at once: your limit is 1000.\n"
+        "Hint: Propose at most 1000 in amount, or split the amount and ask the user first."
     }
 
 
@@ -143,7 +144,8 @@ def test_duplicate_key_arguments_are_refused_before_opa(
     Runner.run_sync(agent, "pay")
     assert ledger.calls == []
     assert [r.policy_id for r in audit.tail(5)][-1] == "pygate.input"
-    assert "duplicate key" in _outputs(model)["c1"]
+    assert "duplicate key" in audit.tail(1)[0].reason  # the internal reason, audited
+    assert _outputs(model)["c1"].startswith("I couldn't process that request.")  # never shown
 
 
 def test_review_interrupts_and_the_pygate_approval_lets_it_run_once(
@@ -186,7 +188,10 @@ def test_approving_only_in_the_sdk_lets_nothing_through(
     Runner.run_sync(agent, state)
     assert ledger.calls == []
     assert [r.allowed for r in audit.tail(5)] == [False, False]
-    assert _outputs(model) == {"c1": "I can help with this, but I need approval first"}
+    assert _outputs(model) == {
+        "c1": "I can help with this, but I need approval first\nHint: Wait for a person to approve "
+        "this call, or use a tool from the allowlist instead of delete_records."
+    }
 
 
 def test_rejecting_tells_the_model_and_closes_the_request(make_gate: Callable[..., Gate]) -> None:
@@ -240,7 +245,7 @@ def test_async_gate_with_the_async_runner(opa: LocalOpa, audit: AuditLog) -> Non
     outputs = asyncio.run(run())
     assert ledger.calls == [("transfer", {"amount": 50.0, "to": "acct-2"})]
     assert outputs["c1"] == "sent 50.0 to acct-2"
-    assert outputs["c2"].startswith("Transfer of 5000 exceeds")
+    assert outputs["c2"].startswith("That is more than you can move at once")
     assert sorted(r.allowed for r in audit.tail(5)) == [False, True]
 
 

@@ -124,7 +124,8 @@ def test_refused_call_never_runs_and_the_model_sees_a_failed_result(
     returns = script.returns()
     assert returns["c1"].outcome == "failed"
     assert returns["c1"].content == (
-        "Transfer of 5000.0 exceeds your transaction limit of 1000\nHint: Try a smaller amount"
+        "That is more than you can move at once: your limit is 1000.\n"
+        "Hint: Propose at most 1000 in amount, or split the amount and ask the user first."
     )
     assert returns["c2"].outcome == "failed"
 
@@ -171,7 +172,9 @@ def test_approving_only_in_pydantic_ai_lets_nothing_through(
     returned = script.returns()["c1"]
     assert (returned.outcome, returned.content) == (
         "failed",
-        "I can help with this, but I need approval first",
+        "I can help with this, but I need approval first\n"
+        "Hint: Wait for a person to approve this call, "
+        "or use a tool from the allowlist instead of delete_records.",
     )
 
 
