@@ -73,3 +73,19 @@ def test_quick_interleaved_benchmark_reports_every_row(tmp_path: Path) -> None:
         assert row["p50_us"] > 0, row["id"]
     assert {t["target"] for t in report["targets"]} >= {"Gate.evaluate no audit ÷ floor"}
     assert "load average" in done.stdout
+
+
+def test_quick_server_tuning_benchmark_runs_and_servers_agree(tmp_path: Path) -> None:
+    """benchmarks/opa_server_tuning.py: three OPA settings, the same decisions (never a speed)."""
+    out = tmp_path / "tuning.json"
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / "opa_server_tuning.py"),
+         "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert len(report["scenarios"]) == 3
+    for scenario in report["scenarios"].values():
+        assert scenario["identical"] is True
+        assert set(scenario["rows"]) == {"defaults", "store", "store+gogc"}

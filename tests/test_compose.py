@@ -285,3 +285,14 @@ def test_curl_gets_decisions_from_pygate_serve_in_compose(
     assert mine[refused["audit_id"]].service == "finance"
     assert mine[allowed["audit_id"]].allowed
     assert mine[other["decision"]["audit_id"]].policy_id == "pygate.input"
+
+
+def test_sidecars_run_opa_with_pygates_server_tuning(deployment: ComposeDeployment) -> None:
+    """The compose sidecars run OPA as LocalOpa does: data kept as Rego values, GOGC=400."""
+    from pygate.engine._opa_process import GOGC_DEFAULT, SERVER_TUNING
+
+    for service in ("opa-finance", "opa-assistant", "opa-decisions"):
+        args = json.loads(deployment.inspect(service, "{{json .Args}}"))
+        env = json.loads(deployment.inspect(service, "{{json .Config.Env}}"))
+        assert set(SERVER_TUNING) <= set(args), (service, args)
+        assert f"GOGC={GOGC_DEFAULT}" in env, (service, env)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pygate._errors import ConfigError
-from pygate.engine._opa_process import OPA_VERSION
+from pygate.engine._opa_process import GOGC_DEFAULT, OPA_VERSION, SERVER_TUNING
 
 DEFAULT_IMAGE = f"openpolicyagent/opa:{OPA_VERSION}-static"
 LABEL = "org.pygate.sidecar"
@@ -165,7 +165,10 @@ def _run(
             _wait_healthy(existing, url, timeout)
             return DockerSidecar(name, existing.id, image, url, source)
         existing.remove(force=True)  # stopped, or serving something else: replace it
-    command = ["run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error", *args]
+    command = [
+        "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
+        *SERVER_TUNING, *args,
+    ]  # fmt: skip
     try:
         container = client.containers.run(
             image,
@@ -176,6 +179,7 @@ def _run(
             volumes=volumes,
             labels={LABEL: source, f"{LABEL}.port": str(port)},
             restart_policy={"Name": "unless-stopped"},
+            environment={"GOGC": os.environ.get("GOGC", GOGC_DEFAULT)},
         )
     except docker.errors.ImageNotFound as exc:
         raise ConfigError(f"OPA image {image} not found and could not be pulled: {exc}") from exc

@@ -42,6 +42,24 @@ OPA_VERSION = "1.22.2"
 OPA_MODULE = "github.com/open-policy-agent/opa"
 
 
+# How pygate runs an OPA server (the local OPA, the Docker sidecar, the compose file).
+# --optimize-store-for-read-speed keeps policy data as Rego values, so a query does not
+# convert the data it reads on every decision (OPA's documented trade: more memory, slower
+# data writes, which happen once per bundle or push). GOGC=400: Rego evaluation allocates a
+# lot, and at Go's default the collector takes a large share of a decision's CPU; a GOGC the
+# user sets wins. Measured on this repository's bundle, interleaved, through HTTP:
+# benchmarks/opa_server_tuning.py (README "Performance").
+SERVER_TUNING = ("--optimize-store-for-read-speed",)
+GOGC_DEFAULT = "400"
+
+
+def opa_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment an OPA server runs with: ``base`` (default: ours) plus GOGC unless set."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("GOGC", GOGC_DEFAULT)
+    return env
+
+
 def opa_cache_dir() -> Path:
     """Where ``pygate opa install`` puts the pinned OPA (a per-user cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -300,7 +318,7 @@ class LocalOpa:
         bundle = self.as_bundle and not self.user_project and self.data is None
         return [
             str(self.opa_bin), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
-            "--log-level", "error", *(["--bundle"] if bundle else []),
+            "--log-level", "error", *SERVER_TUNING, *(["--bundle"] if bundle else []),
             *(["--ignore", "*_test.rego"] if self.user_project else []),
             *self.load_paths(), *self.extra_args,
         ]  # fmt: skip
@@ -326,6 +344,7 @@ class LocalOpa:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=opa_environment(),
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             _track(self._proc, live=True)
