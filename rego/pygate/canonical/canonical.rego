@@ -36,15 +36,88 @@ actions := result.actions
 
 problems := result.problems
 
-# The common case, an output that is itself one action, skips the walk.
-read(output) := {"actions": [a], "problems": []} if {
+# The common cases skip the walk: a plain OpenAI chat completion (see
+# _chat_actions; it is never an action itself) and an output that is itself
+# one action. Each gives exactly what
+# the walk gives for that output (canonical_test compares them on every
+# shape it knows, read_walked being the walk alone).
+read(output) := {"actions": actions, "problems": []} if {
+	actions := _chat_actions(output)
+} else := {"actions": [a], "problems": []} if {
 	c := _classify_node(output, [], null)
 	c.what == "action"
 	a := c.action
-} else := {"actions": [c.action | some c in cls], "problems": [_problem_text(c) | some c in cls; c.what == "problem"]} if {
+} else := read_walked(output)
+
+# read_walked reads output by walking every node of it: the general case.
+read_walked(output) := {"actions": [c.action | some c in cls], "problems": [_problem_text(c) | some c in cls; c.what == "problem"]} if {
 	is_object(output)
 	cls := _reached(output)
 } else := {"actions": [], "problems": ["the output must be an object"]}
+
+# _chat_actions is the actions of a plain OpenAI chat completion, read
+# without the walk; undefined for anything else (which then takes the walk).
+# Plain means: only the keys the API sends, every metadata value a scalar
+# (usage, logprobs and system_fingerprint, skipped by the walk, may hold
+# anything), message content null or a string, and every tool call {"id",
+# "type": "function", "function": {"name", "arguments"}, "index"} with a
+# valid name and arguments that are a JSON object. Then the walk would find,
+# per choice in order, the content as text (keys are visited sorted: content
+# before tool_calls) and then each tool call, with no problem.
+_chat_actions(output) := [a | some per in per_choice; some a in per] if {
+	is_array(output.choices)
+	_keys_within(output, {"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier"})
+	every key in {"id", "object", "created", "model", "service_tier"} {
+		_scalar(object.get(output, key, null))
+	}
+	per_choice := [_choice_actions(choice, i) | some i, choice in output.choices]
+	count(per_choice) == count(output.choices)
+}
+
+_scalar(value) if {
+	not is_object(value)
+	not is_array(value)
+}
+
+# The actions of one plain choice; undefined when the choice is not plain.
+_choice_actions(choice, i) := array.concat(_chat_text(message, i), calls) if {
+	_keys_within(choice, {"index", "message", "finish_reason", "logprobs"})
+	_scalar(object.get(choice, "index", null))
+	_scalar(object.get(choice, "finish_reason", null))
+	message := choice.message
+	_keys_within(message, {"role", "content", "refusal", "tool_calls"})
+	_scalar(object.get(message, "role", null))
+	_scalar(object.get(message, "refusal", null))
+	_plain_content(object.get(message, "content", null))
+	raw_calls := _calls_of(message)
+	calls := _chat_calls(raw_calls, i)
+	count(calls) == count(raw_calls)
+}
+
+_plain_content(null)
+
+_plain_content(content) if is_string(content)
+
+_calls_of(message) := message.tool_calls if {
+	is_array(message.tool_calls)
+} else := [] if {
+	object.get(message, "tool_calls", null) == null
+}
+
+_chat_text(message, i) := [_action("answer", "text", {"text": message.content}, "content", ["choices", i, "message", "content"]).action] if {
+	is_string(message.content)
+} else := []
+
+# Only the tool calls the walk would read as actions; _choice_actions
+# requires all of them to be, so a call that would be a problem takes the walk.
+_chat_calls(raw_calls, i) := [c.action |
+	some j, call in raw_calls
+	_keys_within(call, {"id", "type", "function", "index"})
+	call.type == "function"
+	_keys_within(call.function, {"name", "arguments"})
+	c := _named("tool_call", object.get(call.function, "name", null), _arguments(object.get(call.function, "arguments", null)), "openai.chat.tool_call", ["choices", i, "message", "tool_calls", j])
+	c.what == "action"
+]
 
 # The classified nodes of output that no action or skipped key covers, in
 # walk order: the actions and problems of the output. Envelope nodes (most
