@@ -36,13 +36,13 @@ actions := result.actions
 
 problems := result.problems
 
-# The common cases skip the walk: a plain OpenAI chat completion (see
-# _chat_actions; it is never an action itself) and an output that is itself
-# one action. Each gives exactly what
+# The common cases skip the walk: a plain OpenAI chat completion, Anthropic
+# message or OpenAI Responses object (_envelope_actions; none is an action
+# itself) and an output that is itself one action. Each gives exactly what
 # the walk gives for that output (canonical_test compares them on every
 # shape it knows, read_walked being the walk alone).
 read(output) := {"actions": actions, "problems": []} if {
-	actions := _chat_actions(output)
+	actions := _envelope_actions(output)
 } else := {"actions": [a], "problems": []} if {
 	c := _classify_node(output, [], null)
 	c.what == "action"
@@ -54,6 +54,72 @@ read_walked(output) := {"actions": [c.action | some c in cls], "problems": [_pro
 	is_object(output)
 	cls := _reached(output)
 } else := {"actions": [], "problems": ["the output must be an object"]}
+
+# The three envelope shapes are disjoint (a chat completion has choices and
+# no type, an Anthropic message has type "message", a Responses object has
+# output and no type), so at most one of these is defined for an output.
+_envelope_actions(output) := _chat_actions(output)
+
+_envelope_actions(output) := _anthropic_actions(output)
+
+_envelope_actions(output) := _responses_actions(output)
+
+# _anthropic_actions: a plain Anthropic message, {"type": "message", "content":
+# [text and tool_use blocks], ...}, every metadata value a scalar (usage,
+# skipped by the walk, may hold anything) and every block read as an action.
+_anthropic_actions(output) := actions if {
+	output.type == "message"
+	_keys_within(output, {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"})
+	every key in {"id", "role", "model", "stop_reason", "stop_sequence"} {
+		_scalar(object.get(output, key, null))
+	}
+	is_array(output.content)
+	actions := _block_actions(output.content, ["content"])
+	count(actions) == count(output.content)
+}
+
+# _responses_actions: a plain OpenAI Responses object, {"output": [items],
+# ...}, each item a function_call or a message of output_text/text blocks,
+# everything read as an action.
+_responses_actions(output) := [a | some per in per_item; some a in per] if {
+	is_array(output.output)
+	_keys_within(output, {"id", "object", "created_at", "status", "model", "output", "usage"})
+	every key in {"id", "object", "created_at", "status", "model"} {
+		_scalar(object.get(output, key, null))
+	}
+	per_item := [_response_item(item, i) | some i, item in output.output]
+	count(per_item) == count(output.output)
+}
+
+_response_item(item, i) := [c.action] if {
+	item.type == "function_call"
+	c := _call_or_problem("openai.responses.function_call", object.get(item, "name", null), object.get(item, "arguments", null), item, {"type", "name", "arguments", "call_id", "id", "status"}, ["output", i])
+	c.what == "action"
+} else := actions if {
+	item.type == "message"
+	_keys_within(item, {"id", "type", "role", "status", "content"})
+	every key in {"id", "role", "status"} {
+		_scalar(object.get(item, key, null))
+	}
+	is_array(item.content)
+	actions := _block_actions(item.content, ["output", i, "content"])
+	count(actions) == count(item.content)
+}
+
+# The actions of content blocks that the walk reads as actions (text and
+# tool_use blocks); the callers require every block to be one.
+_block_actions(blocks, prefix) := [c.action |
+	some k, block in blocks
+	c := _block_class(block, array.concat(prefix, [k]))
+	c.what == "action"
+]
+
+_block_class(block, path) := _action("answer", "text", object.remove(block, {"type", "annotations", "logprobs", "citations"}), "text", path) if {
+	block.type in {"text", "output_text"}
+	is_string(block.text)
+} else := _call_or_problem("anthropic.tool_use", object.get(block, "name", null), object.get(block, "input", null), block, {"type", "id", "name", "input", "cache_control"}, path) if {
+	block.type == "tool_use"
+}
 
 # _chat_actions is the actions of a plain OpenAI chat completion, read
 # without the walk; undefined for anything else (which then takes the walk).

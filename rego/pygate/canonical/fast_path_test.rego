@@ -77,3 +77,68 @@ test_fast_path_keeps_order_and_paths if {
 		["sell", ["choices", 1, "message", "tool_calls", 1]],
 	]
 }
+
+_use(name, input_args) := {"type": "tool_use", "id": "t", "name": name, "input": input_args}
+
+_anthropic(blocks) := {
+	"id": "m", "type": "message", "role": "assistant", "model": "claude", "content": blocks,
+	"stop_reason": "tool_use", "stop_sequence": null, "usage": {"input_tokens": 1, "nested": {"type": "transfer"}},
+}
+
+_fc(name, args) := {"type": "function_call", "id": "fc", "call_id": "c", "name": name, "arguments": args, "status": "completed"}
+
+_response(items) := {"id": "r", "object": "response", "created_at": 1, "status": "completed", "model": "m", "output": items, "usage": {"total_tokens": 3}}
+
+_msg(blocks) := {"type": "message", "id": "msg", "role": "assistant", "status": "completed", "content": blocks}
+
+_plain_envelopes := [
+	_anthropic([{"type": "text", "text": "Sure"}, _use("transfer", {"amount": 5, "to": "a"})]),
+	_anthropic([_use("Transfer", {"amount": 5}), _use("buy", {"asset": "ACME"})]),
+	_anthropic([{"type": "text", "text": "only text", "citations": [{"type": "transfer", "amount": 9}]}]),
+	_anthropic([]),
+	_anthropic([_use("transfer", "{}")]), # a JSON-string input is parsed, as everywhere
+	{"type": "message", "content": [{"type": "text", "text": "minimal", "cache_control": {"type": "ephemeral"}}]},
+	_response([_fc("transfer", `{"amount": 5, "to": "a"}`)]),
+	_response([_msg([{"type": "output_text", "text": "ok", "annotations": []}]), _fc("analyze", "{}"), _fc("buy", {"asset": "X"})]),
+	_response([]),
+	{"output": [_msg([{"type": "output_text", "text": "a"}, {"type": "text", "text": "b"}])]},
+]
+
+_not_plain_envelopes := [
+	_anthropic([{"type": "thinking", "thinking": "hmm"}, _use("transfer", {"amount": 5})]),
+	_anthropic([{"type": "Text", "text": "capital type"}]),
+	_anthropic([{"type": "text", "text": 5}]),
+	_anthropic([_use("trans fer", {})]),
+	_anthropic([object.union(_use("transfer", {}), {"extra": 1})]),
+	_anthropic(["a bare string block"]),
+	_anthropic("content as a string"),
+	object.union(_anthropic([]), {"type": "Message"}),
+	object.union(_anthropic([]), {"model": {"type": "transfer", "amount": 9}}),
+	object.union(_anthropic([]), {"container": null}),
+	_response([_fc("transfer", "{not json")]),
+	_response([object.union(_fc("transfer", "{}"), {"extra": 1})]),
+	_response([{"type": "reasoning", "id": "rs", "summary": []}]),
+	_response([_msg([{"type": "refusal", "refusal": "no"}])]),
+	_response([object.union(_msg([]), {"role": {"type": "transfer"}})]),
+	_response([_msg("text")]),
+	object.union(_response([]), {"instructions": "be nice"}),
+	object.union(_response([]), {"status": ["done"]}),
+	object.union(_response([]), {"type": "response"}),
+	{"output": "text"},
+	{"output": [["nested"]]},
+]
+
+test_envelope_fast_paths_equal_the_walk if {
+	every output in array.concat(_plain_envelopes, _not_plain_envelopes) {
+		canonical.read(output) == canonical.read_walked(output)
+	}
+}
+
+test_envelope_fast_paths_taken_for_plain_envelopes_only if {
+	every output in _plain_envelopes {
+		_ := canonical._envelope_actions(output)
+	}
+	every output in _not_plain_envelopes {
+		not canonical._envelope_actions(output)
+	}
+}
