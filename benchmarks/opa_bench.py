@@ -81,6 +81,47 @@ def scenario_inputs() -> dict[str, dict[str, Any]]:
                 ],
             },
         ),
+        "Anthropic message: text and a transfer tool_use": (
+            "finance",
+            {
+                "id": "msg-1",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "content": [
+                    {"type": "text", "text": "Sending it."},
+                    {
+                        "type": "tool_use",
+                        "id": "tu-1",
+                        "name": "transfer",
+                        "input": {"amount": 500, "to": "acct-2"},
+                    },
+                ],
+                "stop_reason": "tool_use",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 20},
+            },
+        ),
+        "OpenAI Responses: transfer function_call": (
+            "finance",
+            {
+                "id": "resp-1",
+                "object": "response",
+                "status": "completed",
+                "model": "m",
+                "output": [
+                    {
+                        "type": "function_call",
+                        "id": "fc-1",
+                        "call_id": "call-1",
+                        "name": "transfer",
+                        "arguments": '{"amount": 500, "to": "acct-2"}',
+                        "status": "completed",
+                    }
+                ],
+                "usage": {"total_tokens": 30},
+            },
+        ),
         "assistant tool call with code": (
             "assistant",
             {"type": "tool_call", "action": "analyze", "arguments": {"text": CODE}},

@@ -76,6 +76,7 @@ ABLATIONS: dict[str, list[tuple[str, str, str]]] = {
 SCENARIOS = (
     "transfer within limit",
     "OpenAI chat completion: transfer tool call",
+    "Anthropic message: text and a transfer tool_use",
     "assistant tool call with code",
 )
 DECISION = "data.pygate.gate.decision"
