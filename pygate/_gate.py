@@ -57,7 +57,7 @@ _BUNDLE_CACHE_S = 1.0
 class _Prepared:
     """A validated request: the input document plus what the audit record needs."""
 
-    __slots__ = ("day", "document", "exact", "output", "service", "usage", "user_id")
+    __slots__ = ("day", "document", "exact", "output", "service", "stored", "usage", "user_id")
 
     def __init__(self, document: JSONObject, service: str | None, user_id: str) -> None:
         self.document = document
@@ -69,6 +69,9 @@ class _Prepared:
         self.usage: int | None = None
         #: Ask with the committed figure only (its last quota refusal did not stand).
         self.exact = False
+        #: The document as the audit stores it (``AuditLog.stored_document``), worked out
+        #: while OPA evaluates it; ``None``: not yet (the record then works it out).
+        self.stored: tuple[str, Any] | None = None
 
 
 #: How many times a decision is asked again when what it claimed moved meanwhile (an approval
@@ -482,7 +485,9 @@ class _BaseGate:
             written = await self.audit.aappend_checked(_checked(entries))
         except AuditError as exc:
             return list(_unaudited(entries, exc))
-        if self.approvals is not None:
+        if self.approvals is not None and any(
+            _may_book(e, d) for e, d in zip(entries, written, strict=True)
+        ):
             await asyncio.to_thread(self._book_approvals, entries, written)
         return written
 
@@ -537,6 +542,19 @@ class _Entry:
         self.prepared = prepared
 
 
+def _may_book(entry: _Entry, decision: Decision | None) -> bool:
+    """Whether ``Approvals.after_decision`` can have anything to do for this decision: only
+    an audited refusal of a gated output, with OPA's output hash, opens a review request
+    (an allow, a fallback or an input refusal never does)."""
+    return (
+        entry.prepared is not None
+        and decision is not None
+        and not decision.allowed
+        and not decision.fallback
+        and bool(decision.output_hash)
+    )
+
+
 def _checked(entries: list[_Entry]) -> list[Checked]:
     """The audit items: each with the quota usage OPA decided with, when it was asked one.
 
@@ -557,7 +575,8 @@ def _checked(entries: list[_Entry]) -> list[Checked]:
             usage = floor[key] if _quota_refusal(e) else e.prepared.usage
             quota = (e.prepared.user_id, e.prepared.day, usage)
         document = e.prepared.document if e.prepared is not None else None
-        items.append(Checked(e.decision, e.output, quota, document))
+        stored = e.prepared.stored if e.prepared is not None else None
+        items.append(Checked(e.decision, e.output, quota, document, stored))
     return items
 
 
@@ -733,18 +752,37 @@ class Gate(_BaseGate):
                 self._use_quota(prepared, self.audit.quota_used(keys))
             except AuditError as exc:
                 return _unreserved(prepared, exc)
+        meanwhile = self._meanwhile(prepared)
         try:
             if single:
                 status, body = self._transport.post(
-                    _core.DECISION_PATH, _core.request_body(prepared[0].document)
+                    _core.DECISION_PATH, _core.request_body(prepared[0].document), meanwhile
                 )
                 return [self._decide(prepared[0], status, body, started)]
             status, body = self._transport.post(
-                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared]), meanwhile
             )
             return self._decide_many(prepared, status, body, started)
         except EngineError as exc:
             return [self._fallback(p, exc, started) for p in prepared]
+
+    def _meanwhile(self, prepared: list[_Prepared]) -> Callable[[], None] | None:
+        """What to do while OPA evaluates: redact the documents as their records store them
+        (most of a record's cost), so only the decision's own fields are left for after."""
+        audit = self.audit
+        for item in prepared:
+            item.stored = None  # a document sent again may differ (approvals re-read)
+        if audit is None:
+            return None
+
+        def work() -> None:
+            for item in prepared:
+                try:
+                    item.stored = audit.stored_document(item.document)
+                except (TypeError, ValueError, RecursionError):
+                    item.stored = None  # the record works it out again, and reports it
+
+        return work
 
     def execute(self, output: Any, user: Any, run: Callable[..., T], context: Any = None) -> T:
         """Run ``run`` only if the gate allows ``output``, handing it what was decided.

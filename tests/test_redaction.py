@@ -263,7 +263,7 @@ def test_the_stored_opa_input_and_output_come_from_one_walk(tmp_path: Path) -> N
     try:
         output = {"type": "note", "text": "card 4111 1111 1111 1111", "api_key": "sk-x"}
         document = {"output": output, "user": {"id": "u", "token": "t0k3n"}, "context": {}}
-        opa_input, masked = log._redacted_document(document)
+        opa_input, masked = log.stored_document(document)
         assert _stored_json(masked) == log.redacted_json(output)
         stored = json.loads(opa_input)
         assert stored["user"] == {"id": "u", "token": "***"}

@@ -170,7 +170,11 @@ def canonical(row: dict[str, Any]) -> str:
 def _stored_json(masked: Any) -> str:
     """A redacted value as a column stores it: canonical, strict JSON (non-finite floats
     named, see ``_finite``)."""
-    return json.dumps(_finite(masked), sort_keys=True, default=repr, allow_nan=False)
+    try:
+        # Gated documents hold no NaN (``check_document`` refuses them): skip the walk.
+        return json.dumps(masked, sort_keys=True, default=repr, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(masked), sort_keys=True, default=repr, allow_nan=False)
 
 
 def _finite(value: Any) -> Any:
@@ -362,7 +366,7 @@ class AuditLog(ABC):
         Raises:
             AuditError: nothing was committed.
         """
-        rows = [self._row(i.decision, i.output, i.document) for i in items]
+        rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(self._insert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -371,7 +375,7 @@ class AuditLog(ABC):
 
     async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
         """``append_checked`` for asyncio callers."""
-        rows = [self._row(i.decision, i.output, i.document) for i in items]
+        rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(await self._ainsert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -538,25 +542,30 @@ class AuditLog(ABC):
         """
         if document is None:
             return None
-        return self._redacted_document(document)[0]
+        return self.stored_document(document)[0]
 
-    def _redacted_document(self, document: JSONObject) -> tuple[str, Any]:
+    def stored_document(self, document: JSONObject) -> tuple[str, Any]:
         """``replay_input(document)`` and the redacted ``output`` inside it, from ONE walk
         of the document (every string is scanned once; redaction is most of a record's
-        cost)."""
+        cost). The gate works this out while OPA evaluates and hands it to the record
+        (``Checked.stored``)."""
         masked, paths = redact_with_paths(document, self._redact_keys, self._redact_pattern)
         stored = {k: v for k, v in masked.items() if k != "output"}
         stored["redacted"] = paths
         return _stored_json(stored), masked.get("output")
 
     def _row(
-        self, decision: Decision, output: Any, document: JSONObject | None = None
+        self,
+        decision: Decision,
+        output: Any,
+        document: JSONObject | None = None,
+        stored: tuple[str, Any] | None = None,
     ) -> dict[str, Any]:
         when = decision.decided_at or datetime.now(UTC)
         opa_input: str | None = None
         stored_output: str | None = None
         if document is not None:
-            opa_input, masked = self._redacted_document(document)
+            opa_input, masked = stored or self.stored_document(document)
             if output is document.get("output"):
                 # The gate stores the output it asked OPA about: already redacted above.
                 stored_output = _stored_json(masked)
@@ -801,12 +810,15 @@ class Checked:
         quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
             ``None`` when the decision is not counted (no quota was asked about).
         document: the input document OPA was asked (kept, redacted, for replay).
+        stored: ``AuditLog.stored_document(document)`` when already worked out (it must be
+            of this very document), else ``None``.
     """
 
     decision: Decision
     output: Any
     quota: tuple[str, str, int] | None = None
     document: JSONObject | None = None
+    stored: tuple[str, Any] | None = None
 
 
 def claims(log: AuditLog, item: Checked, row: dict[str, Any]) -> list[Check]:
