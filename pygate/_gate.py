@@ -781,8 +781,8 @@ class Gate(_BaseGate):
             for item in prepared:
                 try:
                     item.stored = audit.stored_document(item.document)
-                except (TypeError, ValueError, RecursionError):
-                    item.stored = None  # the record works it out again, and reports it
+                except Exception:  # the record works it out again, and raises there
+                    item.stored = None
 
         return work
 

@@ -176,3 +176,20 @@ def test_meanwhile_runs_once_between_sending_and_reading_even_when_resent(
     finally:
         transport.close()
     assert calls == ["call 0", "call 1", "call 2"]
+
+
+def test_a_failing_meanwhile_drops_the_connection_whose_answer_was_not_read(opa: LocalOpa) -> None:
+    """Otherwise the next request on this thread would read the unread answer as its own."""
+    transport = HttpClientTransport(opa.url, 5.0)
+
+    def boom() -> None:
+        raise RuntimeError("caller's work failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            transport.post("pygate/gate/decision", b'{"input":{}}', boom)
+        assert getattr(transport._local, "conn", None) is None
+        status, _ = transport.post("pygate/gate/decision", b'{"input":{}}')
+        assert status == 200
+    finally:
+        transport.close()

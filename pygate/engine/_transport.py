@@ -157,7 +157,11 @@ class HttpClientTransport:
     ) -> tuple[int, bytes]:
         conn.request("POST", url, body=body, headers=self._headers)
         while pending:  # once, even when the request is sent again
-            pending.pop()()
+            try:
+                pending.pop()()
+            except BaseException:
+                self._drop(conn)  # its answer is never read: it must not be the next one's
+                raise
         response = conn.getresponse()
         return response.status, response.read()
 
