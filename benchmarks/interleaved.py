@@ -194,7 +194,7 @@ class Bench:
 
         self.add("fsync", "os.write of 200 bytes + os.fsync (same file system)", fsync)
         # What one audit commit writes: SQLite's WAL grows by ~28 KB per decision (7 pages:
-        # the record, its two indexes, the autoincrement counter, the quota row and its key).
+        # the record, its three indexes, the autoincrement counter, the quota row and its key).
         pages = b"p" * (7 * 4096)
 
         def fsync_pages() -> None:

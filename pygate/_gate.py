@@ -50,6 +50,8 @@ P = ParamSpec("P")
 AUDIT_POLICY_ID = "pygate.audit"
 #: Refusals of a decision made by a rolled-back (older) policy bundle.
 BUNDLE_POLICY_ID = "pygate.bundle"
+#: The most concurrent ``AsyncGate.evaluate`` calls asked in one batch request to OPA.
+COALESCE_MAX = 64
 #: Seconds a gate trusts its cached bundle high-water mark before reading the store again.
 _BUNDLE_CACHE_S = 1.0
 
@@ -57,7 +59,7 @@ _BUNDLE_CACHE_S = 1.0
 class _Prepared:
     """A validated request: the input document plus what the audit record needs."""
 
-    __slots__ = ("day", "document", "exact", "output", "service", "usage", "user_id")
+    __slots__ = ("day", "document", "exact", "output", "service", "stored", "usage", "user_id")
 
     def __init__(self, document: JSONObject, service: str | None, user_id: str) -> None:
         self.document = document
@@ -69,6 +71,9 @@ class _Prepared:
         self.usage: int | None = None
         #: Ask with the committed figure only (its last quota refusal did not stand).
         self.exact = False
+        #: The document as the audit stores it (``AuditLog.stored_document``), worked out
+        #: while OPA evaluates it; ``None``: not yet (the record then works it out).
+        self.stored: tuple[str, Any] | None = None
 
 
 #: How many times a decision is asked again when what it claimed moved meanwhile (an approval
@@ -482,7 +487,9 @@ class _BaseGate:
             written = await self.audit.aappend_checked(_checked(entries))
         except AuditError as exc:
             return list(_unaudited(entries, exc))
-        if self.approvals is not None:
+        if self.approvals is not None and any(
+            _may_book(e, d) for e, d in zip(entries, written, strict=True)
+        ):
             await asyncio.to_thread(self._book_approvals, entries, written)
         return written
 
@@ -537,6 +544,19 @@ class _Entry:
         self.prepared = prepared
 
 
+def _may_book(entry: _Entry, decision: Decision | None) -> bool:
+    """Whether ``Approvals.after_decision`` can have anything to do for this decision: only
+    an audited refusal of a gated output, with OPA's output hash, opens a review request
+    (an allow, a fallback or an input refusal never does)."""
+    return (
+        entry.prepared is not None
+        and decision is not None
+        and not decision.allowed
+        and not decision.fallback
+        and bool(decision.output_hash)
+    )
+
+
 def _checked(entries: list[_Entry]) -> list[Checked]:
     """The audit items: each with the quota usage OPA decided with, when it was asked one.
 
@@ -557,7 +577,8 @@ def _checked(entries: list[_Entry]) -> list[Checked]:
             usage = floor[key] if _quota_refusal(e) else e.prepared.usage
             quota = (e.prepared.user_id, e.prepared.day, usage)
         document = e.prepared.document if e.prepared is not None else None
-        items.append(Checked(e.decision, e.output, quota, document))
+        stored = e.prepared.stored if e.prepared is not None else None
+        items.append(Checked(e.decision, e.output, quota, document, stored))
     return items
 
 
@@ -733,18 +754,37 @@ class Gate(_BaseGate):
                 self._use_quota(prepared, self.audit.quota_used(keys))
             except AuditError as exc:
                 return _unreserved(prepared, exc)
+        meanwhile = self._meanwhile(prepared)
         try:
             if single:
                 status, body = self._transport.post(
-                    _core.DECISION_PATH, _core.request_body(prepared[0].document)
+                    _core.DECISION_PATH, _core.request_body(prepared[0].document), meanwhile
                 )
                 return [self._decide(prepared[0], status, body, started)]
             status, body = self._transport.post(
-                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared])
+                _core.BATCH_PATH, _core.batch_body([p.document for p in prepared]), meanwhile
             )
             return self._decide_many(prepared, status, body, started)
         except EngineError as exc:
             return [self._fallback(p, exc, started) for p in prepared]
+
+    def _meanwhile(self, prepared: list[_Prepared]) -> Callable[[], None] | None:
+        """What to do while OPA evaluates: redact the documents as their records store them
+        (most of a record's cost), so only the decision's own fields are left for after."""
+        audit = self.audit
+        for item in prepared:
+            item.stored = None  # a document sent again may differ (approvals re-read)
+        if audit is None:
+            return None
+
+        def work() -> None:
+            for item in prepared:
+                try:
+                    item.stored = audit.stored_document(item.document)
+                except Exception:  # the record works it out again, and raises there
+                    item.stored = None
+
+        return work
 
     def execute(self, output: Any, user: Any, run: Callable[..., T], context: Any = None) -> T:
         """Run ``run`` only if the gate allows ``output``, handing it what was decided.
@@ -806,12 +846,17 @@ class AsyncGate(_BaseGate):
             if self.engine is not None
             else AiohttpTransport(self.url, self.settings.timeout)
         )
+        self._queued: list[tuple[_Prepared, float, asyncio.Future[Decision]]] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def evaluate(self, output: Any, user: Any, context: Any = None) -> Decision:
         """Async ``Gate.evaluate``: same decision, durable audit record before it returns.
 
         Concurrent evaluations share audit transactions (group commit), so many decisions
-        in flight cost one fsync; the event loop never blocks on the database.
+        in flight cost one fsync; the event loop never blocks on the database. Calls made
+        in the same event-loop tick are asked in ONE request to OPA's batch entry point
+        (up to ``COALESCE_MAX``), each decided and audited on its own as ``evaluate_many``
+        does; a lone call is asked alone.
         """
         started = time.perf_counter()
         try:
@@ -821,7 +866,41 @@ class AsyncGate(_BaseGate):
             written = await self._awrite_many([_Entry(decision, self._input_record(exc, output))])
             assert written[0] is not None  # nothing claimed, so nothing can be skipped
             return written[0]
-        return (await self._settle([prepared], started, single=True))[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._queued.append((prepared, started, future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._ask_queued)
+        return await future
+
+    def _ask_queued(self) -> None:
+        """Ask OPA about the calls queued in this tick, in batches of ``COALESCE_MAX``."""
+        queued, self._queued = self._queued, []
+        for at in range(0, len(queued), COALESCE_MAX):
+            task = asyncio.ensure_future(self._settle_queued(queued[at : at + COALESCE_MAX]))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _settle_queued(
+        self, queued: list[tuple[_Prepared, float, asyncio.Future[Decision]]]
+    ) -> None:
+        """Decide and audit queued calls together; hand each caller its own decision."""
+        try:
+            decisions = await self._settle(
+                [p for p, _, _ in queued], min(s for _, s, _ in queued), single=len(queued) == 1
+            )
+        except BaseException as exc:  # every caller gets it (there is nobody else to raise to)
+            for _, _, future in queued:
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            return
+        for (_, _, future), decision in zip(queued, decisions, strict=True):
+            if not future.done():  # a cancelled caller's record is written all the same
+                future.set_result(decision)
 
     async def refuse_input(self, exc: InputError, raw: Any = None, user: Any = None) -> Decision:
         """Async ``Gate.refuse_input``: audit a refusal for a request that could not be read."""

@@ -50,11 +50,13 @@ class _Duplicate(ValueError):
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise _Duplicate(key)
-        doc[key] = value
+    doc = dict(pairs)  # built in C; a duplicate key shows as a shorter dict
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
     return doc
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -254,3 +257,98 @@ def test_quota_is_exact_under_concurrent_processes(opa: LocalOpa, tmp_path) -> N
     assert log.usage_today("shared-user", now=log.tail(1)[0].ts) == 100
     assert log.verify().ok
     log.close()
+
+
+def test_the_record_worked_out_while_opa_evaluates_is_the_one_worked_out_after(
+    opa: LocalOpa, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync gate redacts the document while OPA evaluates (once per decision); the
+    stored output and replay input are byte for byte those of a record made afterwards."""
+    output = {"type": "transfer", "amount": 10, "to": "acct-2"}
+    user = {**ANALYST, "api_key": "sk-not-stored", "note": "ssn 123-45-6789"}
+    calls: list[int] = []
+    real = AuditLog.stored_document
+
+    def counted(self: AuditLog, document: dict[str, object]) -> tuple[str, object]:
+        calls.append(1)
+        return real(self, document)
+
+    monkeypatch.setattr(AuditLog, "stored_document", counted)
+    rows = []
+    for overlap in (True, False):
+        db = tmp_path / f"{overlap}.db"
+        with Gate("finance", opa_url=opa.url, audit=db) as gate:
+            if not overlap:
+                monkeypatch.setattr(gate, "_meanwhile", lambda prepared: None)
+            post, seen = gate._transport.post, []
+
+            def spy(*args: Any, post: Any = post, seen: list[int] = seen) -> Any:
+                answer = post(*args)
+                seen.append(len(calls))  # worked out by the time OPA's answer was read?
+                return answer
+
+            monkeypatch.setattr(gate._transport, "post", spy)
+            decision = gate.evaluate(output, user)
+            assert decision.allowed, decision.reason
+        assert seen == [1 if overlap else 0]
+        calls_now, calls[:] = len(calls), []
+        assert calls_now == 1  # once: during the round trip, or after it
+        with sqlite3.connect(db) as conn:
+            rows.append(conn.execute("SELECT output, opa_input FROM decisions").fetchone())
+    assert rows[0] == rows[1]
+    assert "sk-not-stored" not in rows[0][1]
+    assert "123-45-6789" not in rows[0][1]
+    assert '"user.api_key"' in rows[0][1]
+
+
+def test_async_calls_of_one_tick_are_one_batch_each_decided_and_audited_alone(
+    opa: LocalOpa, tmp_path: Path
+) -> None:
+    """Concurrent AsyncGate.evaluate calls share one OPA request; each caller still gets its
+    own decision (a refusal among allows stays a refusal) and its own audit record."""
+    paths: list[str] = []
+
+    async def run() -> list[Any]:
+        async with AsyncGate("finance", opa_url=opa.url, audit=tmp_path / "a.db") as gate:
+            post = gate._transport.post
+
+            async def spy(path: str, body: bytes) -> tuple[int, bytes]:
+                paths.append(path)
+                return await post(path, body)
+
+            gate._transport.post = spy  # type: ignore[method-assign]
+            amounts = [10, 5000, 20, 30]  # 5000 is over the analyst's limit
+            decisions = await asyncio.gather(
+                *(
+                    gate.evaluate({"type": "transfer", "amount": a, "to": "acct-2"}, ANALYST)
+                    for a in amounts
+                )
+            )
+            lone = await gate.evaluate({"type": "transfer", "amount": 1, "to": "a"}, ANALYST)
+            assert gate.audit is not None
+            records = list(gate.audit.records())
+            return [decisions, lone, records]
+
+    decisions, lone, records = asyncio.run(run())
+    assert paths == ["pygate/gate/batch", "pygate/gate/decision"]
+    assert [d.allowed for d in decisions] == [True, False, True, True]
+    assert decisions[1].policy_id is not None
+    assert lone.allowed
+    assert len({d.audit_id for d in [*decisions, lone]}) == 5
+    assert sorted(r.audit_id for r in records) == sorted(d.audit_id for d in [*decisions, lone])
+
+
+def test_a_batch_of_async_calls_fails_closed_for_every_caller(
+    dead_url: str, tmp_path: Path
+) -> None:
+    async def run() -> list[Any]:
+        async with AsyncGate("finance", opa_url=dead_url, audit=tmp_path / "a.db") as gate:
+            decisions = await asyncio.gather(
+                *(gate.evaluate({"type": "transfer", "amount": 10}, ANALYST) for _ in range(3))
+            )
+            assert gate.audit is not None
+            return [decisions, gate.audit.count()]
+
+    decisions, count = asyncio.run(run())
+    assert [(d.allowed, d.fallback) for d in decisions] == [(False, True)] * 3
+    assert count == 3

@@ -161,3 +161,22 @@ def test_a_cancelled_async_write_leaves_the_log_usable(tmp_path: Path) -> None:
 
     asyncio.run(run())
     log.close()
+
+
+def test_sqlite_reads_do_not_queue_behind_the_writer(tmp_path: Path) -> None:
+    """A decision's reads (quota, approvals) see the last commit while another batch holds
+    the write connection (its fsync), instead of waiting for it to finish."""
+    log = SqliteAuditLog(tmp_path / "a.db")
+    try:
+        log.append(Decision(allowed=True, user_id="u1"), {"type": "x"})
+        got: list[int] = []
+        with log._lock:  # the writer is busy (as during a commit's fsync)
+            reader = threading.Thread(target=lambda: got.append(log.count()))
+            reader.start()
+            reader.join(30)
+            done_while_writing = not reader.is_alive()
+        reader.join()
+        assert done_while_writing
+        assert got == [1]
+    finally:
+        log.close()

@@ -9,19 +9,25 @@ SQLite file and its WAL (everything stored on PostgreSQL, as text), and in OPA's
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pygate import Gate, LocalOpa
 from pygate.audit._base import redact_pattern
 from pygate.audit._redact import (
     DEFAULT_REDACT_KEYS,
     DEFAULT_REDACT_PATTERNS,
+    SUFFIX_MIN,
     key_names,
     luhn,
     masks_key,
     redact,
+    redact_with_paths,
+    redacted_paths,
 )
 from tests.test_trust import _opa_events
 
@@ -210,3 +216,58 @@ def test_corpus_never_lands_in_the_audit_store_or_opa_decision_log(
     assert leaks == []
     assert b"***" in stored
     assert b"***" in logged
+
+
+# --- the one-walk redaction the audit uses is the two-walk rule, exactly ---------------------
+def _reference_masks_key(key: str, names: frozenset[str]) -> bool:
+    """The rule as the module docstring states it, written plainly (no caches)."""
+    n = re.sub(r"[^a-z0-9]", "", key.lower())
+    return n in names or any(len(name) >= SUFFIX_MIN and n.endswith(name) for name in names)
+
+
+_KEYS = st.sampled_from(
+    ["type", "amount", "token", "GitHub-Token", "max_tokens", "japan", "pwd", "X-API-Key",
+     "db_password", "card", "cards", "ssn", "text", "arguments"]
+) | st.text(max_size=12)  # fmt: skip
+_TEXT = st.sampled_from(
+    ["acct-2", "4111 1111 1111 1111", "123-45-6789", "password=hunter22", "ok", ""]
+) | st.text(max_size=20)  # fmt: skip
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(key=_KEYS)
+def test_masks_key_matches_the_stated_rule(key: str) -> None:
+    names = key_names(DEFAULT_REDACT_KEYS)
+    assert masks_key(key, names) == _reference_masks_key(key, names)
+
+
+@given(document=st.dictionaries(_KEYS, _JSON, max_size=4))
+def test_redact_with_paths_is_redact_plus_redacted_paths(document: dict[str, object]) -> None:
+    names = key_names(DEFAULT_REDACT_KEYS)
+    pattern = redact_pattern(DEFAULT_REDACT_PATTERNS)
+    masked, paths = redact_with_paths(document, names, pattern)
+    assert masked == redact(document, DEFAULT_REDACT_KEYS, pattern)
+    assert paths == redacted_paths(document, names, pattern)
+
+
+def test_the_stored_opa_input_and_output_come_from_one_walk(tmp_path: Path) -> None:
+    """The record's output and opa_input columns are what the separate redactions give."""
+    from pygate.audit import SqliteAuditLog
+    from pygate.audit._base import _stored_json
+
+    log = SqliteAuditLog(tmp_path / "a.db")
+    try:
+        output = {"type": "note", "text": "card 4111 1111 1111 1111", "api_key": "sk-x"}
+        document = {"output": output, "user": {"id": "u", "token": "t0k3n"}, "context": {}}
+        opa_input, masked = log.stored_document(document)
+        assert _stored_json(masked) == log.redacted_json(output)
+        stored = json.loads(opa_input)
+        assert stored["user"] == {"id": "u", "token": "***"}
+        assert "output" not in stored
+        assert stored["redacted"] == ["output.text", "output.api_key", "user.token"]
+    finally:
+        log.close()

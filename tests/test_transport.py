@@ -139,3 +139,57 @@ def test_unix_socket(tmp_path: Path, audit: AuditLog) -> None:
 
         assert asyncio.run(run())
     assert audit.count() == 4
+
+
+def test_a_request_is_one_send_of_head_and_body(opa: LocalOpa) -> None:
+    """Head and body go out in one write (the stock http.client made two: OPA woke twice)."""
+    transport = HttpClientTransport(opa.url, 5.0)
+    sent: list[bytes] = []
+    body = b'{"input":{}}'
+    try:
+        transport.post("pygate/gate/decision", body)  # opens this thread's connection
+        conn = transport._local.conn
+        real = conn.send
+        conn.send = lambda data: (sent.append(bytes(data)), real(data))[1]  # type: ignore[method-assign]
+        status, _ = transport.post("pygate/gate/decision", body)
+    finally:
+        transport.close()
+    assert status == 200
+    assert len(sent) == 1
+    assert sent[0].startswith(b"POST /v1/data/pygate/gate/decision")
+    assert sent[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_meanwhile_runs_once_between_sending_and_reading_even_when_resent(
+    drops_after_each_answer: str,
+) -> None:
+    """The caller's work overlaps OPA's; a request sent again (stale keep-alive) does not
+    run it twice, and it runs after the request left."""
+    transport = HttpClientTransport(drops_after_each_answer, 5.0)
+    calls: list[str] = []
+    try:
+        for n in range(3):  # the 2nd and 3rd find their kept-alive connection dropped
+            status, body = transport.post(
+                "pygate/gate/decision", b"{}", lambda n=n: calls.append(f"call {n}")
+            )
+            assert (status, body) == (200, ALLOW)
+    finally:
+        transport.close()
+    assert calls == ["call 0", "call 1", "call 2"]
+
+
+def test_a_failing_meanwhile_drops_the_connection_whose_answer_was_not_read(opa: LocalOpa) -> None:
+    """Otherwise the next request on this thread would read the unread answer as its own."""
+    transport = HttpClientTransport(opa.url, 5.0)
+
+    def boom() -> None:
+        raise RuntimeError("caller's work failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            transport.post("pygate/gate/decision", b'{"input":{}}', boom)
+        assert getattr(transport._local, "conn", None) is None
+        status, _ = transport.post("pygate/gate/decision", b'{"input":{}}')
+        assert status == 200
+    finally:
+        transport.close()

@@ -30,7 +30,7 @@ from pygate.audit._integrity import Checkpoint, Integrity
 from pygate.audit._redact import DEFAULT_REDACT_KEYS as DEFAULT_REDACT_KEYS
 from pygate.audit._redact import DEFAULT_REDACT_PATTERNS as DEFAULT_REDACT_PATTERNS
 from pygate.audit._redact import MASK as MASK
-from pygate.audit._redact import key_names, redact_text, redacted_paths
+from pygate.audit._redact import key_names, redact_names, redact_text, redact_with_paths
 from pygate.audit._redact import redact as redact
 from pygate.audit._redact import redact_pattern as redact_pattern
 
@@ -165,6 +165,16 @@ def canonical(row: dict[str, Any]) -> str:
         last = max(i for i, u in enumerate(used) if u)
         values += [row.get(c) for g in EXTRA_GENERATIONS[: last + 1] for c in g]
     return json.dumps(values, separators=(",", ":"), sort_keys=True)
+
+
+def _stored_json(masked: Any) -> str:
+    """A redacted value as a column stores it: canonical, strict JSON (non-finite floats
+    named, see ``_finite``)."""
+    try:
+        # Gated documents hold no NaN (``check_document`` refuses them): skip the walk.
+        return json.dumps(masked, sort_keys=True, default=repr, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(masked), sort_keys=True, default=repr, allow_nan=False)
 
 
 def _finite(value: Any) -> Any:
@@ -356,7 +366,7 @@ class AuditLog(ABC):
         Raises:
             AuditError: nothing was committed.
         """
-        rows = [self._row(i.decision, i.output, i.document) for i in items]
+        rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(self._insert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -365,7 +375,7 @@ class AuditLog(ABC):
 
     async def aappend_checked(self, items: list[Checked]) -> list[Decision | None]:
         """``append_checked`` for asyncio callers."""
-        rows = [self._row(i.decision, i.output, i.document) for i in items]
+        rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(await self._ainsert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -520,8 +530,8 @@ class AuditLog(ABC):
         NaN and infinities are not JSON (PostgreSQL's json type rejects them), so they are
         stored as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
         """
-        masked = _finite(redact(output, self._redact_keys, self._redact_pattern))
-        return json.dumps(masked, sort_keys=True, default=repr, allow_nan=False)
+        masked = redact_names(output, self._redact_keys, self._redact_pattern)
+        return _stored_json(masked)
 
     def replay_input(self, document: JSONObject | None) -> str | None:
         """The ``opa_input`` column for the input document OPA was asked (``None``: none).
@@ -532,23 +542,42 @@ class AuditLog(ABC):
         """
         if document is None:
             return None
-        names, pattern = self._redact_keys, self._redact_pattern
-        rest = {k: v for k, v in document.items() if k != "output"}
-        stored = _finite(redact(rest, names, pattern))
-        stored["redacted"] = redacted_paths(document, names, pattern)
-        return json.dumps(stored, sort_keys=True, default=repr, allow_nan=False)
+        return self.stored_document(document)[0]
+
+    def stored_document(self, document: JSONObject) -> tuple[str, Any]:
+        """``replay_input(document)`` and the redacted ``output`` inside it, from ONE walk
+        of the document (every string is scanned once; redaction is most of a record's
+        cost). The gate works this out while OPA evaluates and hands it to the record
+        (``Checked.stored``)."""
+        masked, paths = redact_with_paths(document, self._redact_keys, self._redact_pattern)
+        stored = {k: v for k, v in masked.items() if k != "output"}
+        stored["redacted"] = paths
+        return _stored_json(stored), masked.get("output")
 
     def _row(
-        self, decision: Decision, output: Any, document: JSONObject | None = None
+        self,
+        decision: Decision,
+        output: Any,
+        document: JSONObject | None = None,
+        stored: tuple[str, Any] | None = None,
     ) -> dict[str, Any]:
         when = decision.decided_at or datetime.now(UTC)
+        opa_input: str | None = None
+        stored_output: str | None = None
+        if document is not None:
+            opa_input, masked = stored or self.stored_document(document)
+            if output is document.get("output"):
+                # The gate stores the output it asked OPA about: already redacted above.
+                stored_output = _stored_json(masked)
+        if stored_output is None:
+            stored_output = self.redacted_json(output)
         return {
             "audit_id": decision.audit_id or uuid.uuid4().hex,
             "ts": when.isoformat(),
             "day": when.date().isoformat(),
             "service": decision.service,
             "user_id": decision.user_id,
-            "output": self.redacted_json(output),
+            "output": stored_output,
             "allowed": int(decision.allowed),
             # A policy's reason may quote the output: the same text rules apply to it.
             "reason": redact_text(decision.reason, self._redact_pattern),
@@ -565,7 +594,7 @@ class AuditLog(ABC):
             if decision.actions
             else None,
             "refusals": self.redacted_json(stored_refusals(decision)),
-            "opa_input": self.replay_input(document),
+            "opa_input": opa_input,
             "shadow_refusals": self._shadow_json(decision),
         }
 
@@ -781,12 +810,15 @@ class Checked:
         quota: ``(user_id, day, usage)``: the daily-quota usage OPA decided with, or
             ``None`` when the decision is not counted (no quota was asked about).
         document: the input document OPA was asked (kept, redacted, for replay).
+        stored: ``AuditLog.stored_document(document)`` when already worked out (it must be
+            of this very document), else ``None``.
     """
 
     decision: Decision
     output: Any
     quota: tuple[str, str, int] | None = None
     document: JSONObject | None = None
+    stored: tuple[str, Any] | None = None
 
 
 def claims(log: AuditLog, item: Checked, row: dict[str, Any]) -> list[Check]:

@@ -20,6 +20,7 @@ Patterns are written in the regex subset that Python's ``re`` and OPA's RE2 read
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -78,6 +79,17 @@ def normalise_key(key: str) -> str:
     return _NOT_ALNUM.sub("", key.lower())
 
 
+# The same few keys (``type``, ``amount``, ``id``...) come in every record: their normal form
+# is remembered (a bounded cache of key names, never of values).
+_normalised = functools.lru_cache(maxsize=4096)(normalise_key)
+
+
+@functools.lru_cache(maxsize=64)
+def _suffixes(names: frozenset[str]) -> tuple[str, ...]:
+    """The names that also match as the end of a key (``SUFFIX_MIN`` characters or more)."""
+    return tuple(sorted(name for name in names if len(name) >= SUFFIX_MIN))
+
+
 def key_names(keys: Iterable[str]) -> frozenset[str]:
     """The configured names, normalised (empty names dropped)."""
     return frozenset(n for n in (normalise_key(k) for k in keys) if n)
@@ -85,10 +97,8 @@ def key_names(keys: Iterable[str]) -> frozenset[str]:
 
 def masks_key(key: str, names: frozenset[str]) -> bool:
     """Whether the value under ``key`` is masked (see the module docstring)."""
-    n = normalise_key(key)
-    if n in names:
-        return True
-    return any(len(name) >= SUFFIX_MIN and n.endswith(name) for name in names)
+    n = _normalised(key)
+    return n in names or n.endswith(_suffixes(names))
 
 
 def luhn(digits: str) -> bool:
@@ -132,8 +142,51 @@ def redact(
     ``keys`` may be given as configured or normalised; strings are also masked inside
     (``pattern``, and always Luhn-valid card numbers).
     """
-    names = key_names(keys)
+    names = _key_names(keys) if isinstance(keys, frozenset) else key_names(keys)
     return _redact(value, names, pattern)
+
+
+_key_names = functools.lru_cache(maxsize=64)(key_names)
+
+
+def redact_names(value: Any, names: frozenset[str], pattern: re.Pattern[str] | None) -> Any:
+    """``redact`` with ``names`` already normalised (``key_names``): what the audit calls."""
+    return _redact(value, names, pattern)
+
+
+def redact_with_paths(
+    value: Any, names: frozenset[str], pattern: re.Pattern[str] | None
+) -> tuple[Any, list[str]]:
+    """``redact_names`` and ``redacted_paths`` of ``value`` in one walk (each string is
+    scanned once): the redacted copy, and where redaction changed it."""
+    found: list[str] = []
+    return _redact_at(value, names, pattern, "", found), found
+
+
+def _redact_at(
+    value: Any, names: frozenset[str], pattern: re.Pattern[str] | None, at: str, found: list[str]
+) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            where = f"{at}.{k}" if at else str(k)
+            if isinstance(k, str) and masks_key(k, names):
+                out[k] = MASK
+                found.append(where)
+            else:
+                out[k] = _redact_at(v, names, pattern, where, found)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [
+            _redact_at(v, names, pattern, f"{at}.{i}" if at else str(i), found)
+            for i, v in enumerate(value)
+        ]
+    if isinstance(value, str):
+        masked = redact_text(value, pattern)
+        if masked != value:
+            found.append(at)
+        return masked
+    return value
 
 
 def redacted_paths(

@@ -154,8 +154,16 @@ class SqliteAuditLog(AuditLog):
                 self.path, check_same_thread=False, isolation_level=None, timeout=timeout
             )
             self._setup()
+            # Reads go through their own connection: in WAL mode a reader sees the last
+            # commit without waiting for the writer, so a decision's reads (quota, approvals)
+            # never queue behind another batch's fsync. Every read runs outside any write
+            # transaction (``_lock`` is not re-entrant), so it saw committed data before too.
+            self._reader = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=timeout
+            )
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit log {self.path}: {exc}") from exc
+        self._read_lock = threading.Lock()
         self._commit: GroupCommit[_Reserve | _Append] = GroupCommit(
             self._execute_batch, isolate=_not_a_lock_timeout
         )
@@ -191,6 +199,8 @@ class SqliteAuditLog(AuditLog):
         self._commit.close()
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reader.close()
 
     def _abort(self) -> None:
         """Roll back whatever is open; a closed or broken connection has nothing to undo."""
@@ -364,9 +374,9 @@ class SqliteAuditLog(AuditLog):
         return values
 
     def _select_raw(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._read_lock:
             try:
-                cursor = self._db.execute(sql, params)
+                cursor = self._reader.execute(sql, params)
             except sqlite3.Error as exc:
                 raise AuditError(f"cannot read {self.path}: {exc}") from exc
             names = [d[0] for d in cursor.description]
@@ -376,9 +386,9 @@ class SqliteAuditLog(AuditLog):
         return self._select_raw(f"SELECT * FROM decisions {sql_tail}", params)
 
     def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        with self._lock:
+        with self._read_lock:
             try:
-                row = self._db.execute(sql, params).fetchone()
+                row = self._reader.execute(sql, params).fetchone()
             except sqlite3.Error as exc:
                 raise AuditError(f"cannot read {self.path}: {exc}") from exc
         return row[0] if row else None

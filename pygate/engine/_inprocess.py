@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pygate._errors import BadEngineResponse, ConfigError, EngineTimeout, EngineUnavailable
@@ -245,7 +246,11 @@ class InProcessTransport:
         self._engine = engine
         self._timeout = timeout
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def post(
+        self, path: str, body: bytes, meanwhile: Callable[[], None] | None = None
+    ) -> tuple[int, bytes]:
+        if meanwhile is not None:  # the evaluation holds this thread: nothing to overlap
+            meanwhile()
         return self._engine.post(path, body, self._timeout)
 
     def close(self) -> None:

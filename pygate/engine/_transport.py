@@ -17,7 +17,8 @@ import http.client
 import socket
 import threading
 import urllib.parse
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -38,10 +39,21 @@ def data_url(path: str) -> str:
     return f"/v1/data/{path.strip('/')}?provenance=true"
 
 
-class SyncTransport(Protocol):
-    """POST a body to OPA and return ``(status, body)``; raise EngineError subclasses."""
+#: Work a sync caller does while OPA evaluates (between sending and reading); never raises.
+Meanwhile = Callable[[], None]
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
+
+class SyncTransport(Protocol):
+    """POST a body to OPA and return ``(status, body)``; raise EngineError subclasses.
+
+    ``meanwhile``, if given, is called once after the request is sent and before the answer
+    is read (or, by a transport that cannot split the two, before it returns), so the
+    caller's own work overlaps OPA's evaluation.
+    """
+
+    def post(
+        self, path: str, body: bytes, meanwhile: Meanwhile | None = None
+    ) -> tuple[int, bytes]: ...
 
     def close(self) -> None: ...
 
@@ -54,7 +66,29 @@ class AsyncTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class _Connection(http.client.HTTPConnection):
+    """``http.client`` sending a request's head and body in ONE ``send``.
+
+    The stock connection sends the head, then the body: two writes, so OPA's server wakes
+    for the head and again for the body. Joining them (what ``http.client`` itself did
+    before Python 3) measured ~2 % of the local round trip. Only a ``bytes`` body is
+    joined; anything else goes the stock way.
+    """
+
+    # ``_send_output`` and ``_buffer`` are http.client internals (stable since Python 3.6,
+    # absent from typeshed): the only place a request's head and body are put together.
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if not isinstance(message_body, bytes) or encode_chunked:
+            super()._send_output(message_body, encode_chunked)  # type: ignore[misc]  # see above
+            return
+        buffer: list[bytes] = self._buffer  # type: ignore[attr-defined]  # see above
+        buffer.extend((b"", b""))
+        head = b"\r\n".join(buffer)
+        del buffer[:]
+        self.send(head + message_body)
+
+
+class _UnixHTTPConnection(_Connection):
     """``http.client`` over a Unix domain socket (OPA's ``--addr unix:///path``)."""
 
     def __init__(self, socket_path: str, timeout: float) -> None:
@@ -105,7 +139,7 @@ class HttpClientTransport:
         if self._uds:
             conn = _UnixHTTPConnection(self._uds, self._timeout)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = _Connection(self._host, self._port, timeout=self._timeout)
         with self._lock:
             self._open.add(conn)
         self._local.conn = conn
@@ -119,23 +153,30 @@ class HttpClientTransport:
             self._local.conn = None
 
     def _round_trip(
-        self, conn: http.client.HTTPConnection, url: str, body: bytes
+        self, conn: http.client.HTTPConnection, url: str, body: bytes, pending: list[Meanwhile]
     ) -> tuple[int, bytes]:
         conn.request("POST", url, body=body, headers=self._headers)
+        while pending:  # once, even when the request is sent again
+            try:
+                pending.pop()()
+            except BaseException:
+                self._drop(conn)  # its answer is never read: it must not be the next one's
+                raise
         response = conn.getresponse()
         return response.status, response.read()
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def post(self, path: str, body: bytes, meanwhile: Meanwhile | None = None) -> tuple[int, bytes]:
         url = data_url(path)
+        pending = [meanwhile] if meanwhile is not None else []
         conn = getattr(self._local, "conn", None)
         try:
             if conn is not None:
                 try:
-                    return self._round_trip(conn, url, body)
+                    return self._round_trip(conn, url, body, pending)
                 except _STALE:
                     self._drop(conn)
             conn = self._new_connection()
-            return self._round_trip(conn, url, body)
+            return self._round_trip(conn, url, body, pending)
         # The one place sync transport errors become EngineErrors.
         except TimeoutError as exc:
             self._drop_current()
