@@ -1,0 +1,77 @@
+# Tests that kill the survivors of scripts/rego-mutation.py on contracts.rego and
+# explain.rego (issue 18): each pins a reason, a condition or a check of the action
+# contracts that no other test told from its mutant.
+package pygate.contracts_mutation_test
+
+import data.pygate.contracts
+
+_user := {"id": "u1", "role": "analyst", "account_status": "active", "transaction_limit": 1000}
+
+_doc(service, output, user) := {"output": output, "user": user, "context": {"service": service}}
+
+_reasons(doc) := reasons if {
+	reasons := {[r.policy_id, r.reason] | some r in contracts.refusals} with input as doc
+}
+
+# Every refusal names what it is about, each template variable filled.
+test_each_gate_refusal_names_its_subject if {
+	_reasons(_doc("finance", {"weird": 1}, _user)) == {["GATE-009", `cannot read the output: output: cannot read an object with keys ["weird"]`]}
+	_reasons(_doc("assistant", {"type": "payment"}, _user)) == {["GATE-011", "action 'payment' is not declared for service 'assistant' and needs review"]}
+	_reasons(_doc("finance", {"type": "text", "text": "x"}, object.union(_user, {"account_status": "gone"}))) == {["GATE-014", `user.account_status: must be one of ["active","under_review","frozen","closed"], not "gone"`]}
+	malformed := {r.reason | some r in contracts.refusals} with input as _doc("finance", {"type": "transfer", "amount": 5}, _user)
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": {}}}}
+	malformed == {"service 'finance' declares action 'transfer' with a malformed contract"}
+	facts := {r.reason | some r in contracts.refusals} with input as _doc("finance", {"type": "text", "text": "x"}, _user)
+		with data.pygate.config.user_facts as {"role": {"type": "enum"}}
+	facts == {"user_facts is malformed: fact 'role' has a malformed spec"}
+}
+
+# A malformed contract is refused as such (GATE-013), whatever its arguments are: the
+# arguments are not checked against a contract that cannot be read.
+_malformed(contract, args) := ids if {
+	ids := {r.policy_id | some r in contracts.refusals} with input as _doc("finance", object.union({"type": "transfer"}, args), _user)
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": contract}}}
+}
+
+test_a_malformed_contract_is_refused_as_such if {
+	_malformed({"arguments": {"amount": {"type": "number", "colour": "red"}}}, {"amount": "5"}) == {"GATE-013"}
+	_malformed({}, {"amount": 5}) == {"GATE-013"}
+	_malformed({"arguments": ["amount"]}, {"amount": 5}) == {"GATE-013"}
+	_malformed({"arguments": {"amount": {"type": "number"}}, "one_of_required": ["nope"]}, {"amount": 5}) == {"GATE-013"}
+}
+
+# A contract with one_of_required that is not the checked copy is validated and holds.
+test_an_unchecked_one_of_contract_is_valid if {
+	contract := {"arguments": {"asset": {"type": "string"}, "asset_id": {"type": "string"}}, "one_of_required": ["asset", "asset_id"]}
+	_malformed(contract, {"asset": "GLOBEX"}) == set()
+	_malformed(contract, {}) == {"GATE-012"}
+}
+
+# A field spec's required must be a boolean, its enum an array and each bound a number.
+test_a_field_spec_with_a_wrongly_typed_key_is_malformed if {
+	contracts.field_spec_ok({"type": "number", "required": true, "enum": [1], "min_length": 1, "max_length": 2, "minimum": 0, "maximum": 3, "exclusive_minimum": 0})
+	not contracts.field_spec_ok({"type": "string", "required": "yes"})
+	not contracts.field_spec_ok({"type": "string", "enum": "a"})
+	every key in ["min_length", "max_length", "minimum", "maximum", "exclusive_minimum"] {
+		not contracts.field_spec_ok({"type": "number", key: "1"})
+	}
+}
+
+# Meanings are listed only for declared actions.
+test_an_undeclared_action_has_no_meanings if {
+	contracts.action_meanings == {} with input as _doc("finance", {"type": "payment", "amount": 5}, _user)
+	contracts.action_meanings == {"transfer": {"money_amount": {"amount"}, "recipient": {"to"}}} with input as _doc("finance", {"type": "transfer", "amount": 5, "to": "a"}, _user)
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": {"arguments": {"amount": {"type": "number", "meaning": "money_amount"}, "to": {"type": "string", "meaning": "recipient"}}}}}}
+		with data.pygate.config.checked as {}
+}
+
+# The meanings of a contract that differs from its checked copy come from the contract,
+# never from the stale copy.
+test_meanings_of_a_stale_contract_come_from_the_contract if {
+	contract := {"arguments": {"amount": {"type": "number", "meaning": "money_amount"}}}
+	stale := {"actions": {"transfer": {"arguments": {"amount": {"type": "number", "meaning": "quantity"}}}}, "field_meanings": {"transfer": {"amount": "quantity"}}, "meanings": {"transfer": {"quantity": ["amount"]}}}
+	fields := contracts.fields with input as _doc("finance", {"type": "transfer", "amount": 5}, _user)
+		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "actions": {"transfer": contract}}}
+		with data.pygate.config.checked.services as {"finance": stale}
+	fields == {{"meaning": "money_amount", "action": "transfer", "field": "amount", "value": 5}}
+}
