@@ -82,3 +82,93 @@ test_a_package_the_service_does_not_list_is_not_asked if {
 		with data.pygate.packages.refusals as {"acme.other": ["no"]}
 	by_refusals.allowed == true
 }
+
+# An input refusal tells the user and the model nothing they could change.
+test_an_input_refusal_has_the_fixed_message_and_hint if {
+	d := gate.decision with input as {"output": _transfer, "user": {}, "context": {"service": "finance"}}
+	d.primary.message == "I can't do that right now because of a problem on our side."
+	d.primary.hint == "Do not retry; the application or its policy configuration must be fixed first."
+}
+
+# A garbage input is refused as such (GATE-001), even when the services data is
+# broken too: nothing about a service is reported for an input that names none.
+test_garbage_input_is_refused_alone_when_services_are_broken_too if {
+	every doc in ["finance", 42, []] {
+		d := gate.decision with input as doc with data.pygate.config.services as null
+		_ids(d) == ["GATE-001"]
+	}
+}
+
+# A set or package that is defined (a Rego set without declarative policies, a
+# declarative-only set, a loaded package) is not reported unknown, even when the
+# input fails for another reason.
+test_defined_sets_and_packages_are_not_unknown_when_the_input_fails if {
+	no_user := {"output": _transfer, "user": {}, "context": {"service": "finance"}}
+	rego_only := gate.decision with input as no_user
+		with data.pygate.config.declarative_policies as []
+		with data.pygate.config.declarative_index as null
+	_ids(rego_only) == ["GATE-003"]
+	notes := {"id": "N-1", "set": "notes", "reason": "r", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["code"]}]}
+	declarative_only := gate.decision with input as object.union(no_user, {"context": {"service": "notes"}})
+		with data.pygate.config.services as {"notes": {"policy_sets": ["notes"], "actions": {"text": {"arguments": {"text": {"type": "string"}}}}}}
+		with data.pygate.config.declarative_policies as [notes]
+		with data.pygate.config.declarative_index as null
+	_ids(declarative_only) == ["GATE-003"]
+	listed := gate.decision with input as {"output": {"type": "x"}, "user": {}, "context": {"service": "pay"}}
+		with data.pygate.config.services as _pay_services
+		with data.pygate.packages.deny as {"acme.pay": set()}
+		with data.pygate.packages.refusals as {}
+	_ids(listed) == ["GATE-003"]
+}
+
+test_an_unknown_package_is_named_with_its_service if {
+	d := gate.decision with input as _pay
+		with data.pygate.config.services as _pay_services
+		with data.pygate.packages.deny as {}
+		with data.pygate.packages.refusals as {}
+	d.primary.reason == "service 'pay' lists package 'acme.pay', which is not loaded or has no deny/refusals rule"
+}
+
+# shadow.rego
+
+_candidate := {
+	"id": "FIN-CAND-1", "set": "finance", "reason": "over {{.output.amount}}", "action": "log_refusal",
+	"shadow": true, "conditions": [{"type": "field_compare", "field": "amount", "op": "gt", "value": 1}],
+}
+
+_with_policies(doc, policies) := d if {
+	d := gate.decision with input as doc
+		with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as null
+}
+
+# A rules-as-data policy that calls itself GATE-* cannot put itself in shadow.
+test_a_data_policy_with_a_gate_id_cannot_be_shadow if {
+	d := _with_policies(_finance(_transfer), [object.union(_candidate, {"id": "GATE-CAND"})])
+	_ids(d) == ["GATE-CAND"]
+	not d.shadow_refusals
+}
+
+# An invalid policy of a set the service marks shadow still enforces.
+test_an_invalid_policy_of_a_shadow_set_enforces if {
+	d := _with_policies(_finance(_transfer), [object.remove(_candidate, ["reason", "shadow"])])
+		with data.pygate.config.services.finance.shadow as ["finance"]
+	_ids(d) == ["FIN-CAND-1"]
+	d.refusals[0].invalid == true
+}
+
+# A shadow mark that is an object is not a list of names, whatever its values.
+test_an_object_shadow_mark_enforces if {
+	d := gate.decision with input as _finance({"type": "transfer", "amount": 5000, "to": "acct-2"})
+		with data.pygate.config.services.finance.shadow as {"x": "finance"}
+	_ids(d) == ["FIN-002"]
+	not d.shadow_refusals
+}
+
+# A refused input carries no shadow refusals, even when a shadow policy would refuse
+# its output.
+test_a_refused_input_carries_no_shadow_refusals if {
+	d := _with_policies({"output": _transfer, "user": {}, "context": {"service": "finance"}}, [_candidate])
+	_ids(d) == ["GATE-003"]
+	not d.shadow_refusals
+}
