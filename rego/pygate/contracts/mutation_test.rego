@@ -75,3 +75,106 @@ test_meanings_of_a_stale_contract_come_from_the_contract if {
 		with data.pygate.config.checked.services as {"finance": stale}
 	fields == {{"meaning": "money_amount", "action": "transfer", "field": "amount", "value": 5}}
 }
+
+# explain.rego
+
+_explained(service, services, output) := found if {
+	found := {[r.reason, r.why, r.would_pass] | some r in contracts.refusals} with input as _doc(service, output, _user)
+		with data.pygate.config.services as services
+}
+
+_finance_services := data.pygate.config.services
+
+# Each argument problem explains itself: what held (why) and what would pass.
+test_each_argument_problem_says_why_and_what_would_pass if {
+	_explained("finance", _finance_services, {"type": "transfer", "amount": 5, "x": 1}) == {[
+		"action 'transfer': unknown argument 'x'",
+		[{"field": "arguments.x", "op": "not in", "value": "x", "bound": ["amount", "currency", "memo", "to"]}],
+		[{"field": "arguments.x", "op": "absent", "bound": null}],
+	]}
+	_explained("finance", _finance_services, {"type": "transfer"}) == {[
+		"action 'transfer': missing required argument 'amount'",
+		[{"field": "arguments.amount", "op": "absent", "value": null, "bound": null}],
+		[{"field": "arguments.amount", "op": "present", "bound": null}],
+	]}
+	_explained("finance", _finance_services, {"type": "recommendation"}) == {[
+		"action 'recommendation': needs one of the arguments asset, asset_id",
+		[
+			{"field": "arguments.asset", "op": "absent", "value": null, "bound": null},
+			{"field": "arguments.asset_id", "op": "absent", "value": null, "bound": null},
+		],
+		[{"field": "arguments.asset", "op": "present", "bound": null}, {"field": "arguments.asset_id", "op": "present", "bound": null}],
+	]}
+}
+
+# An enum and a one_of_required of a single field are explained too.
+test_an_enum_and_a_single_one_of_are_explained if {
+	services := {"finance": {"policy_sets": ["finance"], "actions": {"pick": {
+		"arguments": {"c": {"type": "string", "enum": ["a", "b"]}, "d": {"type": "string"}},
+		"one_of_required": ["d"],
+	}}}}
+	_explained("finance", services, {"type": "pick", "c": "z", "d": "x"}) == {[
+		`action 'pick': argument 'c' must be one of ["a","b"], not "z"`,
+		[{"field": "arguments.c", "op": "not in", "value": "z", "bound": ["a", "b"]}],
+		[{"field": "arguments.c", "op": "in", "bound": ["a", "b"]}],
+	]}
+	_explained("finance", services, {"type": "pick"}) == {[
+		"action 'pick': needs one of the arguments d",
+		[{"field": "arguments.d", "op": "absent", "value": null, "bound": null}],
+		[{"field": "arguments.d", "op": "present", "bound": null}],
+	]}
+}
+
+_bounded := {"finance": {"policy_sets": ["finance"], "actions": {"pick": {"arguments": {
+	"s": {"type": "string", "pattern": "^[a-z]+$", "max_length": 3, "min_length": 2},
+	"n": {"type": "number", "minimum": 0, "maximum": 10},
+	"q": {"type": "number", "exclusive_minimum": 0},
+	"i": {"type": "integer"},
+	"b": {"type": "boolean"},
+}}}}}
+
+_one(args) := e if {
+	[e] := [[r.reason, r.why, r.would_pass] | some r in contracts.refusals] with input as _doc("finance", object.union({"type": "pick"}, args), _user)
+		with data.pygate.config.services as _bounded
+}
+
+# Each bound and each type is explained: the comparison that held and the one that
+# would pass, on the argument (or its length).
+test_each_bound_and_type_is_explained if {
+	_one({"s": "abcd"}) == [
+		"action 'pick': argument 's' is longer than 3 characters",
+		[{"field": "arguments.s.length", "op": ">", "value": 4, "bound": 3}],
+		[{"field": "arguments.s.length", "op": "<=", "bound": 3}],
+	]
+	_one({"s": "a"}) == [
+		"action 'pick': argument 's' is shorter than 2 characters",
+		[{"field": "arguments.s.length", "op": "<", "value": 1, "bound": 2}],
+		[{"field": "arguments.s.length", "op": ">=", "bound": 2}],
+	]
+	_one({"s": "A1"}) == [
+		"action 'pick': argument 's' does not match ^[a-z]+$",
+		[{"field": "arguments.s", "op": "not matches", "value": "A1", "bound": "^[a-z]+$"}],
+		[{"field": "arguments.s", "op": "matches", "bound": "^[a-z]+$"}],
+	]
+	_one({"n": -1}) == [
+		"action 'pick': argument 'n' must be at least 0",
+		[{"field": "arguments.n", "op": "<", "value": -1, "bound": 0}],
+		[{"field": "arguments.n", "op": ">=", "bound": 0}],
+	]
+	_one({"n": 11}) == [
+		"action 'pick': argument 'n' must be at most 10",
+		[{"field": "arguments.n", "op": ">", "value": 11, "bound": 10}],
+		[{"field": "arguments.n", "op": "<=", "bound": 10}],
+	]
+	_one({"q": 0}) == [
+		"action 'pick': argument 'q' must be greater than 0",
+		[{"field": "arguments.q", "op": "<=", "value": 0, "bound": 0}],
+		[{"field": "arguments.q", "op": ">", "bound": 0}],
+	]
+	every case in [["s", 1, "string"], ["n", "1", "number"], ["i", 1.5, "integer"], ["b", "true", "boolean"]] {
+		[field, value, type] := case
+		[_, why, would_pass] := _one({field: value})
+		why == [{"field": concat(".", ["arguments", field]), "op": "is not", "value": value, "bound": type}]
+		would_pass == [{"field": concat(".", ["arguments", field]), "op": "is", "bound": type}]
+	}
+}
