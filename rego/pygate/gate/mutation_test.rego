@@ -44,10 +44,14 @@ test_a_service_name_that_is_not_a_string_is_reported_as_null if {
 }
 
 # An entry is trusted only when both its policy_sets and its packages equal the
-# checked copy: the same sets with malformed packages are still checked (and refused).
+# checked copy: the same sets with packages that are not an array (here an object whose
+# value names a loaded package) are still checked, and refused.
 test_an_entry_with_the_checked_sets_but_other_packages_is_checked if {
+	entry := object.union(data.pygate.config.services.finance, {"packages": {"x": "acme.pay"}})
 	d := gate.decision with input as _finance(_transfer)
-		with data.pygate.config.services as {"finance": {"policy_sets": ["finance"], "packages": 5}}
+		with data.pygate.config.services as {"finance": entry}
+		with data.pygate.packages.deny as {"acme.pay": set()}
+		with data.pygate.packages.refusals as {}
 	_ids(d) == ["GATE-006"]
 	d.allowed == false
 }
