@@ -178,3 +178,20 @@ test_each_bound_and_type_is_explained if {
 		would_pass == [{"field": concat(".", ["arguments", field]), "op": "is", "bound": type}]
 	}
 }
+
+# A string with no min_length may be empty; a number-typed field with a bound is not
+# met by a string that compares above it.
+test_value_ok_defaults_and_types if {
+	contracts.value_ok({"type": "string"}, "")
+	not contracts.value_ok({"type": "number", "exclusive_minimum": 0}, "5")
+	_reasons(_doc("finance", {"type": "buy", "asset": "GLOBEX", "quantity": "5"}, _user)) == {["GATE-012", "action 'buy': argument 'quantity' must be a number"]}
+}
+
+# A value on a bound is within it, and each check reports only what it checks: a
+# string is not compared with numeric bounds.
+test_value_problems_on_a_bound_report_only_the_real_problem if {
+	contracts.value_problems({"type": "string", "max_length": 2, "pattern": "^[a-z]+$"}, "A1") == {"does not match ^[a-z]+$"}
+	contracts.value_problems({"type": "string", "maximum": 3, "pattern": "^a$"}, "b") == {"does not match ^a$"}
+	contracts.value_problems({"type": "number", "minimum": 0, "maximum": 10, "enum": [5]}, 0) == {"must be one of [5], not 0"}
+	contracts.value_problems({"type": "number", "minimum": 0, "maximum": 10, "enum": [5]}, 10) == {"must be one of [5], not 10"}
+}
