@@ -1,0 +1,48 @@
+# Tests that kill the survivors of scripts/rego-mutation.py on canonical.rego (issue 18):
+# each pins a key or a branch of the reading that no other test told from its mutant.
+package pygate.canonical_mutation_test
+
+import data.pygate.canonical
+
+_transfer := {"type": "transfer", "amount": 5}
+
+_names(output) := [a.name | some a in canonical.read(output).actions]
+
+# Every metadata key of the envelopes pygate reads (chat completion, choice, message,
+# Responses, Anthropic message, JSON-RPC) holds a scalar that is neither an action nor
+# a problem, beside the actions it wraps.
+test_each_scalar_envelope_key_is_metadata if {
+	every key in ["created", "created_at", "finish_reason", "id", "index", "jsonrpc", "model", "object", "refusal", "role", "service_tier", "status", "stop_reason", "stop_sequence"] {
+		every value in ["x", 1] {
+			canonical.read({"actions": [_transfer], key: value}) == {"actions": [{"kind": "action", "name": "transfer", "arguments": {"amount": 5}, "source": "typed", "path": ["actions", 0]}], "problems": []}
+		}
+	}
+}
+
+# Real envelopes, with every key their APIs send, read as their tool calls alone.
+test_full_envelopes_read_as_their_calls if {
+	chat := {
+		"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o",
+		"system_fingerprint": "fp_1", "service_tier": "default",
+		"usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+		"choices": [{
+			"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+			"message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "transfer", "arguments": `{"amount": 5}`}}]},
+		}],
+	}
+	canonical.read(chat).problems == []
+	_names(chat) == ["transfer"]
+	anthropic := {
+		"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "stop_reason": "tool_use",
+		"stop_sequence": "END", "usage": {"input_tokens": 1, "output_tokens": 1},
+		"content": [{"type": "tool_use", "id": "toolu_1", "name": "transfer", "input": {"amount": 5}}],
+	}
+	canonical.read(anthropic).problems == []
+	_names(anthropic) == ["transfer"]
+	responses := {
+		"id": "resp_1", "object": "response", "created_at": 1700000000, "status": "completed", "model": "gpt-4o",
+		"output": [{"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "transfer", "arguments": `{"amount": 5}`, "status": "completed"}],
+	}
+	canonical.read(responses).problems == []
+	_names(responses) == ["transfer"]
+}
