@@ -46,3 +46,10 @@ test_full_envelopes_read_as_their_calls if {
 	canonical.read(responses).problems == []
 	_names(responses) == ["transfer"]
 }
+
+# Only the list keys of the envelopes (actions, choices, content, output, tool_calls)
+# may hold an array: an array anywhere else is a problem, even an empty one.
+test_an_array_under_a_scalar_key_is_a_problem if {
+	canonical.read({"actions": [_transfer], "model": []}).problems == ["output.model: cannot read a array here"]
+	canonical.read({"actions": [_transfer], "role": [null]}).problems == ["output.role: cannot read a array here"]
+}

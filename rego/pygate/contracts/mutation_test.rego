@@ -37,6 +37,7 @@ test_a_malformed_contract_is_refused_as_such if {
 	_malformed({"arguments": {"amount": {"type": "number", "colour": "red"}}}, {"amount": "5"}) == {"GATE-013"}
 	_malformed({}, {"amount": 5}) == {"GATE-013"}
 	_malformed({"arguments": ["amount"]}, {"amount": 5}) == {"GATE-013"}
+	_malformed({"arguments": [{"type": "number"}]}, {"amount": 5}) == {"GATE-013"}
 	_malformed({"arguments": {"amount": {"type": "number"}}, "one_of_required": ["nope"]}, {"amount": 5}) == {"GATE-013"}
 }
 
