@@ -53,3 +53,10 @@ test_an_array_under_a_scalar_key_is_a_problem if {
 	canonical.read({"actions": [_transfer], "model": []}).problems == ["output.model: cannot read a array here"]
 	canonical.read({"actions": [_transfer], "role": [null]}).problems == ["output.role: cannot read a array here"]
 }
+
+# A bare string is text only directly under content (or in a content list): in any
+# other list it is a problem, not an answer.
+test_a_string_in_a_list_other_than_content_is_a_problem if {
+	canonical.read({"actions": ["hi"]}) == {"actions": [], "problems": ["output.actions[0]: cannot read a string here"]}
+	canonical.read({"content": ["hi"]}).actions == [{"kind": "answer", "name": "text", "arguments": {"text": "hi"}, "source": "content", "path": ["content", 0]}]
+}

@@ -1,0 +1,18 @@
+# Tests that kill the survivors of scripts/rego-mutation.py on lib.rego (issue 18).
+package pygate.lib_mutation_test
+
+import data.pygate.lib
+
+# A rule without annotations still refuses with every field of a refusal, and says that
+# it has no reason rather than giving an empty one.
+test_a_refusal_without_metadata_has_every_default if {
+	lib.refusal([{"path": ["data", "p", "r"]}], {}) == {
+		"policy_id": "UNANNOTATED",
+		"title": "UNANNOTATED",
+		"description": "",
+		"reason": "refused by a rule without a reason",
+		"action": "log_refusal",
+		"priority": 100,
+		"source": "rego",
+	}
+}
