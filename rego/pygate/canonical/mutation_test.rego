@@ -60,3 +60,17 @@ test_a_string_in_a_list_other_than_content_is_a_problem if {
 	canonical.read({"actions": ["hi"]}) == {"actions": [], "problems": ["output.actions[0]: cannot read a string here"]}
 	canonical.read({"content": ["hi"]}).actions == [{"kind": "answer", "name": "text", "arguments": {"text": "hi"}, "source": "content", "path": ["content", 0]}]
 }
+
+# A type that is not a string is a problem, never read as an untyped object (which
+# could make it an action or an envelope).
+test_a_type_that_is_not_a_string_is_a_problem if {
+	canonical.read({"type": 5}) == {"actions": [], "problems": ["output: 'type' must be a string"]}
+	canonical.read({"type": 5, "action": "transfer", "amount": 5}) == {"actions": [], "problems": ["output: 'type' must be a string"]}
+}
+
+# A streamed OpenAI tool call carries its index; a function that is not an object is
+# reported as what it is.
+test_openai_tool_call_index_and_bad_function if {
+	_names({"tool_calls": [{"index": 0, "id": "c", "type": "function", "function": {"name": "transfer", "arguments": "{}"}}]}) == ["transfer"]
+	canonical.read({"type": "function", "function": "transfer"}).problems == ["output: OpenAI tool call without a function {name, arguments}"]
+}

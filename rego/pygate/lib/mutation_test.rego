@@ -16,3 +16,14 @@ test_a_refusal_without_metadata_has_every_default if {
 		"source": "rego",
 	}
 }
+
+# The built-in asset form: 1 to 12 upper-case ASCII letters or digits, case folded up;
+# an identifiers entry that is not an object is ignored in favour of it.
+test_the_default_asset_form if {
+	every identifiers in [{}, {"asset": "junk"}] {
+		lib.canonical_identifier("asset", "a9") == "A9" with data.pygate.config.identifiers as identifiers
+		lib.canonical_identifier("asset", "ABCDEFGHIJ12") == "ABCDEFGHIJ12" with data.pygate.config.identifiers as identifiers
+		not lib.canonical_identifier("asset", "ABCDEFGHIJ123") with data.pygate.config.identifiers as identifiers
+		not lib.canonical_identifier("asset", "") with data.pygate.config.identifiers as identifiers
+	}
+}
