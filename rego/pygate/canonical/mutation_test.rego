@@ -74,3 +74,25 @@ test_openai_tool_call_index_and_bad_function if {
 	_names({"tool_calls": [{"index": 0, "id": "c", "type": "function", "function": {"name": "transfer", "arguments": "{}"}}]}) == ["transfer"]
 	canonical.read({"type": "function", "function": "transfer"}).problems == ["output: OpenAI tool call without a function {name, arguments}"]
 }
+
+# Every key the documented call shapes may carry is read: Anthropic's cache_control,
+# MCP's _meta in a JSON-RPC request, the guard's id.
+test_each_documented_call_key_is_read if {
+	_names({"type": "tool_use", "id": "t", "name": "transfer", "input": {}, "cache_control": {"type": "ephemeral"}}) == ["transfer"]
+	_names({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "transfer", "arguments": {}, "_meta": {}}}) == ["transfer"]
+	_names({"type": "tool_call", "action": "transfer", "arguments": {"amount": 5}, "id": "c1"}) == ["transfer"]
+	canonical.read({"type": "tool_call", "action": "transfer", "arguments": {"amount": 5}, "id": "c1"}).problems == []
+}
+
+# Plain text is exactly {"text": <string>}; anything more or other is a problem.
+test_plain_text_is_exactly_one_string if {
+	canonical.read({"text": "hi", "extra": 1}) == {"actions": [], "problems": [`output: cannot read an object with keys ["extra","text"]`]}
+	canonical.read({"text": 5}) == {"actions": [], "problems": [`output: cannot read an object with keys ["text"]`]}
+}
+
+# Only a well-formed tools/call request is a call: another method, or a request with
+# keys JSON-RPC does not have, is a problem.
+test_only_a_well_formed_tools_call_request_is_a_call if {
+	canonical.read({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"name": "transfer"}}) == {"actions": [], "problems": [`output: cannot read a JSON-RPC request for method "tools/list"`]}
+	canonical.read({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "transfer"}, "extra": 1}) == {"actions": [], "problems": [`output: cannot read a JSON-RPC request for method "tools/call"`]}
+}
