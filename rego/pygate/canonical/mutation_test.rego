@@ -96,3 +96,10 @@ test_only_a_well_formed_tools_call_request_is_a_call if {
 	canonical.read({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"name": "transfer"}}) == {"actions": [], "problems": [`output: cannot read a JSON-RPC request for method "tools/list"`]}
 	canonical.read({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "transfer"}, "extra": 1}) == {"actions": [], "problems": [`output: cannot read a JSON-RPC request for method "tools/call"`]}
 }
+
+# A call with unknown keys is reported for its keys, a call with bad arguments for its
+# arguments.
+test_a_bad_call_says_what_is_wrong if {
+	canonical.read({"type": "tool_use", "name": "transfer", "input": {}, "extra": 1}).problems == [`output: cannot read the anthropic.tool_use call: unknown keys ["extra"]`]
+	canonical.read({"type": "tool_use", "name": "transfer", "input": "x"}).problems == ["output: the anthropic.tool_use call's arguments are not a JSON object"]
+}
