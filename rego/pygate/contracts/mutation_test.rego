@@ -1,6 +1,31 @@
 # Tests that kill the survivors of scripts/rego-mutation.py on contracts.rego and
 # explain.rego (issue 18): each pins a reason, a condition or a check of the action
 # contracts that no other test told from its mutant.
+#
+# The mutants that survive are equivalent (no input tells them from the original):
+# - _actions: `is_object(_service.actions)`: a JSON value that is not an object has no
+#   string keys, so every _actions[name] is undefined either way.
+# - GATE-012 `not args_ok(...)`, GATE-014 `not value_ok(...)`: fast pre-checks;
+#   argument_problems and value_problems are empty exactly when they hold
+#   (test_fast_checks_agree_with_the_messages).
+# - GATE-015 `not _facts_checked`: pygate writes the checked copy only for well-formed
+#   user_facts, so _facts_problems is empty whenever the copy applies.
+# - field_spec_ok: `is_object(spec)` (spec.type is undefined otherwise); the defaults
+#   of `required` (false -> true) and of the bounds (0 -> 1) only need the right type.
+# - _typed_ok("integer"): `is_number(value)`: round() fails on anything else.
+# - _range_ok: the exclusive_minimum default `value - 1` -> `value - 2`: any default
+#   below value.
+# - _string_problems: `is_string(value)`: reached only after the type checks, and
+#   count() fails on a number.
+# - _enum_problems: `is_array(spec.enum)`: an enum that is not an array is a malformed
+#   spec, refused as such (GATE-013, GATE-015); the message set only names problems of
+#   a value value_ok refused.
+# - explain.rego: argument_explanation's `count(found) > 0` (found[0] of [] is
+#   undefined, the else gives {}); the conditions that select which explanations to
+#   build (required, absent, one_of non-empty and none present: extra explanations are
+#   never looked up, since only the text of a reported problem is); the sprintf
+#   defaults of max_length and min_length (their text only matters when the spec has
+#   the key); `_length`'s `is_string(value)` (only strings have a length problem).
 package pygate.contracts_mutation_test
 
 import data.pygate.contracts

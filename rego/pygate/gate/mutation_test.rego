@@ -1,6 +1,25 @@
 # Tests that kill the survivors of scripts/rego-mutation.py on gate.rego and shadow.rego
 # (issue 18): each pins a field or condition of the decision that no other test told
 # from its mutant.
+#
+# The mutants that survive are equivalent (no input tells them from the original):
+# - decision, first body: dropping `r.action == "require_review"` from _review_pending
+#   only sends more inputs to the else body, which gives the same answer for every input
+#   (the first body is the fast path).
+# - _action_doc: `is_object(action.arguments)`: pygate.canonical builds or checks an
+#   object for the arguments of every shape, so the else never applies.
+# - _decided_actions: `_output_ok`: a non-object output already reads as no action, and
+#   a missing one leaves canonical.actions undefined, so the else gives [] either way.
+# - _entry_ok: `is_object(entry)`, `is_array(sets)`, `is_array(pkgs)`: object.get and
+#   array.concat fail on any other type, so the body fails anyway (GATE-006).
+# - _first_or_null: `count(refusals) > 0` (dropped or `>= 0`): refusals[0] of [] is
+#   undefined and the else gives null.
+# - _input_doc: `_input_is_object`: it is read only with the input refusals, never a
+#   require_review one, so approvals find nothing to read in it.
+# - _user_ok: `is_object(input.user)`: input.user.id is undefined for any other type.
+# - GATE-005, GATE-008, GATE-016: `_input_is_object`: each also needs
+#   input.context.service (through _service_given or _service_ok), undefined when the
+#   input is not an object.
 package pygate.gate_mutation_test
 
 import data.pygate.gate
