@@ -1,5 +1,24 @@
 # Tests that kill the survivors of scripts/rego-mutation.py on canonical.rego (issue 18):
 # each pins a key or a branch of the reading that no other test told from its mutant.
+#
+# The mutants that survive are equivalent (no output tells them from the original):
+# - read, first body: `c.what == "action"` (4 mutants): the fast path for an output
+#   that is one action; the general body reads it the same.
+# - _reached: `c.what != "skip"` (2): read keeps only actions and problems of it.
+# - _last_or_null and strings_in: `count(path) > 0` (dropped or `>= 0`): path[-1] is
+#   undefined, and the else (null) or the comprehension's skip applies.
+# - _is_text_place: `count(path) > 1` (3): a numeric last key means a list, and the
+#   output itself is an object, so such a path has two keys or more.
+# - _type: `is_string(x.type)`: lower() fails on anything else.
+# - _typed_class("function"): `is_object(x.function)` (_keys_within checks it again).
+# - _jsonrpc: `is_object(x.params)`: object.get fails on anything else and the else
+#   reports the same problem.
+# - _seed_call: `_has(x, "arguments")`: is_object(x.arguments) fails without it.
+# - _keys_within: `is_object(x)`: object.keys fails on anything else.
+# - _arguments: `is_string(raw)`, `json.is_valid(raw)`: json.is_valid is false for a
+#   non-string and json.unmarshal fails on invalid JSON, so the body fails either way
+#   (accepted: the guard keeps a bad argument string a reported problem, not a query
+#   error, should OPA run with strict builtin errors).
 package pygate.canonical_mutation_test
 
 import data.pygate.canonical

@@ -34,3 +34,32 @@ test_an_empty_index_needs_an_unscoped_array if {
 	_ids([], {"count": 0, "sets": {}, "unscoped": []}) == set()
 	_reasons([], {"count": 0, "sets": {}, "unscoped": "x"}) == {"invalid policy declarative_index: unscoped must be an array (rebuild it with `pygate policy index`)"}
 }
+
+_typed(condition) := object.union(_policy, {"conditions": [condition]})
+
+_by_type := {"count": 1, "sets": {"notes": {"all": [], "by_type": {"text": [0]}}}, "unscoped": []}
+
+# A policy filed under a type must have a field_in condition on the output's type that
+# names it; any other condition (another kind, another field) makes it misfiled, and
+# the index refuses as a whole: invalid-policy, for every set.
+test_a_policy_filed_under_a_type_it_does_not_name_refuses if {
+	every condition in [
+		{"type": "field_not_in", "field": "type", "values": ["text"]},
+		{"type": "field_in", "field": "kind", "values": ["text"]},
+	] {
+		refusals := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [_typed(condition)]
+			with data.pygate.config.declarative_index as _by_type
+		{[r.policy_id, r.policy_set, r.reason] | some r in refusals} == {[
+			"invalid-policy", "*",
+			"invalid policy declarative_index: position 0 is filed under sets.notes.by_type.text, where it does not belong (rebuild it with `pygate policy index`)",
+		]}
+	}
+}
+
+# A policy's hint is rendered with the output and the user.
+test_a_hint_is_rendered_with_the_output_and_the_user if {
+	policy := object.union(_policy, {"hint": "{{.user.id}} sent {{.output.type}}"})
+	refusals := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [policy]
+		with data.pygate.config.declarative_index as null
+	[r.hint | some r in refusals] == ["u sent text"]
+}
