@@ -63,3 +63,31 @@ test_a_hint_is_rendered_with_the_output_and_the_user if {
 		with data.pygate.config.declarative_index as null
 	[r.hint | some r in refusals] == ["u sent text"]
 }
+
+# conditions.rego
+
+_invalid_reason(condition) := reason if {
+	policy := object.union(_policy, {"conditions": [condition]})
+	[reason] := [r.reason | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [policy]
+		with data.pygate.config.declarative_index as null
+}
+
+# Each parameter of each condition type is checked against its kind, and the refusal
+# names each one that is wrong.
+test_each_condition_parameter_is_named_when_wrong if {
+	_invalid_reason({"type": "account_status", "in": "x"}) == "invalid policy N-1: condition 0 (account_status): 'in' must be an array"
+	_invalid_reason({"type": "amount_exceeds_limit", "field": 5}) == "invalid policy N-1: condition 0 (amount_exceeds_limit): 'field' must be a non-empty string"
+	_invalid_reason({"type": "asset_restricted", "field": ""}) == "invalid policy N-1: condition 0 (asset_restricted): 'field' must be a non-empty string"
+	_invalid_reason({"type": "role_not_in", "roles": "x"}) == "invalid policy N-1: condition 0 (role_not_in): 'roles' must be an array"
+	_invalid_reason({"type": "field_compare", "field": 1, "op": "big", "value": "1"}) == concat("; ", [
+		"invalid policy N-1: condition 0 (field_compare): 'field' must be a non-empty string",
+		"condition 0 (field_compare): 'op' must be one of eq, gt, gte, lt, lte, neq",
+		"condition 0 (field_compare): 'value' must be a number",
+	])
+	every type in ["field_in", "field_not_in"] {
+		_invalid_reason({"type": type, "field": 1, "values": "x"}) == sprintf("invalid policy N-1: condition 0 (%s): 'field' must be a non-empty string; condition 0 (%s): 'values' must be an array", [type, type])
+		_invalid_reason({"type": type}) == sprintf("invalid policy N-1: condition 0 (%s): missing 'field'; condition 0 (%s): missing 'values'", [type, type])
+	}
+	_invalid_reason({"type": "user_attribute_in", "attribute": 1, "values": "x"}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string; condition 0 (user_attribute_in): 'values' must be an array"
+	_invalid_reason({"type": "text_matches", "field": 1, "pattern": "("}) == "invalid policy N-1: condition 0 (text_matches): 'field' must be a non-empty string; condition 0 (text_matches): 'pattern' must be a valid RE2 regular expression"
+}
