@@ -244,10 +244,6 @@ _scalar_keys := {
 	"stop_sequence", "type",
 }
 
-_envelope_types := {"message"}
-
-_last(path) := path[count(path) - 1]
-
 # The last key of a path, null for the output itself: computed once per node.
 _last_or_null(path) := path[count(path) - 1] if {
 	count(path) > 0

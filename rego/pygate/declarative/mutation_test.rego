@@ -1,0 +1,93 @@
+# Tests that kill the survivors of scripts/rego-mutation.py on the declarative package
+# (issue 18).
+#
+# The mutants that survive in index.rego are equivalent:
+# - _index_ok's second body: `n > 0` (dropped or `>= 0`): with n = 0, _policy_at(-1)
+#   fails, so only the first body can accept an empty index.
+# - _placed's third body: `type_name != null`: with null the second body already holds
+#   whenever the third could.
+package pygate.declarative_mutation_test
+
+import data.pygate.declarative
+
+_policy := {"id": "N-1", "set": "notes", "reason": "r", "action": "log_refusal", "conditions": [{"type": "field_in", "field": "type", "values": ["text"]}]}
+
+_ids(policies, index) := ids if {
+	ids := {r.policy_id | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})} with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as index
+}
+
+_reasons(policies, index) := reasons if {
+	reasons := {r.reason | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})} with data.pygate.config.declarative_policies as policies
+		with data.pygate.config.declarative_index as index
+}
+
+# An index that counts no policy while there are some is stale: it refuses instead of
+# hiding them.
+test_an_empty_index_over_policies_refuses if {
+	_ids([_policy], null) == {"N-1"}
+	_reasons([_policy], {"count": 0, "sets": {}, "unscoped": []}) == {"invalid policy declarative_index: count must be the number of declarative_policies (rebuild it with `pygate policy index`)"}
+}
+
+# An empty index still needs an unscoped array.
+test_an_empty_index_needs_an_unscoped_array if {
+	_ids([], {"count": 0, "sets": {}, "unscoped": []}) == set()
+	_reasons([], {"count": 0, "sets": {}, "unscoped": "x"}) == {"invalid policy declarative_index: unscoped must be an array (rebuild it with `pygate policy index`)"}
+}
+
+_typed(condition) := object.union(_policy, {"conditions": [condition]})
+
+_by_type := {"count": 1, "sets": {"notes": {"all": [], "by_type": {"text": [0]}}}, "unscoped": []}
+
+# A policy filed under a type must have a field_in condition on the output's type that
+# names it; any other condition (another kind, another field) makes it misfiled, and
+# the index refuses as a whole: invalid-policy, for every set.
+test_a_policy_filed_under_a_type_it_does_not_name_refuses if {
+	every condition in [
+		{"type": "field_not_in", "field": "type", "values": ["text"]},
+		{"type": "field_in", "field": "kind", "values": ["text"]},
+	] {
+		refusals := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [_typed(condition)]
+			with data.pygate.config.declarative_index as _by_type
+		{[r.policy_id, r.policy_set, r.reason] | some r in refusals} == {[
+			"invalid-policy", "*",
+			"invalid policy declarative_index: position 0 is filed under sets.notes.by_type.text, where it does not belong (rebuild it with `pygate policy index`)",
+		]}
+	}
+}
+
+# A policy's hint is rendered with the output and the user.
+test_a_hint_is_rendered_with_the_output_and_the_user if {
+	policy := object.union(_policy, {"hint": "{{.user.id}} sent {{.output.type}}"})
+	refusals := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [policy]
+		with data.pygate.config.declarative_index as null
+	[r.hint | some r in refusals] == ["u sent text"]
+}
+
+# conditions.rego
+
+_invalid_reason(condition) := reason if {
+	policy := object.union(_policy, {"conditions": [condition]})
+	[reason] := [r.reason | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [policy]
+		with data.pygate.config.declarative_index as null
+}
+
+# Each parameter of each condition type is checked against its kind, and the refusal
+# names each one that is wrong.
+test_each_condition_parameter_is_named_when_wrong if {
+	_invalid_reason({"type": "account_status", "in": "x"}) == "invalid policy N-1: condition 0 (account_status): 'in' must be an array"
+	_invalid_reason({"type": "amount_exceeds_limit", "field": 5}) == "invalid policy N-1: condition 0 (amount_exceeds_limit): 'field' must be a non-empty string"
+	_invalid_reason({"type": "asset_restricted", "field": ""}) == "invalid policy N-1: condition 0 (asset_restricted): 'field' must be a non-empty string"
+	_invalid_reason({"type": "role_not_in", "roles": "x"}) == "invalid policy N-1: condition 0 (role_not_in): 'roles' must be an array"
+	_invalid_reason({"type": "field_compare", "field": 1, "op": "big", "value": "1"}) == concat("; ", [
+		"invalid policy N-1: condition 0 (field_compare): 'field' must be a non-empty string",
+		"condition 0 (field_compare): 'op' must be one of eq, gt, gte, lt, lte, neq",
+		"condition 0 (field_compare): 'value' must be a number",
+	])
+	every type in ["field_in", "field_not_in"] {
+		_invalid_reason({"type": type, "field": 1, "values": "x"}) == sprintf("invalid policy N-1: condition 0 (%s): 'field' must be a non-empty string; condition 0 (%s): 'values' must be an array", [type, type])
+		_invalid_reason({"type": type}) == sprintf("invalid policy N-1: condition 0 (%s): missing 'field'; condition 0 (%s): missing 'values'", [type, type])
+	}
+	_invalid_reason({"type": "user_attribute_in", "attribute": 1, "values": "x"}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string; condition 0 (user_attribute_in): 'values' must be an array"
+	_invalid_reason({"type": "text_matches", "field": 1, "pattern": "("}) == "invalid policy N-1: condition 0 (text_matches): 'field' must be a non-empty string; condition 0 (text_matches): 'pattern' must be a valid RE2 regular expression"
+}
