@@ -91,3 +91,20 @@ test_each_condition_parameter_is_named_when_wrong if {
 	_invalid_reason({"type": "user_attribute_in", "attribute": 1, "values": "x"}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string; condition 0 (user_attribute_in): 'values' must be an array"
 	_invalid_reason({"type": "text_matches", "field": 1, "pattern": "("}) == "invalid policy N-1: condition 0 (text_matches): 'field' must be a non-empty string; condition 0 (text_matches): 'pattern' must be a valid RE2 regular expression"
 }
+
+# One wrong name parameter alone makes a condition invalid (the fast check agrees with
+# the messages): a policy whose field is not a non-empty string would otherwise never
+# hold, a policy that silently never refuses.
+test_a_wrong_field_alone_makes_the_condition_invalid if {
+	every field in [1, ""] {
+		every condition in [
+			{"type": "field_compare", "field": field, "op": "gt", "value": 1},
+			{"type": "field_in", "field": field, "values": []},
+			{"type": "field_not_in", "field": field, "values": []},
+			{"type": "text_matches", "field": field, "pattern": "a"},
+		] {
+			_invalid_reason(condition) == sprintf("invalid policy N-1: condition 0 (%s): 'field' must be a non-empty string", [condition.type])
+		}
+		_invalid_reason({"type": "user_attribute_in", "attribute": field, "values": []}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string"
+	}
+}
