@@ -108,3 +108,38 @@ test_a_wrong_field_alone_makes_the_condition_invalid if {
 		_invalid_reason({"type": "user_attribute_in", "attribute": field, "values": []}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string"
 	}
 }
+
+# declarative.rego
+
+# One wrong field alone makes a policy invalid, and its refusal names the field (the
+# fast check _valid agrees with the messages; a policy it let through would be
+# evaluated with a broken id, set, reason, action or conditions).
+test_a_single_wrong_policy_field_is_named if {
+	cases := [
+		[{"set": ""}, "'set' must be a non-empty string"],
+		[{"reason": 5}, "'reason' must be a non-empty string"],
+		[{"reason": ""}, "'reason' must be a non-empty string"],
+		[{"action": 5}, "'action' must be a non-empty string"],
+		[{"action": ""}, "'action' must be a non-empty string"],
+		[{"conditions": {"a": 1}}, "'conditions' must be a non-empty array"],
+		[{"description": 5}, "'description' must be a non-empty string"],
+		[{"message": 5}, "'message' must be a non-empty string"],
+		[{"title": ""}, "'title' must be a non-empty string"],
+		[{"priority": "1"}, "'priority' must be a number"],
+	]
+	every case in cases {
+		policy := object.union(_policy, case[0])
+		reasons := [r.reason | some r in declarative.refusals_for(["notes", "*"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [policy]
+			with data.pygate.config.declarative_index as null
+		reasons == [concat("", ["invalid policy N-1: ", case[1]])]
+	}
+	id_reasons := [r.reason | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [object.union(_policy, {"id": 5})]
+		with data.pygate.config.declarative_index as null
+	id_reasons == ["invalid policy declarative_policies[0]: 'id' must be a non-empty string"]
+}
+
+# sets names only the string sets that policies mention.
+test_sets_names_only_string_sets if {
+	names := declarative.sets with data.pygate.config.declarative_policies as [_policy, object.union(_policy, {"set": 3})]
+	names == {"notes"}
+}
