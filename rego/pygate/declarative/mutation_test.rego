@@ -125,6 +125,7 @@ test_a_single_wrong_policy_field_is_named if {
 		[{"description": 5}, "'description' must be a non-empty string"],
 		[{"message": 5}, "'message' must be a non-empty string"],
 		[{"title": ""}, "'title' must be a non-empty string"],
+		[{"hint": 5}, "'hint' must be a non-empty string"],
 		[{"priority": "1"}, "'priority' must be a number"],
 	]
 	every case in cases {
