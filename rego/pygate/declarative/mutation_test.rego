@@ -144,3 +144,14 @@ test_sets_names_only_string_sets if {
 	names := declarative.sets with data.pygate.config.declarative_policies as [_policy, object.union(_policy, {"set": 3})]
 	names == {"notes"}
 }
+
+# An invalid policy without a usable id refuses as invalid-policy, and one without a
+# usable set as "*" (every service): never under the broken value.
+test_an_invalid_policy_without_a_usable_id_or_set if {
+	by_id := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [object.union(_policy, {"id": 5})]
+		with data.pygate.config.declarative_index as null
+	[[r.policy_id, r.policy_set] | some r in by_id] == [["invalid-policy", "notes"]]
+	by_set := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [object.union(_policy, {"set": ""})]
+		with data.pygate.config.declarative_index as null
+	[[r.policy_id, r.policy_set] | some r in by_set] == [["N-1", "*"]]
+}
