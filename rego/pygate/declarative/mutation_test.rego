@@ -1,11 +1,32 @@
 # Tests that kill the survivors of scripts/rego-mutation.py on the declarative package
 # (issue 18).
 #
-# The mutants that survive in index.rego are equivalent:
-# - _index_ok's second body: `n > 0` (dropped or `>= 0`): with n = 0, _policy_at(-1)
-#   fails, so only the first body can accept an empty index.
-# - _placed's third body: `type_name != null`: with null the second body already holds
-#   whenever the third could.
+# The mutants that survive are equivalent (no input tells them from the original):
+# - index.rego, _index_ok's second body: `n > 0` (dropped or `>= 0`): with n = 0,
+#   _policy_at(-1) fails, so only the first body can accept an empty index.
+# - index.rego, _placed's third body: `type_name != null`: with null the second body
+#   already holds whenever the third could.
+# - declarative.rego, defines_set: `_index_ok` (first body), `not _index_ok` and
+#   `_no_index` (second body): each dropped guard lets a body hold only where another
+#   body (or the same answer from the index) holds already; a broken index holds for
+#   every name.
+# - declarative.rego, _relevant's third body: `is_object(policy)`: the second body
+#   already makes every non-object relevant.
+# - declarative.rego, _valid: the priority default 0 -> 1 (any number); and
+#   _policy_problems' `is_object(policy)` (object.get fails on anything else).
+# - declarative.rego, _problems_or_unknown: `count(problems) > 0`: _valid and
+#   _policy_problems agree (test_fast_validation_agrees_with_problems), so the
+#   problems of a policy _valid refused are never empty.
+# - declarative.rego, _refusal's optional fields: `is_string(policy[key])`: _valid
+#   already requires suggestion and message to be non-empty strings.
+# - explain.rego, _hint: `is_string(policy.hint)`: a valid policy's hint is a string,
+#   and without one render(policy.hint) is undefined, so the else applies.
+# - explain.rego, _restricted_symbols: `is_object(lib.config("assets", null))`: the
+#   bound is only built for an asset_restricted condition that held, which needs
+#   assets to be an object.
+# - conditions.rego, text_matches: `is_string(text)`: regex.match fails on anything
+#   else (accepted: it keeps the condition false rather than a query error under
+#   strict builtin errors).
 package pygate.declarative_mutation_test
 
 import data.pygate.declarative
@@ -122,6 +143,7 @@ test_a_single_wrong_policy_field_is_named if {
 		[{"action": 5}, "'action' must be a non-empty string"],
 		[{"action": ""}, "'action' must be a non-empty string"],
 		[{"conditions": {"a": 1}}, "'conditions' must be a non-empty array"],
+		[{"conditions": {"a": {"type": "field_in", "field": "type", "values": ["text"]}}}, "'conditions' must be a non-empty array"],
 		[{"description": 5}, "'description' must be a non-empty string"],
 		[{"message": 5}, "'message' must be a non-empty string"],
 		[{"title": ""}, "'title' must be a non-empty string"],
