@@ -12,7 +12,8 @@
 #   user_facts, so _facts_problems is empty whenever the copy applies.
 # - field_spec_ok: `is_object(spec)` (spec.type is undefined otherwise); the defaults
 #   of `required` (false -> true) and of the bounds (0 -> 1) only need the right type.
-# - _typed_ok("integer"): `is_number(value)`: round() fails on anything else.
+# - _typed_ok("integer") and ("number"): `is_number(value)`: round() fails on anything
+#   else, and _range_ok computes the default `value - 1`, which fails too.
 # - _range_ok: the exclusive_minimum default `value - 1` -> `value - 2`: any default
 #   below value.
 # - _string_problems: `is_string(value)`: reached only after the type checks, and

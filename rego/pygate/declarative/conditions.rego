@@ -63,21 +63,10 @@ _spec_problems(obj, spec) := missing | wrong if {
 	}
 }
 
-# _spec_ok holds when _spec_problems(obj, spec) would be empty, without
-# building any message: the per-query fast path.
-_spec_ok(obj, spec) if {
-	every key, kind in spec.required {
-		_kind_ok(kind, obj[key])
-	}
-	every key in object.keys(obj) & object.keys(spec.optional) {
-		_kind_ok(spec.optional[key], obj[key])
-	}
-}
-
-# _condition_valid holds exactly when _spec_ok(condition,
-# _condition_specs[condition.type]) does (a test runs both over every shape
-# in conditions_test); spelled out per type because it runs on every query.
-# A non-object has no .type, so it is not valid either.
+# _condition_valid holds exactly when _spec_problems(condition,
+# _condition_specs[condition.type]) is empty (a test runs both over every
+# shape in declarative_test); spelled out per type because it runs on every
+# query. A non-object has no .type, so it is not valid either.
 _condition_valid(condition) if _condition_ok(condition.type, condition)
 
 _condition_ok("account_status", c) if is_array(c["in"])

@@ -1,11 +1,32 @@
 # Tests that kill the survivors of scripts/rego-mutation.py on the declarative package
 # (issue 18).
 #
-# The mutants that survive in index.rego are equivalent:
-# - _index_ok's second body: `n > 0` (dropped or `>= 0`): with n = 0, _policy_at(-1)
-#   fails, so only the first body can accept an empty index.
-# - _placed's third body: `type_name != null`: with null the second body already holds
-#   whenever the third could.
+# The mutants that survive are equivalent (no input tells them from the original):
+# - index.rego, _index_ok's second body: `n > 0` (dropped or `>= 0`): with n = 0,
+#   _policy_at(-1) fails, so only the first body can accept an empty index.
+# - index.rego, _placed's third body: `type_name != null`: with null the second body
+#   already holds whenever the third could.
+# - declarative.rego, defines_set: `_index_ok` (first body), `not _index_ok` and
+#   `_no_index` (second body): each dropped guard lets a body hold only where another
+#   body (or the same answer from the index) holds already; a broken index holds for
+#   every name.
+# - declarative.rego, _relevant's third body: `is_object(policy)`: the second body
+#   already makes every non-object relevant.
+# - declarative.rego, _valid: the priority default 0 -> 1 (any number); and
+#   _policy_problems' `is_object(policy)` (object.get fails on anything else).
+# - declarative.rego, _problems_or_unknown: `count(problems) > 0`: _valid and
+#   _policy_problems agree (test_fast_validation_agrees_with_problems), so the
+#   problems of a policy _valid refused are never empty.
+# - declarative.rego, _refusal's optional fields: `is_string(policy[key])`: _valid
+#   already requires suggestion and message to be non-empty strings.
+# - explain.rego, _hint: `is_string(policy.hint)`: a valid policy's hint is a string,
+#   and without one render(policy.hint) is undefined, so the else applies.
+# - explain.rego, _restricted_symbols: `is_object(lib.config("assets", null))`: the
+#   bound is only built for an asset_restricted condition that held, which needs
+#   assets to be an object.
+# - conditions.rego, text_matches: `is_string(text)`: regex.match fails on anything
+#   else (accepted: it keeps the condition false rather than a query error under
+#   strict builtin errors).
 package pygate.declarative_mutation_test
 
 import data.pygate.declarative
@@ -90,4 +111,69 @@ test_each_condition_parameter_is_named_when_wrong if {
 	}
 	_invalid_reason({"type": "user_attribute_in", "attribute": 1, "values": "x"}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string; condition 0 (user_attribute_in): 'values' must be an array"
 	_invalid_reason({"type": "text_matches", "field": 1, "pattern": "("}) == "invalid policy N-1: condition 0 (text_matches): 'field' must be a non-empty string; condition 0 (text_matches): 'pattern' must be a valid RE2 regular expression"
+}
+
+# One wrong name parameter alone makes a condition invalid (the fast check agrees with
+# the messages): a policy whose field is not a non-empty string would otherwise never
+# hold, a policy that silently never refuses.
+test_a_wrong_field_alone_makes_the_condition_invalid if {
+	every field in [1, ""] {
+		every condition in [
+			{"type": "field_compare", "field": field, "op": "gt", "value": 1},
+			{"type": "field_in", "field": field, "values": []},
+			{"type": "field_not_in", "field": field, "values": []},
+			{"type": "text_matches", "field": field, "pattern": "a"},
+		] {
+			_invalid_reason(condition) == sprintf("invalid policy N-1: condition 0 (%s): 'field' must be a non-empty string", [condition.type])
+		}
+		_invalid_reason({"type": "user_attribute_in", "attribute": field, "values": []}) == "invalid policy N-1: condition 0 (user_attribute_in): 'attribute' must be a non-empty string"
+	}
+}
+
+# declarative.rego
+
+# One wrong field alone makes a policy invalid, and its refusal names the field (the
+# fast check _valid agrees with the messages; a policy it let through would be
+# evaluated with a broken id, set, reason, action or conditions).
+test_a_single_wrong_policy_field_is_named if {
+	cases := [
+		[{"set": ""}, "'set' must be a non-empty string"],
+		[{"reason": 5}, "'reason' must be a non-empty string"],
+		[{"reason": ""}, "'reason' must be a non-empty string"],
+		[{"action": 5}, "'action' must be a non-empty string"],
+		[{"action": ""}, "'action' must be a non-empty string"],
+		[{"conditions": {"a": 1}}, "'conditions' must be a non-empty array"],
+		[{"conditions": {"a": {"type": "field_in", "field": "type", "values": ["text"]}}}, "'conditions' must be a non-empty array"],
+		[{"description": 5}, "'description' must be a non-empty string"],
+		[{"message": 5}, "'message' must be a non-empty string"],
+		[{"title": ""}, "'title' must be a non-empty string"],
+		[{"hint": 5}, "'hint' must be a non-empty string"],
+		[{"priority": "1"}, "'priority' must be a number"],
+	]
+	every case in cases {
+		policy := object.union(_policy, case[0])
+		reasons := [r.reason | some r in declarative.refusals_for(["notes", "*"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [policy]
+			with data.pygate.config.declarative_index as null
+		reasons == [concat("", ["invalid policy N-1: ", case[1]])]
+	}
+	id_reasons := [r.reason | some r in declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"})] with data.pygate.config.declarative_policies as [object.union(_policy, {"id": 5})]
+		with data.pygate.config.declarative_index as null
+	id_reasons == ["invalid policy declarative_policies[0]: 'id' must be a non-empty string"]
+}
+
+# sets names only the string sets that policies mention.
+test_sets_names_only_string_sets if {
+	names := declarative.sets with data.pygate.config.declarative_policies as [_policy, object.union(_policy, {"set": 3})]
+	names == {"notes"}
+}
+
+# An invalid policy without a usable id refuses as invalid-policy, and one without a
+# usable set as "*" (every service): never under the broken value.
+test_an_invalid_policy_without_a_usable_id_or_set if {
+	by_id := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [object.union(_policy, {"id": 5})]
+		with data.pygate.config.declarative_index as null
+	[[r.policy_id, r.policy_set] | some r in by_id] == [["invalid-policy", "notes"]]
+	by_set := declarative.refusals_for(["notes"], {"type": "text"}, {"id": "u"}) with data.pygate.config.declarative_policies as [object.union(_policy, {"set": ""})]
+		with data.pygate.config.declarative_index as null
+	[[r.policy_id, r.policy_set] | some r in by_set] == [["N-1", "*"]]
 }
