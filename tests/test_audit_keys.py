@@ -274,12 +274,16 @@ def test_link_and_seal_are_keyed_over_the_exact_message(tmp_path: Path) -> None:
     assert integrity.check_link("other", "k2", '{"a":1}', digest) is False
     old = hmac.new(bytes.fromhex(A), b'prev|k1|{"a":1}', hashlib.sha256).hexdigest()
     assert integrity.check_link("prev", "k1", '{"a":1}', old) is True  # a rotated-out key
-    key_id, mac = integrity.seal("quota", ["u", 1, None])
+    fields = ["u", 1, None, {"n": 2}]
+    key_id, mac = integrity.seal("quota", fields)
     assert key_id == "k2"
-    assert mac == hmac.new(bytes.fromhex(B), b'quota|k2|["u",1,null]', hashlib.sha256).hexdigest()
-    assert integrity.check_seal("quota", ["u", 1, None], "k2", mac) is True
-    assert integrity.check_seal("quota", ["u", 1, None], "k1", mac) is False
-    assert integrity.check_seal("quota", ["u", 1, None], "k2", None) is False
+    message = b'quota|k2|["u",1,null,{"n":2}]'  # compact JSON, the one canonical form
+    assert mac == hmac.new(bytes.fromhex(B), message, hashlib.sha256).hexdigest()
+    assert integrity.check_seal("quota", fields, "k2", mac) is True
+    assert integrity.check_seal("quota", fields, "k1", mac) is False
+    assert integrity.check_seal("quota", fields, "k2", None) is False
+    old_mac = hmac.new(bytes.fromhex(A), message.replace(b"k2", b"k1"), hashlib.sha256)
+    assert integrity.check_seal("quota", fields, "k1", old_mac.hexdigest()) is True
 
 
 # --- when a checkpoint is due --------------------------------------------------------------
@@ -349,6 +353,15 @@ def test_a_checkpoint_is_due_after_the_interval(tmp_path: Path, clock: _Clock) -
     idle.write_checkpoint(HEAD, _never)
     clock.now += 1e6
     assert idle.due(10**6) is False  # neither by count nor by time
+
+
+def test_a_sub_second_interval(tmp_path: Path, clock: _Clock) -> None:
+    integrity = _store(tmp_path, every=0, seconds=0.5)
+    integrity.write_checkpoint(HEAD, _never)
+    clock.now += 0.25
+    assert integrity.due(1) is False
+    clock.now += 0.25
+    assert integrity.due(1) is True
 
 
 def test_by_count_exactly_at_the_threshold(tmp_path: Path, clock: _Clock) -> None:

@@ -91,6 +91,8 @@ class Keyring:
         secret = self.keys.get(key_id)
         if secret is None:
             return None
+        # (OpenSSL reads digest names in any case: "SHA256" is the same digest, mutmut's
+        # case-swapped mutants of these names are equivalent.)
         return hmac.digest(secret, message.encode(), "sha256").hex()
 
     def sign(self, message: str) -> str:
@@ -108,12 +110,14 @@ class Keyring:
 
 def new_key_line() -> str:
     """A fresh ``<key_id> <hex secret>`` line (256-bit secret, random 8-hex id)."""
+    # token_hex(32) is also token_hex()'s default: a mutant dropping the 32 is equivalent.
     return f"k{secrets.token_hex(4)} {secrets.token_hex(32)}\n"
 
 
 def _write_new(path: Path, text: str) -> bool:
     """Create ``path`` (0600) holding ``text`` atomically; False when it already exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The random suffix only keeps concurrent writers apart: its length is not a contract.
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
