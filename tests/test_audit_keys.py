@@ -211,7 +211,7 @@ def test_default_state_dir_of_sqlite_targets(tmp_path: Path) -> None:
     assert default_state_dir("rel/c.db") == Path("rel/c.db.state")
 
 
-def test_default_state_dir_of_postgres_names_the_chain_not_the_password(
+def test_default_state_dir_of_a_database_url_names_the_chain_not_the_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def expect(name: str) -> Path:

@@ -92,7 +92,7 @@ class Keyring:
         if secret is None:
             return None
         # (OpenSSL reads digest names in any case: "SHA256" is the same digest, mutmut's
-        # case-swapped mutants of these names are equivalent.)
+        # case-swapped mutants of this name and of sign()'s are equivalent.)
         return hmac.digest(secret, message.encode(), "sha256").hex()
 
     def sign(self, message: str) -> str:
@@ -131,7 +131,7 @@ def _write_new(path: Path, text: str) -> bool:
             return False
         return True
     finally:
-        partial.unlink(missing_ok=True)
+        partial.unlink()  # it exists: os.open created it, and a hard link leaves it in place
 
 
 def load_keyring(path: Path, create: bool) -> Keyring:
@@ -205,6 +205,7 @@ class Checkpoint:
         """The signed part, canonical."""
         fields = [self.seq, self.head_hash, self.count, self.anchor_no, self.anchor_hash,
                   self.at, self.key_id]  # fmt: skip
+        # (The fields are scalars: the key separator ":" never appears; its mutant is equivalent.)
         return "checkpoint|" + json.dumps(fields, separators=(",", ":"))
 
 
@@ -354,6 +355,7 @@ class Integrity:
             partial = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.{os.getpid()}")
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
+                # Any indent reads back the same: the layout is for a person, not a contract.
                 out.write(json.dumps(cp.__dict__, indent=1) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
