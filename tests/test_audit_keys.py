@@ -102,7 +102,11 @@ def test_a_malformed_line_is_named_by_number(text: str, message: str) -> None:
 
 
 def test_a_128_bit_secret_is_enough() -> None:
-    assert Keyring.parse(f"k1 {A}").keys["k1"] == bytes.fromhex(A)
+    ring = Keyring.parse(f"k1 {A}")
+    assert ring.keys["k1"] == bytes.fromhex(A)
+    assert ring.source == ""  # no source named: messages say nothing of one
+    with pytest.raises(ConfigError, match=r"^audit keyring  line 1: secret is not hex$"):
+        Keyring.parse("k1 zz")
 
 
 def test_mac_sign_and_check_are_hmac_sha256_under_the_named_key() -> None:

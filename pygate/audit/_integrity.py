@@ -69,7 +69,7 @@ class Keyring:
         """
         keys: dict[str, bytes] = {}
         for n, raw in enumerate(text.replace(",", "\n").splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
+            line = raw.partition("#")[0].strip()
             if not line:
                 continue
             parts = line.replace(":", " ").split()
