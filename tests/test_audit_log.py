@@ -52,6 +52,9 @@ def test_find_by_the_whole_id_or_a_unique_hex_prefix_of_eight(audit: AuditLog) -
     hit = audit.find("abcdef0123")
     assert hit is not None
     assert hit.audit_id == a
+    hit = audit.find("ABCDEF0123")  # hex in either case (SQLite's LIKE ignores ASCII case)
+    assert hit is not None
+    assert hit.audit_id == a
     hit = audit.find("abcdef01f")
     assert hit is not None
     assert hit.audit_id == b
@@ -107,6 +110,37 @@ def test_replay_input_keeps_the_document_minus_output_redacted_with_its_paths(
     record = audit.tail(1)[0]
     assert record.opa_input == stored
     assert record.output == {"password": "***"}
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<thing>"
+
+    odd = json.loads(audit.replay_input({"context": {"t": Thing()}}) or "")
+    assert odd == {"context": {"t": "<thing>"}, "redacted": []}
+
+
+def test_a_document_list_must_match_the_items(audit: AuditLog) -> None:
+    with pytest.raises(ValueError, match="zip"):
+        audit.append_many([(_decision(1), {}), (_decision(2), {})], documents=[None])
+    assert audit.count() == 0
+
+
+def test_masked_applies_the_keys_and_the_text_patterns(audit: AuditLog) -> None:
+    assert audit.masked({"password": "p", "note": "card 4111 1111 1111 1111 ok"}) == {
+        "password": "***",
+        "note": "card *** ok",
+    }
+
+
+def test_append_gives_back_a_quota_unit_in_the_same_write(audit: AuditLog) -> None:
+    day = "2025-06-30"
+    assert audit.reserve("u1", day) == 0
+    assert audit.reserve("u1", day) == 1
+    audit.append(Decision(allowed=False, user_id="u1", decided_at=NOW), {}, release=("u1", day))
+    assert audit.quota_used([("u1", day)]) == {("u1", day): 1}
+    audit.append(Decision(allowed=False, user_id="u1", decided_at=NOW), {})
+    assert audit.quota_used([("u1", day)]) == {("u1", day): 1}
+    assert audit.count() == 2
 
 
 def test_an_unserialisable_output_is_stored_as_its_repr(audit: AuditLog) -> None:
@@ -205,11 +239,35 @@ def test_async_writes_checkpoint_like_the_sync_ones(tmp_path: Path) -> None:
     cp = log.integrity.read_checkpoint()
     assert cp is not None
     assert (cp.seq, cp.count) == (1, 1)
-    asyncio.run(log.aappend_checked([Checked(_decision(2), {})]))
+    [written] = asyncio.run(log.aappend_checked([Checked(_decision(2), {"n": 2})]))
+    assert written is not None
+    assert log.tail(1)[0].output == {"n": 2}
     log.close()
     cp = log.integrity.read_checkpoint()
     assert cp is not None
     assert (cp.seq, cp.count) == (2, 2)
+
+
+@pytest.mark.parametrize("how", ["append_many", "aappend_many", "append_checked"])
+def test_a_write_checkpoints_only_when_due(tmp_path: Path, how: str) -> None:
+    integrity = Integrity(str(tmp_path / "a.db"), checkpoint_every=3, checkpoint_seconds=0)
+    log = SqliteAuditLog(tmp_path / "a.db", integrity=integrity)
+
+    def write(i: int) -> None:
+        if how == "append_many":
+            log.append_many([(_decision(i), {})])
+        elif how == "aappend_many":
+            asyncio.run(log.aappend_many([(_decision(i), {})]))
+        else:
+            log.append_checked([Checked(_decision(i), {})])
+
+    seqs = []
+    for i in range(1, 6):
+        write(i)
+        cp = log.integrity.read_checkpoint()
+        seqs.append(cp.seq if cp else 0)
+    assert seqs == [1, 1, 1, 4, 4]  # the handle's first commit, then every third record
+    log.close()
 
 
 # --- approvals the chain records as used ---------------------------------------------------
@@ -224,6 +282,43 @@ def test_used_approvals_come_from_allowed_records_first_use_wins(audit: AuditLog
     assert audit.used_approvals() == {"ap1": "r1", "ap2": "r1", "ap4": "r3"}
     assert audit.used_approvals("u1") == {"ap1": "r1", "ap2": "r1"}
     assert audit.used_approvals("nobody") == {}
+
+
+def test_an_allow_uses_up_every_approval_it_names(audit: AuditLog) -> None:
+    from pygate.audit._approvals import Approvals
+
+    approvals = Approvals(audit)
+    ids = []
+    for n in range(2):
+        refusal = Refusal(policy_id=f"R{n}", reason="review", action="require_review")
+        refused = audit.append(
+            Decision(allowed=False, user_id="u1", refusals=[refusal], output_hash=f"h{n}"), {}
+        )
+        pending = approvals.request(refused, {})
+        assert pending is not None
+        approvals.approve(pending.approval_id, by="rita")
+        ids.append(pending.approval_id)
+    allow = Decision(allowed=True, user_id="u1", approval_id=",".join(ids))
+    [written] = audit.append_checked([Checked(allow, {})])
+    assert written is not None
+    assert [(a.status, a.used_audit_id) for a in map(approvals.get, ids)] == [
+        ("used", written.audit_id),
+        ("used", written.audit_id),
+    ]
+    assert audit.used_approvals("u1") == dict.fromkeys(ids, written.audit_id)
+    # used up: a second allow naming one of them is not written
+    again = Decision(allowed=True, user_id="u1", approval_id=ids[1])
+    assert audit.append_checked([Checked(again, {})]) == [None]
+
+
+def test_seal_row_adds_a_key_id_and_mac_that_sealed_accepts(audit: AuditLog) -> None:
+    row = {"followup_id": "f1", "audit_id": "a1", "kind": "retry", "ts": "t", "note": None}
+    sealed = audit.seal_row("followups", row)
+    assert set(sealed) == {*row, "key_id", "mac"}
+    assert sealed["key_id"] == audit.integrity.keyring.current
+    assert audit.sealed("followups", sealed) is True
+    assert audit.sealed("followups", {**sealed, "kind": "escalate"}) is False
+    assert audit.sealed("followups", row) is False
 
 
 # --- the chain head a checkpoint is taken of ------------------------------------------------
@@ -334,6 +429,8 @@ def test_the_bundle_high_water_mark_only_rises(audit: AuditLog) -> None:
 class _Bare(AuditLog):
     """A backend with only the required methods: no extension tables."""
 
+    reserved: list[tuple[str, str]]
+
     def _insert(self, rows: Any, releases: Any, checks: Any = None) -> list[int]:
         return []
 
@@ -347,7 +444,8 @@ class _Bare(AuditLog):
         raise AssertionError(f"no extension table may be read: {sql}")
 
     def reserve(self, user_id: str, day: str) -> int:
-        return 0
+        self.reserved.append((user_id, day))
+        return len(self.reserved) - 1
 
     def close(self) -> None:
         pass
@@ -355,6 +453,7 @@ class _Bare(AuditLog):
 
 def test_a_backend_without_extension_tables(tmp_path: Path) -> None:
     bare = _Bare(target=str(tmp_path / "bare.db"))
+    bare.reserved = []
     assert bare.integrity.key_file == tmp_path / "bare.db.state" / "audit.key"
     assert bare.bundle_high() is None
     assert bare.anchors() == []
@@ -362,8 +461,9 @@ def test_a_backend_without_extension_tables(tmp_path: Path) -> None:
         bare.raise_bundle_high("s", "r")
     with pytest.raises(AuditError, match=r"^_Bare does not support retention$"):
         bare._prune(1, {})
-    assert bare.reserve_many([("u", "d"), ("v", "d")]) == [0, 0]
-    assert asyncio.run(bare.areserve_many([("u", "d")])) == [0]
+    assert bare.reserve_many([("u", "d"), ("v", "e")]) == [0, 1]
+    assert asyncio.run(bare.areserve_many([("w", "f")])) == [2]
+    assert bare.reserved == [("u", "d"), ("v", "e"), ("w", "f")]
 
 
 def test_verify_result_defaults() -> None:

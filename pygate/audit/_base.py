@@ -36,6 +36,10 @@ from pygate.audit._redact import redact_pattern as redact_pattern
 
 log = logging.getLogger("pygate.audit")
 
+# (Mutation testing, issue 18: mutmut's upper/lower-case mutants of the SQL below are
+# equivalent where they touch only keywords and unquoted names, which SQLite and PostgreSQL
+# read in any case; a quoted literal or a result column read by name still kills them.)
+
 GENESIS = "0" * 64
 
 #: Seconds an audit write may wait (a held lock, a busy server) before the decision is refused.
@@ -170,6 +174,7 @@ def canonical(row: dict[str, Any]) -> str:
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its JSON-ish name."""
     if isinstance(value, float) and not math.isfinite(value):
+        # value is +-inf here: "> 0" and any finite bound are the same test
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
@@ -357,6 +362,7 @@ class AuditLog(ABC):
             AuditError: nothing was committed.
         """
         rows = [self._row(i.decision, i.output, i.document) for i in items]
+        # (rows is built from items: strict= cannot matter here, its mutants are equivalent)
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(self._insert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -536,6 +542,7 @@ class AuditLog(ABC):
         rest = {k: v for k, v in document.items() if k != "output"}
         stored = _finite(redact(rest, names, pattern))
         stored["redacted"] = redacted_paths(document, names, pattern)
+        # (_finite removed every NaN: allow_nan only guards, its mutants are equivalent)
         return json.dumps(stored, sort_keys=True, default=repr, allow_nan=False)
 
     def _row(
