@@ -391,6 +391,7 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_not_raised(
     assert message.getMessage().startswith(
         f"cannot write audit checkpoint {blocker / 'cp' / 'checkpoint.json'}: "
     )
+    assert "Not a directory" in message.getMessage()  # the error itself, for the operator
     log.close()  # the failed attempt reset the pending count: close does not raise either
 
 

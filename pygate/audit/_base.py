@@ -163,6 +163,7 @@ def canonical(row: dict[str, Any]) -> str:
 
     EXTRA_COLUMNS join the hash only when set, so logs written before they existed verify.
     """
+    # (values are scalars, JSON kept as text: sort_keys cannot matter, its mutant is equivalent)
     values = [row[c] for c in COLUMNS]
     used = [any(row.get(c) is not None for c in g) for g in EXTRA_GENERATIONS]
     if any(used):
@@ -718,6 +719,7 @@ def _checked(
 
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
     """The decisions carrying the audit id and time of their committed records."""
+    # (rows is built from items by every caller: strict='s mutants are equivalent)
     return [
         d.model_copy(
             update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}
@@ -763,6 +765,7 @@ def stored_refusals(decision: Decision) -> list[JSONObject]:
     """
     kept = [r.model_dump(mode="json", exclude_none=True) for r in decision.refusals]
     for shadow in getattr(decision, "shadow_refusals", None) or []:
+        # (a Refusal holds JSON types only: python mode, e.g. a "JSON" mutant, dumps the same)
         dumped = shadow.model_dump(mode="json", exclude_none=True)
         kept.append({**dumped, "shadow": True})
     return kept
