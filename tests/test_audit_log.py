@@ -192,6 +192,18 @@ def test_shadow_refusals_are_kept_redacted_and_marked(audit: AuditLog) -> None:
     assert (plain.shadow_refusals, plain.refusals, plain.opa_input) == (None, [], None)
 
 
+def test_stored_refusals_are_json_whatever_a_condition_holds() -> None:
+    from pygate._models import Condition
+
+    when = Condition(field="context.at", op="<", value=NOW, bound=(1, 2))
+    refusal = Refusal(policy_id="P", reason="r", action="a", why=[when])
+    decision = Decision(allowed=False, refusals=[refusal], shadow_refusals=[refusal])
+    kept = stored_refusals(decision)
+    assert [r["why"] for r in kept] == [
+        [{"field": "context.at", "op": "<", "value": "2025-06-30T12:00:00Z", "bound": [1, 2]}]
+    ] * 2
+
+
 def test_to_record_reads_every_json_column() -> None:
     row = {
         "seq": 3, "audit_id": "a", "ts": NOW.isoformat(), "service": None, "user_id": "u",

@@ -765,7 +765,6 @@ def stored_refusals(decision: Decision) -> list[JSONObject]:
     """
     kept = [r.model_dump(mode="json", exclude_none=True) for r in decision.refusals]
     for shadow in getattr(decision, "shadow_refusals", None) or []:
-        # (a Refusal holds JSON types only: python mode, e.g. a "JSON" mutant, dumps the same)
         dumped = shadow.model_dump(mode="json", exclude_none=True)
         kept.append({**dumped, "shadow": True})
     return kept
