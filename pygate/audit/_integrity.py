@@ -328,7 +328,7 @@ class Integrity:
         """
         with self._lock:
             self._pending = 0
-            self._first = False
+            self._first = False  # (only truth-tested: a None mutant is equivalent)
             self._last = time.monotonic()
         with self._file_lock():
             old = None
