@@ -364,6 +364,44 @@ def test_refuse_input_audits_who_and_what(make_gate: Callable[..., Gate], audit:
     assert record.output == repr('{"amount": 1, "amount": 2}')
 
 
+def test_async_refuse_input_audits_who_and_what(opa: LocalOpa, audit: AuditLog) -> None:
+    problem = InputError("input", "duplicate key 'amount' (ambiguous JSON is refused)")
+
+    async def run() -> Decision:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as gate:
+            return await gate.refuse_input(problem, '{"amount": 1, "amount": 2}', {"id": 9})
+
+    decision = asyncio.run(run())
+    assert (decision.allowed, decision.policy_id, decision.service, decision.user_id) == (
+        False, INPUT_POLICY_ID, "finance", "9",
+    )  # fmt: skip
+    assert decision.reason == (
+        "Invalid input: input: duplicate key 'amount' (ambiguous JSON is refused)"
+    )
+    record = audit.tail(1)[0]
+    assert record.audit_id == decision.audit_id
+    assert (record.user_id, record.service, record.policy_id) == ("9", "finance", INPUT_POLICY_ID)
+    assert record.output == repr('{"amount": 1, "amount": 2}')
+    assert record.reason == decision.reason
+
+
+def test_record_followup_needs_an_audit_log_and_returns_its_id(
+    make_gate: Callable[..., Gate], audit: AuditLog, opa: LocalOpa
+) -> None:
+    gate = make_gate("finance")
+    refused = gate.evaluate({"type": "transfer", "amount": 5000}, {"id": "u"})
+    assert refused.audit_id is not None
+    followup_id = gate.record_followup(refused.audit_id, "escalate", "asked a manager")
+    [row] = audit._select_raw("SELECT * FROM followups")
+    assert (row["followup_id"], row["audit_id"], row["kind"], row["note"]) == (
+        followup_id, refused.audit_id, "escalate", "asked a manager",
+    )  # fmt: skip
+    bare = Gate("finance", opa_url=opa.url, audit=None)
+    with pytest.raises(AuditError, match=r"^this gate has no audit log to record a follow"):
+        bare.record_followup(refused.audit_id, "retry")
+    bare.close()
+
+
 def test_an_unserviced_gate_refuses_and_names_the_callers_service_when_trusted(
     opa: LocalOpa, audit: AuditLog
 ) -> None:
