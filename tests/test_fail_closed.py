@@ -385,6 +385,29 @@ def test_async_refuse_input_audits_who_and_what(opa: LocalOpa, audit: AuditLog) 
     assert record.reason == decision.reason
 
 
+def test_refuse_input_of_an_oversize_output_keeps_only_its_digest(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    from pygate._core import OversizeOutput
+    from pygate._input import digest_summary
+
+    raw = "x" * 5000
+    problem = OversizeOutput(5000, 100)
+    with Gate("finance", opa_url=opa.url, audit=audit) as gate:
+        sync = gate.refuse_input(problem, raw, {"id": "u1"})
+
+    async def run() -> Decision:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as agate:
+            return await agate.refuse_input(problem, raw, {"id": "u2"})
+
+    not_sync = asyncio.run(run())
+    records = audit.tail(2)
+    assert [r.audit_id for r in records] == [sync.audit_id, not_sync.audit_id]
+    assert [r.user_id for r in records] == ["u1", "u2"]
+    assert [r.output for r in records] == [digest_summary(raw)] * 2
+    assert records[0].output["not_stored"] is True
+
+
 def test_record_followup_needs_an_audit_log_and_returns_its_id(
     make_gate: Callable[..., Gate], audit: AuditLog, opa: LocalOpa
 ) -> None:
