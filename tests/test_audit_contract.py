@@ -470,3 +470,28 @@ def test_a_used_approval_restored_as_pending_is_an_issue(tmp_path: Path) -> None
         "used it"
     )
     log.close()
+
+
+def test_a_deleted_latest_anchor_with_nothing_after_it_is_named(tmp_path: Path) -> None:
+    from pygate.audit._integrity import Integrity
+    from pygate.audit._retention import prune
+
+    db = tmp_path / "a.db"
+    integrity = Integrity(str(db), checkpoint_every=0, checkpoint_seconds=0)
+    log = SqliteAuditLog(db, integrity=integrity)
+    for i in range(4):
+        log.append(Decision(allowed=True, decided_at=NOW - timedelta(days=10 - i)), {})
+    prune(log, 8, now=NOW)  # records 1..2 go: anchor 1 (checkpointed at seq 4)
+    log.append(Decision(allowed=True, decided_at=NOW - timedelta(days=5)), {})  # not due
+    prune(log, 1, now=NOW)  # records 3..5 go: anchor 2, the log is empty
+    assert [a["anchor_no"] for a in log.anchors()] == [1, 2]
+    cp = log.integrity.read_checkpoint()
+    assert cp is not None
+    assert (cp.seq, cp.anchor_no, cp.count) == (5, 2, 0)
+    raw_sql(str(db), "DELETE FROM chain_anchor WHERE anchor_no = 2", guards=False)
+    result = log.verify()
+    assert (result.ok, result.checked, result.seq, result.checkpoint_seq) == (False, 0, None, 5)
+    assert result.problem == (
+        f"retention anchor 2, recorded in the checkpoint of {cp.at}, is missing or differs"
+    )
+    log.close()
