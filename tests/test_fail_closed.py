@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,9 +360,29 @@ def test_refuse_input_audits_who_and_what(make_gate: Callable[..., Gate], audit:
     assert (decision.policy_id, decision.service, decision.user_id) == (
         INPUT_POLICY_ID, "finance", "9",
     )  # fmt: skip
+    assert decision.reason == (
+        "Invalid input: input: duplicate key 'amount' (ambiguous JSON is refused)"
+    )
     record = audit.tail(1)[0]
     assert (record.user_id, record.service) == ("9", "finance")
     assert record.output == repr('{"amount": 1, "amount": 2}')
+    assert record.reason == decision.reason
+
+
+def test_refused_input_is_masked_by_the_logs_own_patterns_or_the_defaults(
+    opa: LocalOpa, tmp_path: Path
+) -> None:
+    from pygate import SqliteAuditLog
+
+    problem = InputError("input", "not JSON")
+    log = SqliteAuditLog(tmp_path / "a.db", redact_patterns=[r"ticket-\d+"])
+    with Gate("finance", opa_url=opa.url, audit=log) as gate:
+        gate.refuse_input(problem, {"note": "ticket-42", "password": "p"}, {"id": "u1"})
+    assert log.tail(1)[0].output == repr({"note": "***", "password": "***"})
+    log.close()
+    with Gate("finance", opa_url=opa.url, audit=None) as unaudited:
+        refused = unaudited.refuse_input(problem, {"password": "p"}, {"id": "u1"})
+    assert (refused.allowed, refused.policy_id, refused.user_id) == (False, INPUT_POLICY_ID, "u1")
 
 
 def test_async_refuse_input_audits_who_and_what(opa: LocalOpa, audit: AuditLog) -> None:
