@@ -382,7 +382,10 @@ def test_refused_input_is_masked_by_the_logs_own_patterns_or_the_defaults(
     log.close()
     with Gate("finance", opa_url=opa.url, audit=None) as unaudited:
         refused = unaudited.refuse_input(problem, {"password": "p"}, {"id": "u1"})
+        decided = unaudited.evaluate({"type": "transfer", "amount": 5000}, {"id": "u2"})
     assert (refused.allowed, refused.policy_id, refused.user_id) == (False, INPUT_POLICY_ID, "u1")
+    assert (decided.allowed, decided.user_id, decided.audit_id) == (False, "u2", None)
+    assert decided.policy_id not in (None, INPUT_POLICY_ID)  # OPA's refusal, not a crash
 
 
 def test_async_refuse_input_audits_who_and_what(opa: LocalOpa, audit: AuditLog) -> None:
