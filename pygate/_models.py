@@ -109,7 +109,10 @@ class Refusal(BaseModel):
 
 def _conditions_ok(value: Any) -> bool:
     return isinstance(value, list) and all(
-        isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("op"), str)
+        isinstance(c, Condition)
+        or (
+            isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("op"), str)
+        )
         for c in value
     )
 

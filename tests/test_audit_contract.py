@@ -375,3 +375,123 @@ def test_rotate_key_creates_then_appends_a_current_key(tmp_path: Path) -> None:
     second = rotate_key(path)
     ring = Keyring.parse(path.read_text())
     assert (list(ring.keys), ring.current) == ([first, second], second)
+
+
+# --- verify against the checkpoint: the cases the chain walk cannot see ------------------------
+
+
+def test_a_forged_checkpoint_names_the_file_and_counts_the_walk(tmp_path: Path) -> None:
+    log, _ = _closed(tmp_path / "a.db", 3)
+    path = log.integrity.checkpoint_path
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "seq": 2}))  # edited: the MAC no longer matches
+    result = log.verify()
+    assert (result.ok, result.checked, result.seq, result.missing) == (False, 3, None, None)
+    assert result.problem == (
+        f"checkpoint {path} is not signed by a key of the keyring (forged or edited)"
+    )
+    log.close()
+
+
+def test_records_after_a_checkpoint_of_the_empty_log_verify(tmp_path: Path) -> None:
+    from pygate.audit._integrity import Integrity
+
+    integrity = Integrity(str(tmp_path / "a.db"), checkpoint_every=0, checkpoint_seconds=0)
+    log = SqliteAuditLog(tmp_path / "a.db", integrity=integrity)
+    cp = log.checkpoint()
+    assert cp is not None
+    assert (cp.seq, cp.count) == (0, 0)
+    _fill(log, 2)  # not due: the checkpoint still vouches for the empty log only
+    stored = log.integrity.read_checkpoint()
+    assert stored is not None
+    assert stored.seq == 0
+    result = log.verify()
+    assert (result.ok, result.checked, result.problem, result.checkpoint_seq) == (True, 2, "", 0)
+    log.close()
+
+
+def test_a_log_replaced_by_another_chain_under_the_same_key_is_named(tmp_path: Path) -> None:
+    from pygate.audit._integrity import Integrity
+
+    def shared(db: Path) -> SqliteAuditLog:
+        integrity = Integrity(
+            str(db), key_file=tmp_path / "audit.key", checkpoint_dir=tmp_path / "state"
+        )
+        return SqliteAuditLog(db, integrity=integrity)
+
+    first = shared(tmp_path / "a.db")
+    _fill(first, 4)
+    first.close()
+    other = shared(tmp_path / "b.db")  # a different chain, same key and checkpoint folder
+    _fill(other, 5)
+    result = other.verify()
+    cp = other.integrity.read_checkpoint()
+    assert cp is not None
+    assert cp.seq == 4  # the other chain never overwrote the evidence
+    assert (result.ok, result.checked, result.seq, result.missing) == (False, 5, 4, None)
+    assert result.checkpoint_seq == 4
+    assert result.problem == (
+        f"record 4 differs from the checkpoint of {cp.at}: the chain up to it was rewritten "
+        "or replaced"
+    )
+    other.close()
+
+
+def test_a_used_approval_restored_as_pending_is_an_issue(tmp_path: Path) -> None:
+    from pygate.audit._approvals import Approvals
+    from pygate.audit._base import Checked
+
+    db = tmp_path / "a.db"
+    log = SqliteAuditLog(db)
+    approvals = Approvals(log)
+    refusal = Refusal(policy_id="R", reason="review", action="require_review")
+    refused = log.append(
+        Decision(allowed=False, user_id="u1", refusals=[refusal], output_hash="h" * 64), {}
+    )
+    pending = approvals.request(refused, {})
+    assert pending is not None
+    [row] = log._select_raw("SELECT * FROM approvals")  # as pending, genuine seal
+    approvals.approve(pending.approval_id, by="rita")
+    [used] = log.append_checked(
+        [Checked(Decision(allowed=True, user_id="u1", approval_id=pending.approval_id), {})]
+    )
+    assert used is not None
+    assert log.verify().issues == ()
+    sets = ", ".join(
+        f"{c} = " + ("NULL" if row[c] is None else "'" + str(row[c]) + "'")
+        for c in ("status", "expires_at", "decided_by", "decided_at", "note", "used_audit_id",
+                  "key_id", "mac")
+    )  # fmt: skip
+    raw_sql(str(db), f"UPDATE approvals SET {sets}")
+    result = log.verify()
+    assert result.ok is False
+    assert result.problem.startswith(
+        f"approval {pending.approval_id} says pending but decision {used.audit_id} in the chain "
+        "used it"
+    )
+    log.close()
+
+
+def test_a_deleted_latest_anchor_with_nothing_after_it_is_named(tmp_path: Path) -> None:
+    from pygate.audit._integrity import Integrity
+    from pygate.audit._retention import prune
+
+    db = tmp_path / "a.db"
+    integrity = Integrity(str(db), checkpoint_every=0, checkpoint_seconds=0)
+    log = SqliteAuditLog(db, integrity=integrity)
+    for i in range(4):
+        log.append(Decision(allowed=True, decided_at=NOW - timedelta(days=10 - i)), {})
+    prune(log, 8, now=NOW)  # records 1..2 go: anchor 1 (checkpointed at seq 4)
+    log.append(Decision(allowed=True, decided_at=NOW - timedelta(days=5)), {})  # not due
+    prune(log, 1, now=NOW)  # records 3..5 go: anchor 2, the log is empty
+    assert [a["anchor_no"] for a in log.anchors()] == [1, 2]
+    cp = log.integrity.read_checkpoint()
+    assert cp is not None
+    assert (cp.seq, cp.anchor_no, cp.count) == (5, 2, 0)
+    raw_sql(str(db), "DELETE FROM chain_anchor WHERE anchor_no = 2", guards=False)
+    result = log.verify()
+    assert (result.ok, result.checked, result.seq, result.checkpoint_seq) == (False, 0, None, 5)
+    assert result.problem == (
+        f"retention anchor 2, recorded in the checkpoint of {cp.at}, is missing or differs"
+    )
+    log.close()

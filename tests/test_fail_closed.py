@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,9 +360,93 @@ def test_refuse_input_audits_who_and_what(make_gate: Callable[..., Gate], audit:
     assert (decision.policy_id, decision.service, decision.user_id) == (
         INPUT_POLICY_ID, "finance", "9",
     )  # fmt: skip
+    assert decision.reason == (
+        "Invalid input: input: duplicate key 'amount' (ambiguous JSON is refused)"
+    )
     record = audit.tail(1)[0]
     assert (record.user_id, record.service) == ("9", "finance")
     assert record.output == repr('{"amount": 1, "amount": 2}')
+    assert record.reason == decision.reason
+
+
+def test_refused_input_is_masked_by_the_logs_own_patterns_or_the_defaults(
+    opa: LocalOpa, tmp_path: Path
+) -> None:
+    from pygate import SqliteAuditLog
+
+    problem = InputError("input", "not JSON")
+    log = SqliteAuditLog(tmp_path / "a.db", redact_patterns=[r"ticket-\d+"])
+    with Gate("finance", opa_url=opa.url, audit=log) as gate:
+        gate.refuse_input(problem, {"note": "ticket-42", "password": "p"}, {"id": "u1"})
+    assert log.tail(1)[0].output == repr({"note": "***", "password": "***"})
+    log.close()
+    with Gate("finance", opa_url=opa.url, audit=None) as unaudited:
+        refused = unaudited.refuse_input(problem, {"password": "p"}, {"id": "u1"})
+        decided = unaudited.evaluate({"type": "transfer", "amount": 5000}, {"id": "u2"})
+    assert (refused.allowed, refused.policy_id, refused.user_id) == (False, INPUT_POLICY_ID, "u1")
+    assert (decided.allowed, decided.user_id, decided.audit_id) == (False, "u2", None)
+    assert decided.policy_id not in (None, INPUT_POLICY_ID)  # OPA's refusal, not a crash
+
+
+def test_async_refuse_input_audits_who_and_what(opa: LocalOpa, audit: AuditLog) -> None:
+    problem = InputError("input", "duplicate key 'amount' (ambiguous JSON is refused)")
+
+    async def run() -> Decision:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as gate:
+            return await gate.refuse_input(problem, '{"amount": 1, "amount": 2}', {"id": 9})
+
+    decision = asyncio.run(run())
+    assert (decision.allowed, decision.policy_id, decision.service, decision.user_id) == (
+        False, INPUT_POLICY_ID, "finance", "9",
+    )  # fmt: skip
+    assert decision.reason == (
+        "Invalid input: input: duplicate key 'amount' (ambiguous JSON is refused)"
+    )
+    record = audit.tail(1)[0]
+    assert record.audit_id == decision.audit_id
+    assert (record.user_id, record.service, record.policy_id) == ("9", "finance", INPUT_POLICY_ID)
+    assert record.output == repr('{"amount": 1, "amount": 2}')
+    assert record.reason == decision.reason
+
+
+def test_refuse_input_of_an_oversize_output_keeps_only_its_digest(
+    opa: LocalOpa, audit: AuditLog
+) -> None:
+    from pygate._core import OversizeOutput
+    from pygate._input import digest_summary
+
+    raw = "x" * 5000
+    problem = OversizeOutput(5000, 100)
+    with Gate("finance", opa_url=opa.url, audit=audit) as gate:
+        sync = gate.refuse_input(problem, raw, {"id": "u1"})
+
+    async def run() -> Decision:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as agate:
+            return await agate.refuse_input(problem, raw, {"id": "u2"})
+
+    not_sync = asyncio.run(run())
+    records = audit.tail(2)
+    assert [r.audit_id for r in records] == [sync.audit_id, not_sync.audit_id]
+    assert [r.user_id for r in records] == ["u1", "u2"]
+    assert [r.output for r in records] == [digest_summary(raw)] * 2
+    assert records[0].output["not_stored"] is True
+
+
+def test_record_followup_needs_an_audit_log_and_returns_its_id(
+    make_gate: Callable[..., Gate], audit: AuditLog, opa: LocalOpa
+) -> None:
+    gate = make_gate("finance")
+    refused = gate.evaluate({"type": "transfer", "amount": 5000}, {"id": "u"})
+    assert refused.audit_id is not None
+    followup_id = gate.record_followup(refused.audit_id, "escalate", "asked a manager")
+    [row] = audit._select_raw("SELECT * FROM followups")
+    assert (row["followup_id"], row["audit_id"], row["kind"], row["note"]) == (
+        followup_id, refused.audit_id, "escalate", "asked a manager",
+    )  # fmt: skip
+    bare = Gate("finance", opa_url=opa.url, audit=None)
+    with pytest.raises(AuditError, match=r"^this gate has no audit log to record a follow"):
+        bare.record_followup(refused.audit_id, "retry")
+    bare.close()
 
 
 def test_an_unserviced_gate_refuses_and_names_the_callers_service_when_trusted(

@@ -145,6 +145,7 @@ def test_a_forged_retention_anchor_is_detected(audit_db: str) -> None:
     raw_sql(audit_db, "DELETE FROM decisions WHERE seq <= 4", guards=False)
     result = log.verify()
     assert result.ok is False
+    assert (result.checked, result.seq, result.audit_id, result.missing) == (0, None, None, None)
     assert "retention anchor 1 (covering records up to 4)" in result.problem
     assert "forged without the audit key" in result.problem
     log.close()

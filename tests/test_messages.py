@@ -134,3 +134,16 @@ def test_a_malformed_explanation_never_breaks_a_refusal() -> None:
          "why": [{"field": "arguments.amount", "op": ">", "value": 5, "bound": 1}]}
     )  # fmt: skip
     assert good.why[0].text() == "arguments.amount > 1"
+
+
+def test_a_refusal_built_with_condition_objects_keeps_them() -> None:
+    # Found by issue 18's mutation tests: the lenient check accepted only dicts, so a
+    # Refusal built in Python with Condition objects silently lost its explanation.
+    from pygate._models import Condition
+
+    over = Condition(field="arguments.amount", op=">", value=5, bound=1)
+    under = Condition(field="arguments.amount", op="<=", bound=1)
+    r = Refusal(policy_id="P", reason="r", action="a", why=[over], would_pass=[under])
+    assert r.why == [over]
+    assert r.would_pass == [under]
+    assert Refusal(policy_id="P", reason="r", action="a", why=[over, 5]).why == []

