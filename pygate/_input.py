@@ -163,6 +163,8 @@ def compact_size(value: Any) -> int:
 
 
 def _compact(value: Any) -> bytes:
+    # (mutants ensure_ascii=None and "UTF-8" are equivalent: None is falsy, codec names
+    # ignore case)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8", "surrogatepass"
     )
@@ -173,6 +175,8 @@ def digest_summary(value: Any) -> dict[str, Any]:
     try:
         raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else _compact(value)
     except (TypeError, ValueError, RecursionError):
+        # (repr escapes lone surrogates, so the error handler never runs: its mutants, a
+        # larger limit and "UTF-8" are equivalent)
         raw = safe_repr(value, 10**9).encode("utf-8", "surrogatepass")
     return {"not_stored": True, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
 

@@ -253,6 +253,8 @@ def test_no_invisible_character_makes_a_second_id(base: str, junk: str, where: i
     [
         ('{"a": 1, "a": 2}', "duplicate key 'a'"),
         ('{"x": {"amount": 1, "amount": 2}}', "duplicate key 'amount'"),
+        # the key named is the one repeated, not merely the first one read
+        ('{"to": "a", "amount": 1, "memo": "m", "amount": 2}', "duplicate key 'amount'"),
         ('{"a": NaN}', "NaN is not a JSON number"),
         ('{"a": -Infinity}', "-Infinity is not a JSON number"),
         ("[" * 100_000 + "]" * 100_000, "nested deeper"),
@@ -281,3 +283,17 @@ def test_policy_data_with_duplicate_keys_is_rejected(tmp_path: Path) -> None:
     path.write_text('{"daily_quota": 100, "daily_quota": 100000}')
     with pytest.raises(PolicyDataError, match="duplicate key 'daily_quota'"):
         load_policy_data(path)
+
+
+@pytest.mark.parametrize(
+    ("uid", "problem"),
+    [
+        (" ana", "has surrounding whitespace"),
+        ("an\u200ba", "holds an invisible or control character U+200B"),
+        ("\uff41\uff4e\uff41", "is not in Unicode NFKC form"),
+    ],
+)
+def test_a_refused_user_id_says_what_is_wrong(uid: str, problem: str) -> None:
+    with pytest.raises(InputError) as info:
+        check_user_id(uid)
+    assert (info.value.field, info.value.problem) == ("user.id", problem)
