@@ -485,3 +485,21 @@ def test_verify_result_defaults() -> None:
     result = VerifyResult(ok=True, checked=0)
     assert (result.seq, result.audit_id, result.problem, result.missing) == (None, None, "", None)
     assert (result.checkpoint_seq, result.issues) == (0, ())
+
+
+def test_the_hashed_form_of_a_record_is_compact_sorted_json() -> None:
+    """Logs written earlier must keep verifying: the canonical form hashed into the chain
+    is JSON without spaces, so a change of separators would break every old log."""
+    from pygate.audit._base import COLUMNS, canonical
+
+    row = {c: None for c in COLUMNS} | {COLUMNS[0]: "a b", COLUMNS[1]: 2}
+    text = canonical(row)
+    assert text == json.dumps([row[c] for c in COLUMNS], separators=(",", ":"))
+
+
+def test_a_stored_value_with_nan_is_sorted_json_with_the_number_named() -> None:
+    from pygate.audit._base import _stored_json
+
+    assert _stored_json({"b": float("nan"), "a": [float("-inf"), 1]}) == (
+        '{"a": ["-Infinity", 1], "b": "NaN"}'
+    )

@@ -186,6 +186,7 @@ def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its JSON-ish name."""
     if isinstance(value, float) and not math.isfinite(value):
         # value is +-inf here: "> 0" and any finite bound are the same test
+        # (only non-finite floats reach here, so any bound in [-inf, inf) reads the same)
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
@@ -321,6 +322,8 @@ class AuditLog(ABC):
         checks: list[list[Check]] | None = None,
     ) -> list[int]:
         """``_insert`` for asyncio callers (a backend may avoid the worker thread)."""
+        # (SQLite overrides this; the PostgreSQL tests, which ./dev mutation does not run,
+        # are the ones that can see it)
         return await asyncio.to_thread(self._insert, rows, releases, checks)
 
     def _execute(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
