@@ -163,7 +163,8 @@ def canonical(row: dict[str, Any]) -> str:
 
     EXTRA_COLUMNS join the hash only when set, so logs written before they existed verify.
     """
-    # (values are scalars, JSON kept as text: sort_keys cannot matter, its mutant is equivalent)
+    # (values are a list of scalars, JSON kept as text: sort_keys and the key separator
+    # cannot matter, their mutants are equivalent; the item separator is pinned by a test)
     values = [row[c] for c in COLUMNS]
     used = [any(row.get(c) is not None for c in g) for g in EXTRA_GENERATIONS]
     if any(used):
