@@ -399,7 +399,8 @@ class _BaseGate:
         )
 
     def _fallback(self, prepared: _Prepared, exc: EngineError, started: float) -> Decision:
-        log.warning("policy engine failure, refusing: %s", exc)
+        # The rule that answered (decision or batch) is in the log, not in the refusal.
+        log.warning("policy engine failure at %s, refusing: %s", exc.policy_path or "?", exc)
         return _core.fallback_decision(
             exc,
             service=prepared.service,

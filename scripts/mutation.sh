@@ -26,7 +26,7 @@ cd "$root"
 # module -> the test files that exercise it (targeted: each file must be able to kill).
 declare -A MAP=(
   [pygate/_core.py]="tests/test_batch.py tests/test_faults.py tests/test_input.py tests/test_input_strict.py tests/test_fail_closed.py"
-  [pygate/_gate.py]="tests/test_batch.py tests/test_faults.py tests/test_gate.py tests/test_input.py tests/test_input_strict.py tests/test_quota.py tests/test_approvals.py tests/test_integrity.py tests/test_actions.py tests/test_fail_closed.py"
+  [pygate/_gate.py]="tests/test_batch.py tests/test_faults.py tests/test_gate.py tests/test_input.py tests/test_input_strict.py tests/test_quota.py tests/test_approvals.py tests/test_integrity.py tests/test_actions.py tests/test_fail_closed.py tests/test_gate_wiring.py"
   [pygate/_input.py]="tests/test_input.py tests/test_input_strict.py tests/test_batch.py tests/test_fail_closed.py"
   [pygate/audit/_base.py]="tests/test_audit_log.py tests/test_group_commit.py tests/test_audit.py tests/test_integrity.py tests/test_quota.py tests/test_redaction.py tests/test_approvals.py tests/test_audit_contract.py"
   [pygate/audit/_integrity.py]="tests/test_audit_keys.py tests/test_integrity.py tests/test_trust.py tests/test_audit_contract.py"
