@@ -134,6 +134,7 @@ def test_a_batch_failure_names_the_batch_entry_point(
     assert "data.pygate.gate.decision is undefined" in one.reason
     # One item of a batch breaking the contract: the log names the rule that answered.
     broken = _envelope({"decisions": [{**ALLOW, "allowed": "yes"}]})
+    caplog.clear()
     with (
         Gate("finance", opa_url=fake_opa(body=broken), audit=audit) as gate,
         caplog.at_level(logging.WARNING, logger="pygate"),
