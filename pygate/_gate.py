@@ -66,8 +66,11 @@ class _Prepared:
         self.output = document["output"]
         self.service = service
         self.user_id = user_id
+        # Reset by ``_quota_keys`` before any use (mutating it is an equivalent mutant).
         self.day = today()
-        #: The daily-quota usage OPA was asked with (``None``: not counted).
+        #: The daily-quota usage OPA was asked with (``None``: not counted). Reset by
+        #: ``_quota_keys`` and only read where an audit log set it: another initial value is
+        #: an equivalent mutant.
         self.usage: int | None = None
         #: Ask with the committed figure only (its last quota refusal did not stand).
         self.exact = False
@@ -160,6 +163,7 @@ class _BaseGate:
         else:
             self.audit = open_audit(audit, *redaction, **options)
         self._bundle_high: tuple[str, str] | None = None
+        # Read only once ``_bundle_high`` is set, and set with it (any start: equivalent).
         self._bundle_high_at = 0.0
         self.approvals: Approvals | None = None
         self._flight_lock = threading.Lock()
@@ -274,6 +278,7 @@ class _BaseGate:
     ) -> list[int]:
         """Store this round's audited decisions; return the items to decide again."""
         again = []
+        # ``strict``: a guard only; ``written`` is built from these very items.
         for index, decision in zip(todo, written, strict=True):
             if decision is None:
                 again.append(index)
@@ -585,6 +590,7 @@ def _checked(entries: list[_Entry]) -> list[Checked]:
 
 def _mark_exact(entries: list[_Entry], written: list[Decision | None]) -> None:
     """A quota refusal that did not stand is asked again with the committed figure only."""
+    # ``strict``: a guard only; ``written`` is built from these very entries.
     for entry, decision in zip(entries, written, strict=True):
         if decision is None and entry.prepared is not None:
             entry.prepared.exact = _quota_refusal(entry)
@@ -721,6 +727,7 @@ class Gate(_BaseGate):
             fail-closed refusal (each audited).
         """
         started = time.perf_counter()
+        # ``single`` is only tested for truth (``None`` for ``False``: an equivalent mutant).
         return self._settle(self._prepare_many(items), started, single=False)
 
     def _settle(
@@ -913,6 +920,7 @@ class AsyncGate(_BaseGate):
     async def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Async ``Gate.evaluate_many``: one request to OPA, one audit transaction."""
         started = time.perf_counter()
+        # ``single`` is only tested for truth (see ``Gate.evaluate_many``).
         return await self._settle(self._prepare_many(items), started, single=False)
 
     async def _settle(

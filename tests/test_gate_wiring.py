@@ -292,3 +292,13 @@ def test_a_contended_refusal_keeps_its_input_document(
         assert record.opa_input is not None
         assert record.opa_input["user"] == {"id": user}
         assert record.opa_input["context"]["service"] == "assistant"
+
+
+def test_a_bad_batch_item_names_its_field_exactly(make_gate: Callable[..., Gate]) -> None:
+    """The item's index is put in front of the field as it is: a key that ends in a space
+    is that key (a field name trimmed of it would name a different key)."""
+    bad = {"type": "text", "text": "x", "note ": float("nan")}
+    [good, refused] = make_gate("finance").evaluate_many([(SMALL, ANALYST), (bad, ANALYST)])
+    assert good.allowed
+    assert refused.policy_id == INPUT_POLICY_ID
+    assert refused.reason == "Invalid input: items[1].output.note : nan is not a JSON number"
