@@ -315,6 +315,7 @@ class _BaseGate:
             return digest_summary(output)
         value = output
         if isinstance(output, BaseModel):
+            # pydantic reads any mode but "json" as python: a mutated literal is equivalent.
             value = output.model_dump(mode="python")
         elif not isinstance(output, (dict, list, tuple, str, int, float, bool, type(None))):
             attrs = getattr(output, "__dict__", None)

@@ -302,3 +302,31 @@ def test_a_bad_batch_item_names_its_field_exactly(make_gate: Callable[..., Gate]
     assert good.allowed
     assert refused.policy_id == INPUT_POLICY_ID
     assert refused.reason == "Invalid input: items[1].output.note : nan is not a JSON number"
+
+
+def test_async_bad_input_is_refused_naming_its_field(opa: LocalOpa, audit: AuditLog) -> None:
+    async def run() -> Decision:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as gate:
+            return await gate.evaluate(SMALL, {"id": " ana"})
+
+    decision = asyncio.run(run())
+    assert (decision.allowed, decision.policy_id) == (False, INPUT_POLICY_ID)
+    assert decision.reason == "Invalid input: user.id: has surrounding whitespace"
+    assert audit.tail(1)[0].reason == decision.reason
+
+
+def test_a_finished_batch_leaves_no_task_behind(opa: LocalOpa, audit: AuditLog) -> None:
+    """The gate holds each batch task while it runs (asyncio keeps only a weak reference)
+    and lets it go when done: nothing accumulates across calls."""
+
+    async def run() -> tuple[list[Decision], int]:
+        async with AsyncGate("finance", opa_url=opa.url, audit=audit) as gate:
+            decisions = list(await asyncio.gather(*(gate.evaluate(SMALL, ANALYST) for _ in "ab")))
+            decisions.append(await gate.evaluate(SMALL, ANALYST))
+            for _ in range(3):  # the done-callbacks run after the callers resume
+                await asyncio.sleep(0)
+            return decisions, len(gate._batches)
+
+    decisions, left = asyncio.run(run())
+    assert [d.allowed for d in decisions] == [True, True, True]
+    assert left == 0
