@@ -166,6 +166,10 @@ def test_a_newer_bundle_moves_the_mark_so_the_one_before_is_refused(
         (False, BUNDLE_POLICY_ID),
     ]
     assert f"older than {NEW_REV}" in decided[2].reason
+    record = audit.tail(1)[0]  # the refusal is stored with what was asked, as any other
+    assert (record.policy_id, record.output) == (BUNDLE_POLICY_ID, SMALL)
+    assert record.opa_input is not None
+    assert record.opa_input["user"]["id"] == ANALYST["id"]
 
 
 def test_the_revision_mark_is_read_once_per_cache_period(
@@ -330,3 +334,19 @@ def test_a_finished_batch_leaves_no_task_behind(opa: LocalOpa, audit: AuditLog) 
     decisions, left = asyncio.run(run())
     assert [d.allowed for d in decisions] == [True, True, True]
     assert left == 0
+
+
+def test_failed_approval_book_keeping_names_the_decision(
+    make_gate: Callable[..., Gate], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review request cannot be opened: the refusal stands, and the log says for which
+    audited decision (``audit`` fixture: tmp_path/audit.db)."""
+    from tests.conftest import raw_sql
+
+    gate = make_gate("assistant")
+    raw_sql(str(tmp_path / "audit.db"), "DROP TABLE approvals")
+    with caplog.at_level(logging.ERROR, logger="pygate"):
+        decision = gate.evaluate({"type": "tool_call", "action": "delete_records"}, ANALYST)
+    assert (decision.allowed, decision.policy_id) == (False, "AST-002")
+    assert decision.audit_id is not None
+    assert f"approval book-keeping failed for {decision.audit_id}: " in caplog.text
