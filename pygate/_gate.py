@@ -259,6 +259,8 @@ class _BaseGate:
 
     def _quota_keys(self, prepared: list[_Prepared]) -> list[tuple[str, str]]:
         for item in prepared:
+            # ``_use_quota`` sets it next; only a failed quota read leaves it (the items are
+            # then refused unasked), so another "not counted" value is equivalent.
             item.usage = None
             item.day = today()
         return [(p.user_id, p.day) for p in prepared]
