@@ -51,6 +51,7 @@ def test_a_log_the_gate_opens_masks_with_the_configured_keys_and_patterns(
         audit_db=str(db),
         redact_keys=["memo"],
         redact_patterns=[r"ticket-\d+"],
+        audit_key_file=str(tmp_path / "keys" / "audit.key"),
     )
     output = {"type": "text", "text": "see ticket-42", "memo": "between us"}
     with Gate(settings=settings, audit=True if how == "configured" else db) as gate:
@@ -59,6 +60,9 @@ def test_a_log_the_gate_opens_masks_with_the_configured_keys_and_patterns(
         record = gate.audit.tail(1)[0]
     assert record.audit_id == decision.audit_id
     assert record.output == {"type": "text", "text": "see ***", "memo": "***"}
+    # ... and the settings' audit options: the key lives where they say, not beside the log
+    assert (tmp_path / "keys" / "audit.key").exists()
+    assert not (tmp_path / "a.db.state" / "audit.key").exists()
 
 
 def test_audit_false_means_no_log(opa: LocalOpa) -> None:
@@ -229,10 +233,13 @@ def test_the_async_gate_times_out_on_a_hanging_opa(
     assert "EngineTimeout" in decision.reason
 
 
-def test_the_async_gate_on_the_inprocess_engine_takes_data_and_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["inprocess", "sidecar"])
+def test_the_async_gate_on_its_own_engine_takes_policy_data(tmp_path: Path, engine: str) -> None:
+    """``data=`` reaches the engine the gate starts itself: in-process or the embedded OPA."""
     from tests.test_inprocess import _library_or_skip
 
-    _library_or_skip()
+    if engine == "inprocess":
+        _library_or_skip()
     pkg = tmp_path / "mine" / "shop"
     pkg.mkdir(parents=True)
     (pkg / "shop.rego").write_text(
@@ -243,8 +250,11 @@ def test_the_async_gate_on_the_inprocess_engine_takes_data_and_timeout(tmp_path:
 
     async def run() -> list[Decision]:
         async with AsyncGate(
-            "shop", engine="inprocess", policy_dir=tmp_path, data=services, audit=None, timeout=30
+            "shop", engine=engine, policy_dir=tmp_path, data=services, audit=None, timeout=30
         ) as gate:
+            # in-process means no OPA process; the sidecar is the embedded one
+            assert (gate.local_opa is None) is (engine == "inprocess")
+            assert (gate.engine is not None) is (engine == "inprocess")
             return [
                 await gate.evaluate({"type": "refund"}, {"id": "u1"}),
                 await gate.evaluate({"type": "sale"}, {"id": "u1"}),
