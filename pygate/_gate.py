@@ -162,8 +162,9 @@ class _BaseGate:
             self.audit = audit
         else:
             self.audit = open_audit(audit, *redaction, **options)
+        # The cached mark and when it was read; a start of 0.0 is older than any cache period,
+        # so whatever the first mark starts as, the store is read (an equivalent mutant).
         self._bundle_high: tuple[str, str] | None = None
-        # Read only once ``_bundle_high`` is set, and set with it (any start: equivalent).
         self._bundle_high_at = 0.0
         self.approvals: Approvals | None = None
         self._flight_lock = threading.Lock()
