@@ -48,12 +48,6 @@ if [ -z "${PYGATE_OPA_BIN:-}" ]; then
   PYGATE_OPA_BIN="$(cat .tools/opa-path)"
 fi
 export PYGATE_OPA_BIN
-# The in-process engine's library lives in the checkout's .tools/ (ignored, so not in the copy):
-# name it, or every in-process test skips there and kills nothing.
-if [ -z "${PYGATE_OPA_LIB:-}" ]; then
-  PYGATE_OPA_LIB="$(.venv/bin/python -c 'from pygate.engine._inprocess import find_inprocess_library as f; print(f())' 2>/dev/null || true)"
-fi
-[ -n "${PYGATE_OPA_LIB:-}" ] && export PYGATE_OPA_LIB
 unset PYGATE_TEST_POSTGRES_URL  # SQLite only: the PostgreSQL tests skip
 # A loaded machine must not turn a decision into an engine timeout (a false "killed"):
 # gates built without an explicit timeout wait up to 20 s; the timeout tests pass their own.
