@@ -66,8 +66,11 @@ class _Prepared:
         self.output = document["output"]
         self.service = service
         self.user_id = user_id
+        # Reset by ``_quota_keys`` before any use (mutating it is an equivalent mutant).
         self.day = today()
-        #: The daily-quota usage OPA was asked with (``None``: not counted).
+        #: The daily-quota usage OPA was asked with (``None``: not counted). Reset by
+        #: ``_quota_keys`` and only read where an audit log set it: another initial value is
+        #: an equivalent mutant.
         self.usage: int | None = None
         #: Ask with the committed figure only (its last quota refusal did not stand).
         self.exact = False
@@ -159,6 +162,8 @@ class _BaseGate:
             self.audit = audit
         else:
             self.audit = open_audit(audit, *redaction, **options)
+        # The cached mark and when it was read; a start of 0.0 is older than any cache period,
+        # so whatever the first mark starts as, the store is read (an equivalent mutant).
         self._bundle_high: tuple[str, str] | None = None
         self._bundle_high_at = 0.0
         self.approvals: Approvals | None = None
@@ -234,6 +239,9 @@ class _BaseGate:
         with self._flight_lock:
             for item in prepared:
                 key = (item.user_id, item.day)
+                # Counting other calls' in-flight requests (not only this call's) saves rounds
+                # under concurrency; the audit's claim check keeps decisions right either way,
+                # so a mutant that always counts ``ahead`` is equivalent in every decision.
                 item.usage = used[key] + (ahead[key] if item.exact else self._in_flight[key])
                 self._in_flight[key] += 1
                 ahead[key] += 1
@@ -252,6 +260,8 @@ class _BaseGate:
 
     def _quota_keys(self, prepared: list[_Prepared]) -> list[tuple[str, str]]:
         for item in prepared:
+            # ``_use_quota`` sets it next; only a failed quota read leaves it (the items are
+            # then refused unasked), so another "not counted" value is equivalent.
             item.usage = None
             item.day = today()
         return [(p.user_id, p.day) for p in prepared]
@@ -274,6 +284,7 @@ class _BaseGate:
     ) -> list[int]:
         """Store this round's audited decisions; return the items to decide again."""
         again = []
+        # ``strict``: a guard only; ``written`` is built from these very items.
         for index, decision in zip(todo, written, strict=True):
             if decision is None:
                 again.append(index)
@@ -310,6 +321,7 @@ class _BaseGate:
             return digest_summary(output)
         value = output
         if isinstance(output, BaseModel):
+            # pydantic reads any mode but "json" as python: a mutated literal is equivalent.
             value = output.model_dump(mode="python")
         elif not isinstance(output, (dict, list, tuple, str, int, float, bool, type(None))):
             attrs = getattr(output, "__dict__", None)
@@ -399,7 +411,8 @@ class _BaseGate:
         )
 
     def _fallback(self, prepared: _Prepared, exc: EngineError, started: float) -> Decision:
-        log.warning("policy engine failure, refusing: %s", exc)
+        # The rule that answered (decision or batch) is in the log, not in the refusal.
+        log.warning("policy engine failure at %s, refusing: %s", exc.policy_path or "?", exc)
         return _core.fallback_decision(
             exc,
             service=prepared.service,
@@ -584,6 +597,7 @@ def _checked(entries: list[_Entry]) -> list[Checked]:
 
 def _mark_exact(entries: list[_Entry], written: list[Decision | None]) -> None:
     """A quota refusal that did not stand is asked again with the committed figure only."""
+    # ``strict``: a guard only; ``written`` is built from these very entries.
     for entry, decision in zip(entries, written, strict=True):
         if decision is None and entry.prepared is not None:
             entry.prepared.exact = _quota_refusal(entry)
@@ -720,6 +734,7 @@ class Gate(_BaseGate):
             fail-closed refusal (each audited).
         """
         started = time.perf_counter()
+        # ``single`` is only tested for truth (``None`` for ``False``: an equivalent mutant).
         return self._settle(self._prepare_many(items), started, single=False)
 
     def _settle(
@@ -754,6 +769,8 @@ class Gate(_BaseGate):
                 self._use_quota(prepared, self.audit.quota_used(keys))
             except AuditError as exc:
                 return _unreserved(prepared, exc)
+        # Work overlapped with OPA's evaluation, for speed only: without it the record works
+        # the same redaction out itself (dropping it is an equivalent mutant; benchmarks/).
         meanwhile = self._meanwhile(prepared)
         try:
             if single:
@@ -770,7 +787,11 @@ class Gate(_BaseGate):
 
     def _meanwhile(self, prepared: list[_Prepared]) -> Callable[[], None] | None:
         """What to do while OPA evaluates: redact the documents as their records store them
-        (most of a record's cost), so only the decision's own fields are left for after."""
+        (most of a record's cost), so only the decision's own fields are left for after.
+
+        Speed only: a missing or empty ``stored`` makes the record work it out itself, so
+        mutants that skip or blank this work are equivalent in every record (benchmarks/).
+        """
         audit = self.audit
         for item in prepared:
             item.stored = None  # a document sent again may differ (approvals re-read)
@@ -912,6 +933,7 @@ class AsyncGate(_BaseGate):
     async def evaluate_many(self, items: Iterable[Any]) -> list[Decision]:
         """Async ``Gate.evaluate_many``: one request to OPA, one audit transaction."""
         started = time.perf_counter()
+        # ``single`` is only tested for truth (see ``Gate.evaluate_many``).
         return await self._settle(self._prepare_many(items), started, single=False)
 
     async def _settle(

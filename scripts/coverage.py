@@ -3,7 +3,8 @@
 import json
 import sys
 
-report = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as source:
+    report = json.load(source)
 for name, f in sorted(report.get("files", {}).items()):
     if not name.endswith("_test.rego"):
         print(f"  {f.get('coverage', 0):6.1f} %  {name}")

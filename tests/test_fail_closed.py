@@ -527,6 +527,9 @@ def test_an_unreadable_quota_refuses_each_item_with_its_user(
             (False, AUDIT_POLICY_ID, "assistant", "q1"),
             (False, AUDIT_POLICY_ID, "assistant", "q2"),
         ]
+        assert {d.reason for d in decisions} == {  # the store's own words
+            "The decision could not be audited (disk on fire); refused to be safe"
+        }
 
 
 # --- the async batch counts the quota ---------------------------------------------------------
