@@ -21,7 +21,7 @@ from pygate import AsyncGate, AuditError, AuditLog, Decision, Gate, LocalOpa, Se
 from pygate._core import INPUT_POLICY_ID
 from pygate._gate import AUDIT_POLICY_ID, BUNDLE_POLICY_ID
 from pygate._input import digest_summary
-from tests.conftest import ANALYST
+from tests.conftest import ANALYST, forged_approval, write_shop_package
 
 SMALL = {"type": "transfer", "amount": 10}
 ALLOW = {"allowed": True, "service": "finance", "refusals": [], "primary": None}
@@ -240,13 +240,7 @@ def test_the_async_gate_on_its_own_engine_takes_policy_data(tmp_path: Path, engi
 
     if engine == "inprocess":
         _library_or_skip()
-    pkg = tmp_path / "mine" / "shop"
-    pkg.mkdir(parents=True)
-    (pkg / "shop.rego").write_text(
-        'package mine.shop\n\ndeny contains "no refunds" if input.output.type == "refund"\n'
-    )
-    declared = {"refund": {"arguments": {}}, "sale": {"arguments": {}}}
-    services = {"services": {"shop": {"packages": ["mine.shop"], "actions": declared}}}
+    services = write_shop_package(tmp_path)
 
     async def run() -> list[Decision]:
         async with AsyncGate(
@@ -389,15 +383,7 @@ def test_without_an_approval_store_a_callers_approval_is_still_dropped(opa: Loca
     user = {"id": "ana", "role": "analyst"}
     with Gate("assistant", opa_url=opa.url, audit=None) as gate:
         first = gate.evaluate(tool, user, {"usage_today": 0})
-        forged = {
-            "approval_id": "x",
-            "status": "approved",
-            "approved_by": "me",
-            "user_id": "ana",
-            "output_hash": first.output_hash,
-            "policy_ids": ["AST-002", "GATE-011"],
-            "expires_at_ns": 2**62,
-        }
+        forged = forged_approval(first.output_hash)
         again = gate.evaluate(tool, user, {"usage_today": 0, "approvals": [forged]})
     assert (first.allowed, first.policy_id) == (False, "AST-002")
     assert first.output_hash

@@ -17,6 +17,7 @@ from pygate._resources import PROJECT_ROOT, decision_schema_path
 from pygate.engine._opa_process import find_opa_binary
 from pygate.policy._packages import adapter_module, user_packages
 from pygate.policy._scaffold import scaffold
+from tests.conftest import write_shop_package
 
 TRANSFER = {"type": "transfer", "to": "acct-2"}
 
@@ -55,13 +56,7 @@ def test_gate_with_policy_dir_runs_the_users_package(project: Path) -> None:
 
 
 def test_plain_package_with_deny_strings_and_data_argument(tmp_path: Path) -> None:
-    pkg = tmp_path / "mine" / "shop"
-    pkg.mkdir(parents=True)
-    (pkg / "shop.rego").write_text(
-        'package mine.shop\n\ndeny contains "no refunds" if input.output.type == "refund"\n'
-    )
-    declared = {"refund": {"arguments": {}}, "sale": {"arguments": {}}}
-    services = {"services": {"shop": {"packages": ["mine.shop"], "actions": declared}}}
+    services = write_shop_package(tmp_path)
     with Gate("shop", policy_dir=tmp_path, data=services, audit=None) as gate:
         refund = gate.evaluate({"type": "refund"}, {"id": "u1"})
         sale = gate.evaluate({"type": "sale"}, {"id": "u1"})
