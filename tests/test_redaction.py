@@ -26,8 +26,8 @@ from pygate.audit._redact import (
     luhn,
     masks_key,
     redact,
+    redact_text,
     redact_with_paths,
-    redacted_paths,
 )
 from tests.test_trust import _opa_events
 
@@ -243,6 +243,27 @@ _JSON = st.recursive(
 def test_masks_key_matches_the_stated_rule(key: str) -> None:
     names = key_names(DEFAULT_REDACT_KEYS)
     assert masks_key(key, names) == _reference_masks_key(key, names)
+
+
+def redacted_paths(
+    value: object, names: frozenset[str], pattern: re.Pattern[str] | None, at: str = ""
+) -> list[str]:
+    """The reference: where ``redact`` changes ``value``, walked on its own (the separate
+    walk the audit used before ``redact_with_paths``)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{at}.{k}" if at else str(k)
+            if isinstance(k, str) and masks_key(k, names):
+                found.append(where)
+            else:
+                found += redacted_paths(v, names, pattern, where)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += redacted_paths(v, names, pattern, f"{at}.{i}" if at else str(i))
+    elif isinstance(value, str) and redact_text(value, pattern) != value:
+        found.append(at)
+    return found
 
 
 @given(document=st.dictionaries(_KEYS, _JSON, max_size=4))

@@ -186,7 +186,6 @@ def _stored_json(masked: Any) -> str:
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its JSON-ish name."""
     if isinstance(value, float) and not math.isfinite(value):
-        # value is +-inf here: "> 0" and any finite bound are the same test
         # (only non-finite floats reach here, so any bound in [-inf, inf) reads the same)
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
@@ -551,7 +550,7 @@ class AuditLog(ABC):
 
         ``{"user": ..., "context": ..., "redacted": [paths]}``: the document redacted as the
         output is, minus ``output`` (stored in its own column, redacted alike), and where
-        redaction changed it (``redacted_paths``), so a replay never decides on a mask.
+        redaction changed it (``redact_with_paths``), so a replay never decides on a mask.
         """
         if document is None:
             return None

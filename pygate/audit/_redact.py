@@ -157,8 +157,10 @@ def redact_names(value: Any, names: frozenset[str], pattern: re.Pattern[str] | N
 def redact_with_paths(
     value: Any, names: frozenset[str], pattern: re.Pattern[str] | None
 ) -> tuple[Any, list[str]]:
-    """``redact_names`` and ``redacted_paths`` of ``value`` in one walk (each string is
-    scanned once): the redacted copy, and where redaction changed it."""
+    """``redact_names`` of ``value`` and where it changed ``value``, in one walk (each string
+    is scanned once): the redacted copy, and its dotted paths (``output.card``,
+    ``user.tags.0``). A record whose replay input has such a path cannot be replayed by a
+    policy that reads it (``pygate._replay``)."""
     found: list[str] = []
     return _redact_at(value, names, pattern, "", found), found
 
@@ -187,30 +189,6 @@ def _redact_at(
             found.append(at)
         return masked
     return value
-
-
-def redacted_paths(
-    value: Any, names: frozenset[str], pattern: re.Pattern[str] | None, at: str = ""
-) -> list[str]:
-    """Where ``redact`` changes ``value``: dotted paths (``output.card``, ``user.tags.0``).
-
-    ``names`` are normalised key names (``key_names``). A record whose replay input has such
-    a path cannot be replayed by a policy that reads it (``pygate._replay``).
-    """
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            where = f"{at}.{k}" if at else str(k)
-            if isinstance(k, str) and masks_key(k, names):
-                found.append(where)
-            else:
-                found += redacted_paths(v, names, pattern, where)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found += redacted_paths(v, names, pattern, f"{at}.{i}" if at else str(i))
-    elif isinstance(value, str) and redact_text(value, pattern) != value:
-        found.append(at)
-    return found
 
 
 def _redact(value: Any, names: frozenset[str], pattern: re.Pattern[str] | None) -> Any:
